@@ -1,0 +1,1 @@
+"""The `systemconfig.json` model and its loader."""
