@@ -1,0 +1,50 @@
+"""meterd's one exception hierarchy.
+
+Each class's docstring is its default message; the HTTP layer maps classes to
+status codes in one place (`meterd.http.errors`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MeterdError(Exception):
+    """Something went wrong in meterd."""
+
+    def __init__(self, message: str | None = None, **details: Any) -> None:
+        self.message = message or (type(self).__doc__ or "").strip()
+        self.details = details
+        super().__init__(self.message)
+
+
+class InvalidRequest(MeterdError):
+    """The request is not valid."""
+
+
+class NotFound(MeterdError):
+    """Not found."""
+
+
+class Unauthorized(MeterdError):
+    """A valid API key is required: send it in `x-apikey` or `Authorization: Bearer`."""
+
+
+class PayloadTooLarge(MeterdError):
+    """The request body is too large."""
+
+
+class BatchTooLarge(MeterdError):
+    """The batch holds more events than maxBatchSize allows."""
+
+
+class ValidationFailed(MeterdError):
+    """Some events are invalid; nothing was stored."""
+
+
+class StorageUnavailable(MeterdError):
+    """The database cannot be reached or written; nothing was stored. Retry later."""
+
+
+class SchemaTooNew(MeterdError):
+    """The database was migrated by a newer meterd; upgrade meterd first."""

@@ -1,0 +1,19 @@
+"""Server settings: built once by the CLI from flags and METERD_* variables, then passed in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_DATABASE_URL = "sqlite:///./meterd.db"
+DEFAULT_CONFIG_PATH = "./systemconfig.json"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Plain keys from METERD_API_KEYS, accepted besides the hashed keys in the database.
+    api_keys: tuple[str, ...] = ()
+    # Bodies above this are refused with 413 before they are parsed.
+    max_body_bytes: int = 5_000_000
