@@ -1,0 +1,1 @@
+"""The embedded SQLite backend (WAL, one writer thread, read-only readers)."""

@@ -1,0 +1,182 @@
+"""The one SQLite writer: a thread that runs every write, with group commit.
+
+Concurrent ingest requests queue up while a transaction commits; the next
+transaction takes all of them at once, so the cost of the commit (an fsync)
+is shared. Each request is answered only after its transaction committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from meterd.errors import StorageUnavailable
+from meterd.ingest import NewEvent
+
+T = TypeVar("T")
+IngestFn = Callable[[sqlite3.Connection, Sequence[NewEvent]], list[bool]]
+
+# Bounds one transaction, so a flood of requests still commits often.
+MAX_GROUP_EVENTS = 20_000
+
+
+class _Job:
+    __slots__ = ("loop", "future")
+
+    def __init__(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.future: asyncio.Future[Any] = self.loop.create_future()
+
+    def resolve(self, result: Any) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, result, None)
+
+    def fail(self, error: BaseException) -> None:
+        self.loop.call_soon_threadsafe(_settle, self.future, None, error)
+
+
+class _IngestJob(_Job):
+    __slots__ = ("events",)
+
+    def __init__(self, events: Sequence[NewEvent]) -> None:
+        super().__init__()
+        self.events = events
+
+
+class _CallJob(_Job):
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+        super().__init__()
+        self.fn = fn
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+_STOP = object()
+
+
+class Writer:
+    """Owns the single read-write connection; every write goes through here."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], ingest: IngestFn) -> None:
+        self._connect = connect
+        self._ingest = ingest
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="meterd-sqlite-writer", daemon=True)
+        # Committed transactions, for tests and benchmarks to see group commit at work.
+        self.transactions = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish every queued write, then close the connection."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+
+    async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        job = _IngestJob(events)
+        self._queue.put(job)
+        result: list[bool] = await job.future
+        return result
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(connection)` in a transaction of its own."""
+        job = _CallJob(fn)
+        self._queue.put(job)
+        result: T = await job.future
+        return result
+
+    def _run(self) -> None:
+        conn = self._connect()
+        try:
+            while True:
+                jobs, stop = self._take_jobs()
+                ingest_jobs = [job for job in jobs if isinstance(job, _IngestJob)]
+                if ingest_jobs:
+                    self._run_ingest(conn, ingest_jobs)
+                for job in jobs:
+                    if isinstance(job, _CallJob):
+                        self._run_call(conn, job)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _take_jobs(self) -> tuple[list[_Job], bool]:
+        """Block for one job, then take whatever else is already queued."""
+        jobs: list[_Job] = []
+        events = 0
+        item = self._queue.get()
+        while True:
+            if item is _STOP:
+                return jobs, True
+            assert isinstance(item, _Job)
+            jobs.append(item)
+            if isinstance(item, _IngestJob):
+                events += len(item.events)
+            if events >= MAX_GROUP_EVENTS:
+                return jobs, False
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return jobs, False
+
+    def _run_ingest(self, conn: sqlite3.Connection, jobs: list[_IngestJob]) -> None:
+        events = [event for job in jobs for event in job.events]
+        try:
+            stored = _in_transaction(conn, lambda c: self._ingest(c, events))
+        except BaseException as error:  # noqa: B036 - every waiter must hear of the failure
+            for job in jobs:
+                job.fail(error)
+            return
+        self.transactions += 1
+        start = 0
+        for job in jobs:
+            end = start + len(job.events)
+            job.resolve(stored[start:end])
+            start = end
+
+    def _run_call(self, conn: sqlite3.Connection, job: _CallJob) -> None:
+        try:
+            result = _in_transaction(conn, job.fn)
+        except BaseException as error:  # noqa: B036
+            job.fail(error)
+            return
+        self.transactions += 1
+        job.resolve(result)
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        result = fn(conn)
+        conn.execute("COMMIT")
+    except sqlite3.OperationalError as error:
+        _rollback(conn)
+        raise StorageUnavailable(f"the database could not be written: {error}") from error
+    except BaseException:
+        _rollback(conn)
+        raise
+    return result
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    # SQLite may already have rolled back (a full disk does that); never mask the cause.
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass

@@ -1,0 +1,48 @@
+"""A fresh database (schema.sql) and an upgraded one (migrations) end identical."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from meterd.errors import SchemaTooNew
+from meterd.storage.sqlfiles import read_migrations
+from meterd.storage.sqlite.migrate import PACKAGE, current_version, migrate
+
+
+def schema_of(conn: sqlite3.Connection) -> list[tuple[str, str, str]]:
+    rows = conn.execute(
+        "SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
+    return [(kind, name, " ".join((sql or "").split())) for kind, name, sql in rows]
+
+
+def test_fresh_and_upgraded_databases_are_identical(tmp_path: Path) -> None:
+    fresh = sqlite3.connect(tmp_path / "fresh.db", isolation_level=None)
+    migrate(fresh)
+    expected = schema_of(fresh)
+    latest = read_migrations(PACKAGE)[-1].version
+    for start in range(0, latest):
+        upgraded = sqlite3.connect(tmp_path / f"from-{start}.db", isolation_level=None)
+        migrate(upgraded, target=start)
+        assert current_version(upgraded) == start
+        applied = migrate(upgraded)
+        assert [m.version for m in applied] == list(range(start + 1, latest + 1))
+        assert schema_of(upgraded) == expected, f"upgrading from version {start}"
+        assert current_version(upgraded) == latest
+
+
+def test_migrate_is_idempotent(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    migrate(conn)
+    assert migrate(conn) == []
+
+
+def test_a_newer_database_is_refused(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "db", isolation_level=None)
+    migrate(conn)
+    conn.execute("INSERT INTO meterd_migrations VALUES (999, 'future', 0)")
+    with pytest.raises(SchemaTooNew):
+        migrate(conn)
