@@ -1,0 +1,1 @@
+"""meterd benchmarks: run with `python -m bench` (see README)."""

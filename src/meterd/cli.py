@@ -1,0 +1,204 @@
+"""The `meterd` command line: builds settings once and hands them down."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import click
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from meterd.apikeys import display_prefix, generate_key, hash_key
+from meterd.config.loader import ConfigError, load_config, sample_config
+from meterd.config.model import SystemConfig
+from meterd.errors import MeterdError
+from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
+from meterd.storage import open_store
+from meterd.storage.base import Store
+from meterd.timeutil import format_ms
+
+T = TypeVar("T")
+
+db_option = click.option(
+    "--db",
+    "database_url",
+    envvar="METERD_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    help="Database URL: sqlite:///PATH or postgresql://... [env METERD_DATABASE_URL]",
+)
+
+
+@click.group()
+@click.version_option(package_name="meterd")
+def main() -> None:
+    """meterd: usage metering you own. Events in, per-period totals and signed webhooks out."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    envvar="METERD_CONFIG",
+    default=None,
+    help=f"systemconfig.json to load [default: {DEFAULT_CONFIG_PATH}; env METERD_CONFIG]",
+)
+@db_option
+@click.option("--host", envvar="METERD_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="METERD_PORT", default=8080, show_default=True, type=int)
+@click.option(
+    "--max-body-bytes",
+    envvar="METERD_MAX_BODY_BYTES",
+    default=ServerSettings.max_body_bytes,
+    show_default=True,
+    type=click.IntRange(min=1024),
+)
+@click.option("--access-log/--no-access-log", default=False, help="Log every request.")
+def serve(
+    config_path: str | None,
+    database_url: str,
+    host: str,
+    port: int,
+    max_body_bytes: int,
+    access_log: bool,
+) -> None:
+    """Run the meterd HTTP server."""
+    config = _load_config_or_exit(config_path)
+    settings = ServerSettings(
+        database_url=database_url,
+        host=host,
+        port=port,
+        api_keys=_env_api_keys(),
+        max_body_bytes=max_body_bytes,
+    )
+    store = _open_or_exit(settings.database_url)
+    new_key = _run(store, lambda: _first_api_key(store, settings))
+    if new_key:
+        click.echo("No API key configured: created one. It is shown only this once.")
+        click.echo(f"API key: {new_key}", nl=True)
+    sys.stdout.flush()
+
+    from meterd.http.app import create_app
+
+    app = create_app(settings, config, open_store(settings.database_url))
+    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+@main.group()
+def config() -> None:
+    """Work with systemconfig.json."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def config_check(path: str) -> None:
+    """Validate a config file without serving."""
+    loaded = _load_config_or_exit(path)
+    click.echo(
+        f"{path}: OK ({len(loaded.events)} event types, {len(loaded.periods)} periods, "
+        f"{len(loaded.webhooks)} webhooks)"
+    )
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+@keys.command("create")
+@click.option("--name", default="default", show_default=True, help="A label for the key.")
+@db_option
+def keys_create(name: str, database_url: str) -> None:
+    """Create a key and print it (only its hash is stored)."""
+    store = _open_or_exit(database_url)
+    key = generate_key()
+    record = _run(
+        store,
+        lambda: store.add_api_key(name=name, key_hash=hash_key(key), prefix=display_prefix(key)),
+    )
+    click.echo(f"Created key {record.id} ({name}). It is shown only this once.")
+    click.echo(f"API key: {key}")
+
+
+@keys.command("list")
+@db_option
+def keys_list(database_url: str) -> None:
+    """List keys (their prefixes only)."""
+    store = _open_or_exit(database_url)
+    records = _run(store, store.list_api_keys)
+    table = Table("id", "name", "prefix", "created", "revoked")
+    for record in records:
+        revoked = format_ms(record.revoked_ms) if record.revoked_ms is not None else ""
+        table.add_row(
+            str(record.id), record.name, record.prefix + "…", format_ms(record.created_ms), revoked
+        )
+    Console().print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id", type=int)
+@db_option
+def keys_revoke(key_id: int, database_url: str) -> None:
+    """Revoke a key by id; running servers stop accepting it within seconds."""
+    store = _open_or_exit(database_url)
+    if not _run(store, lambda: store.revoke_api_key(key_id)):
+        raise click.ClickException(f"no active key with id {key_id}")
+    click.echo(f"Revoked key {key_id}.")
+
+
+def _load_config_or_exit(path: str | None) -> SystemConfig:
+    if path is None and not Path(DEFAULT_CONFIG_PATH).exists():
+        click.echo(
+            f"No {DEFAULT_CONFIG_PATH} found: using the built-in sample config "
+            "(see `GET /config` and the README to write your own).",
+            err=True,
+        )
+        return sample_config()
+    try:
+        return load_config(path or DEFAULT_CONFIG_PATH)
+    except ConfigError as error:
+        click.echo(str(error), err=True)
+        sys.exit(2)
+
+
+def _env_api_keys() -> tuple[str, ...]:
+    raw = os.environ.get("METERD_API_KEYS", "")
+    return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def _open_or_exit(database_url: str) -> Store:
+    try:
+        return open_store(database_url)
+    except MeterdError as error:
+        raise click.ClickException(error.message) from None
+
+
+def _run(store: Store, action: Callable[[], Awaitable[T]]) -> T:
+    """Open the store, run one action, close the store."""
+
+    async def run() -> T:
+        await store.open()
+        try:
+            return await action()
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except MeterdError as error:
+        raise click.ClickException(error.message) from None
+
+
+async def _first_api_key(store: Store, settings: ServerSettings) -> str | None:
+    """On a first start with no key anywhere, create one so the API is usable."""
+    if settings.api_keys or await store.active_api_key_hashes():
+        return None
+    key = generate_key()
+    await store.add_api_key(name="first", key_hash=hash_key(key), prefix=display_prefix(key))
+    return key

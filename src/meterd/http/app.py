@@ -1,0 +1,50 @@
+"""Assemble the ASGI application from settings, config and a store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+
+from meterd.config.model import SystemConfig
+from meterd.errors import MeterdError
+from meterd.http import responses
+from meterd.http.auth import ApiKeyMiddleware, KeyRing
+from meterd.http.docs import docs_routes
+from meterd.http.events import events_routes
+from meterd.http.ingest import ingest_routes
+from meterd.http.meta import meta_routes
+from meterd.settings import ServerSettings
+from meterd.storage.base import Store
+
+
+def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> Starlette:
+    """The meterd API. Its lifespan opens and closes `store`."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        try:
+            yield
+        finally:
+            await store.close()
+
+    routes = [
+        *meta_routes(config, store),
+        *ingest_routes(settings, config, store),
+        *events_routes(config, store),
+        *docs_routes(),
+    ]
+    return Starlette(
+        routes=routes,
+        middleware=[Middleware(ApiKeyMiddleware, keyring=KeyRing(store, settings.api_keys))],
+        exception_handlers={
+            MeterdError: responses.meterd_error,
+            HTTPException: responses.http_error,
+            Exception: responses.unexpected_error,
+        },
+        lifespan=lifespan,
+    )

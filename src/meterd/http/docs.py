@@ -1,0 +1,236 @@
+"""The OpenAPI 3.1 document, generated from the msgspec types the handlers use, and /docs."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import msgspec
+import swagger_ui_bundle
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from meterd import __version__
+from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
+from meterd.http.ingest import BatchCaptured, UsageCaptured
+from meterd.http.responses import JSONResponse
+from meterd.ingest import BatchEventIn, UsageIn, ValidationProblem
+
+
+class ErrorBody(msgspec.Struct):
+    error: str
+
+
+class BatchTooLargeBody(msgspec.Struct, rename="camel"):
+    error: str
+    received: int
+    max_allowed: int
+
+
+class ValidationFailedBody(msgspec.Struct, rename="camel"):
+    error: str
+    validation_errors: list[ValidationProblem]
+    valid_count: int
+    invalid_count: int
+
+
+class Param(NamedTuple):
+    name: str
+    where: str  # "path", "query" or "header"
+    description: str
+    schema: dict[str, Any]
+    required: bool = False
+
+
+class Operation(NamedTuple):
+    method: str
+    path: str
+    summary: str
+    responses: dict[int, tuple[str, Any]]
+    request: Any = None
+    params: tuple[Param, ...] = ()
+    public: bool = False
+    paged: bool = False
+
+
+_STRING = {"type": "string"}
+_TIME = {"type": "string", "description": "ISO-8601 time or epoch milliseconds"}
+_LIMIT = Param("limit", "query", "Page size, 1 to 1000.", {"type": "integer", "default": 100})
+_CURSOR = Param(
+    "cursor", "query", f"The {NEXT_CURSOR_HEADER} header of the previous page.", _STRING
+)
+_AUTH_ERRORS: dict[int, tuple[str, Any]] = {401: ("No valid API key.", ErrorBody)}
+
+OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "get",
+        "/",
+        "Service information",
+        {200: ("Name, version, links.", dict[str, str])},
+        public=True,
+    ),
+    Operation(
+        "get", "/ping", "Liveness", {200: ("The process answers.", dict[str, str])}, public=True
+    ),
+    Operation(
+        "get",
+        "/health",
+        "Readiness: the database answers",
+        {200: ("Ready.", dict[str, str]), 503: ("The database is unreachable.", ErrorBody)},
+        public=True,
+    ),
+    Operation(
+        "post",
+        "/usage/{eventType}",
+        "Capture one usage event",
+        {
+            201: ("Committed (or a duplicate of a committed event).", UsageCaptured),
+            400: ("Invalid event; nothing stored.", ErrorBody),
+            413: ("Body too large.", ErrorBody),
+            503: ("Database unavailable; nothing stored, retry.", ErrorBody),
+        },
+        request=UsageIn,
+        params=(
+            Param("eventType", "path", "A configured event type.", _STRING, required=True),
+            Param("Idempotency-Key", "header", "Event id if the body has none.", _STRING),
+        ),
+    ),
+    Operation(
+        "post",
+        "/usagebatch",
+        "Capture a batch of usage events, all or nothing",
+        {
+            201: ("All committed (duplicates acknowledged, not stored twice).", BatchCaptured),
+            400: ("Not a non-empty JSON array.", ErrorBody),
+            413: ("More events than maxBatchSize, or body too large.", BatchTooLargeBody),
+            422: ("Some events invalid; nothing stored.", ValidationFailedBody),
+            503: ("Database unavailable; nothing stored, retry.", ErrorBody),
+        },
+        request=list[BatchEventIn],
+    ),
+    Operation(
+        "get",
+        "/events",
+        "Raw events, newest first",
+        {200: ("One page of events.", list[EventOut]), 400: ("Invalid filter.", ErrorBody)},
+        params=(
+            Param("customerId", "query", "Only this customer.", _STRING),
+            Param("eventType", "query", "Only this event type.", _STRING),
+            Param("from", "query", "Event time at or after.", _TIME),
+            Param("to", "query", "Event time at or before.", _TIME),
+            _LIMIT,
+            _CURSOR,
+        ),
+        paged=True,
+    ),
+    Operation(
+        "get", "/config", "The loaded config, secrets redacted", {200: ("Config.", dict[str, Any])}
+    ),
+)
+
+
+def openapi_document(operations: tuple[Operation, ...] = OPERATIONS) -> dict[str, Any]:
+    types = [t for op in operations for t in _types_of(op)]
+    schemas, components = msgspec.json.schema_components(
+        types, ref_template="#/components/schemas/{name}"
+    )
+    schema_of = iter(schemas)
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        paths.setdefault(op.path, {})[op.method] = _operation(op, schema_of)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "meterd", "version": __version__, "description": "Usage metering API."},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-apikey"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+        "security": [{"apiKey": []}, {"bearer": []}],
+    }
+
+
+def _types_of(op: Operation) -> list[Any]:
+    request = [op.request] if op.request is not None else []
+    return request + [body for _, body in {**op.responses, **_extra(op)}.values()]
+
+
+def _extra(op: Operation) -> dict[int, tuple[str, Any]]:
+    return {} if op.public else _AUTH_ERRORS
+
+
+def _operation(op: Operation, schema_of: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op)}
+    if op.params:
+        result["parameters"] = [
+            {
+                "name": p.name,
+                "in": p.where,
+                "description": p.description,
+                "required": p.required,
+                "schema": p.schema,
+            }
+            for p in op.params
+        ]
+    if op.request is not None:
+        result["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": next(schema_of)}},
+        }
+    result["responses"] = {}
+    for status, (description, _) in {**op.responses, **_extra(op)}.items():
+        response: dict[str, Any] = {
+            "description": description,
+            "content": {"application/json": {"schema": next(schema_of)}},
+        }
+        if op.paged and status == 200:
+            response["headers"] = {
+                NEXT_CURSOR_HEADER: {
+                    "description": "Cursor of the next page, if any.",
+                    "schema": _STRING,
+                }
+            }
+        result["responses"][str(status)] = response
+    if op.public:
+        result["security"] = []
+    return result
+
+
+def _operation_id(op: Operation) -> str:
+    words = [w.strip("{}") for w in op.path.split("/") if w] or ["root"]
+    return op.method + "_" + "_".join(words)
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>meterd API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="docs"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>
+SwaggerUIBundle({url: "/openapi.json", dom_id: "#docs", persistAuthorization: true});
+</script>
+</body></html>"""
+
+
+def docs_routes() -> list[BaseRoute]:
+    document = JSONResponse(openapi_document()).body
+
+    async def openapi(request: Request) -> Response:
+        return Response(document, media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return HTMLResponse(_DOCS_PAGE)
+
+    return [
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Mount(
+            "/docs/static",
+            StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+            name="docs-static",
+        ),
+    ]

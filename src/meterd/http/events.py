@@ -1,0 +1,79 @@
+"""GET /events: the raw events, newest first, paged with a cursor."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meterd.config.model import SystemConfig
+from meterd.http.params import encode_cursor, int_cursor, limit_param, time_param
+from meterd.http.responses import JSONResponse
+from meterd.periods import period_keys
+from meterd.storage.base import EventQuery, Store, StoredEvent
+from meterd.timeutil import format_ms
+
+NEXT_CURSOR_HEADER = "X-Next-Cursor"
+
+
+class EventOut(msgspec.Struct, rename="camel"):
+    """A stored event; hour/day/week/month/year are its period keys."""
+
+    id: str = msgspec.field(name="_id")
+    customer_id: str
+    event_type: str
+    value: float
+    metadata: msgspec.Raw | None
+    timestamp: str
+    received_at: str
+    hour: str
+    day: str
+    week: str
+    month: str
+    year: str
+
+
+def event_out(event: StoredEvent, timezone: str) -> EventOut:
+    keys = period_keys(event.ts_ms, timezone)
+    return EventOut(
+        id=event.id,
+        customer_id=event.customer_id,
+        event_type=event.event_type,
+        value=event.value,
+        metadata=None if event.metadata is None else msgspec.Raw(event.metadata),
+        timestamp=format_ms(event.ts_ms),
+        received_at=format_ms(event.received_ms),
+        hour=keys["hour"],
+        day=keys["day"],
+        week=keys["week"],
+        month=keys["month"],
+        year=keys["year"],
+    )
+
+
+def paged(items: list[EventOut], next_cursor: str | None) -> Response:
+    headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None
+    return JSONResponse(items, headers=headers)
+
+
+def events_routes(config: SystemConfig, store: Store) -> list[Route]:
+    async def list_events(request: Request) -> Response:
+        params = request.query_params
+        cursor = int_cursor(params, 2)
+        query = EventQuery(
+            customer_id=params.get("customerId") or None,
+            event_type=params.get("eventType") or None,
+            from_ms=time_param(params, "from"),
+            to_ms=time_param(params, "to"),
+            limit=limit_param(params),
+            before=(cursor[0], cursor[1]) if cursor else None,
+        )
+        events = await store.list_events(query)
+        last = events[-1] if len(events) == query.limit else None
+        return paged(
+            [event_out(event, config.timezone) for event in events],
+            encode_cursor(last.ts_ms, last.seq) if last else None,
+        )
+
+    return [Route("/events", list_events, methods=["GET"])]

@@ -1,0 +1,59 @@
+"""JSON responses encoded with msgspec, and the one place errors become status codes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from meterd import errors
+
+log = logging.getLogger("meterd.http")
+
+_encoder = msgspec.json.Encoder()
+
+STATUS_CODES: dict[type[errors.MeterdError], int] = {
+    errors.InvalidRequest: 400,
+    errors.Unauthorized: 401,
+    errors.NotFound: 404,
+    errors.PayloadTooLarge: 413,
+    errors.BatchTooLarge: 413,
+    errors.ValidationFailed: 422,
+    errors.StorageUnavailable: 503,
+    errors.SchemaTooNew: 503,
+}
+
+
+class JSONResponse(Response):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return _encoder.encode(content)
+
+
+def error_response(status_code: int, message: str, **details: Any) -> JSONResponse:
+    headers = {"Retry-After": "1"} if status_code == 503 else None
+    return JSONResponse({"error": message, **details}, status_code=status_code, headers=headers)
+
+
+async def meterd_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.MeterdError)
+    status = next(
+        (code for cls, code in STATUS_CODES.items() if isinstance(exc, cls)),
+        500,
+    )
+    return error_response(status, exc.message, **exc.details)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, exc.detail, path=request.url.path)
+
+
+async def unexpected_error(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return error_response(500, "internal error; see the server log")
