@@ -43,7 +43,8 @@ def config() -> SystemConfig:
 
 @pytest.fixture
 def settings() -> ServerSettings:
-    return ServerSettings(api_keys=(API_KEY,), max_body_bytes=1_000_000)
+    # No scheduler: tests close periods explicitly, at instants they choose.
+    return ServerSettings(api_keys=(API_KEY,), max_body_bytes=1_000_000, close_interval_s=None)
 
 
 @pytest.fixture

@@ -17,11 +17,12 @@ from rich.table import Table
 from meterd.apikeys import display_prefix, generate_key, hash_key
 from meterd.config.loader import ConfigError, load_config, sample_config
 from meterd.config.model import SystemConfig
+from meterd.durations import parse_duration
 from meterd.errors import MeterdError
 from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
 from meterd.storage import open_store
 from meterd.storage.base import Store
-from meterd.timeutil import format_ms
+from meterd.timeutil import format_ms, now_ms, parse_iso_ms
 
 T = TypeVar("T")
 
@@ -41,14 +42,17 @@ def main() -> None:
     """meterd: usage metering you own. Events in, per-period totals and signed webhooks out."""
 
 
-@main.command()
-@click.option(
+config_option = click.option(
     "--config",
     "config_path",
     envvar="METERD_CONFIG",
     default=None,
     help=f"systemconfig.json to load [default: {DEFAULT_CONFIG_PATH}; env METERD_CONFIG]",
 )
+
+
+@main.command()
+@config_option
 @db_option
 @click.option("--host", envvar="METERD_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="METERD_PORT", default=8080, show_default=True, type=int)
@@ -59,6 +63,13 @@ def main() -> None:
     show_default=True,
     type=click.IntRange(min=1024),
 )
+@click.option(
+    "--close-interval",
+    envvar="METERD_CLOSE_INTERVAL",
+    default="60s",
+    show_default=True,
+    help="How often to close completed periods (a duration). [env METERD_CLOSE_INTERVAL]",
+)
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 def serve(
     config_path: str | None,
@@ -66,6 +77,7 @@ def serve(
     host: str,
     port: int,
     max_body_bytes: int,
+    close_interval: str,
     access_log: bool,
 ) -> None:
     """Run the meterd HTTP server."""
@@ -76,6 +88,7 @@ def serve(
         port=port,
         api_keys=_env_api_keys(),
         max_body_bytes=max_body_bytes,
+        close_interval_s=_duration_or_exit("--close-interval", close_interval) / 1000,
     )
     store = _open_or_exit(settings.database_url)
     new_key = _run(store, lambda: _first_api_key(store, settings))
@@ -88,6 +101,51 @@ def serve(
 
     app = create_app(settings, config, open_store(settings.database_url))
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+@main.command()
+@click.option("--customer", "customer_id", required=True, help="The customer id.")
+@click.option("--period", default=None, help="A configured period [default: monthly].")
+@click.option("--at", "at", default=None, help="Any instant in the period [default: now].")
+@config_option
+@db_option
+def usage(
+    customer_id: str, period: str | None, at: str | None, config_path: str | None, database_url: str
+) -> None:
+    """Print a customer's live usage for one period, from the rollups."""
+    from meterd.aggregation import default_period
+    from meterd.closing import PeriodCloser
+    from meterd.http.aggregations import usage_of
+
+    closer = PeriodCloser(_open_or_exit(database_url), _load_config_or_exit(config_path))
+    name = period or default_period(closer.calendars)
+    calendar = closer.calendars.get(name)
+    if calendar is None:
+        raise click.BadParameter(f"{name!r} is not configured", param_hint="--period")
+    try:
+        bounds = calendar.bounds_at(now_ms() if at is None else parse_iso_ms(at))
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--at") from None
+    result = _run(closer.store, lambda: usage_of(closer.store, closer, customer_id, name, bounds))
+    table = Table(
+        "event type",
+        "value",
+        "events",
+        title=f"{customer_id} · {name} {result.period_key} ({result.status})",
+        caption=f"{result.period_start} – {result.period_end}, as of {result.as_of}",
+    )
+    for event_type, value in result.events.items():
+        table.add_row(event_type, str(value), str(result.event_counts[event_type]))
+    Console().print(table)
+
+
+@main.command()
+@db_option
+def rebuild(database_url: str) -> None:
+    """Recompute every rollup from the raw events (they are the source of truth)."""
+    store = _open_or_exit(database_url)
+    folded = _run(store, store.rebuild_rollups)
+    click.echo(f"Rebuilt rollups from {folded} events.")
 
 
 @main.group()
@@ -165,6 +223,16 @@ def _load_config_or_exit(path: str | None) -> SystemConfig:
     except ConfigError as error:
         click.echo(str(error), err=True)
         sys.exit(2)
+
+
+def _duration_or_exit(option: str, text: str) -> int:
+    try:
+        milliseconds = parse_duration(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint=option) from None
+    if milliseconds <= 0:
+        raise click.BadParameter("must be more than 0", param_hint=option)
+    return milliseconds
 
 
 def _env_api_keys() -> tuple[str, ...]:

@@ -17,3 +17,6 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()
     # Bodies above this are refused with 413 before they are parsed.
     max_body_bytes: int = 5_000_000
+    # How often the scheduler looks for completed periods to close; None: never
+    # (periods then close only through POST /aggregations/trigger).
+    close_interval_s: float | None = 60.0

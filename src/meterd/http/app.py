@@ -9,9 +9,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.errors import MeterdError
 from meterd.http import responses
+from meterd.http.aggregations import aggregation_routes
 from meterd.http.auth import ApiKeyMiddleware, KeyRing
 from meterd.http.docs import docs_routes
 from meterd.http.events import events_routes
@@ -22,20 +24,28 @@ from meterd.storage.base import Store
 
 
 def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> Starlette:
-    """The meterd API. Its lifespan opens and closes `store`."""
+    """The meterd API. Its lifespan opens `store` and runs the period-closing scheduler."""
+    closer = PeriodCloser(store, config)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        scheduler = None
+        if settings.close_interval_s is not None:
+            scheduler = CloseScheduler(closer, settings.close_interval_s)
+            scheduler.start()
         try:
             yield
         finally:
+            if scheduler is not None:
+                await scheduler.stop()
             await store.close()
 
     routes = [
         *meta_routes(config, store),
         *ingest_routes(settings, config, store),
         *events_routes(config, store),
+        *aggregation_routes(config, store, closer),
         *docs_routes(),
     ]
     return Starlette(

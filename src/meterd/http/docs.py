@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from meterd import __version__
+from meterd.http.aggregations import AggregationOut, TriggerOut, UsageOut
 from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
 from meterd.http.ingest import BatchCaptured, UsageCaptured
 from meterd.http.responses import JSONResponse
@@ -123,6 +124,51 @@ OPERATIONS: tuple[Operation, ...] = (
             _CURSOR,
         ),
         paged=True,
+    ),
+    Operation(
+        "get",
+        "/aggregations",
+        "Aggregation records, newest period first",
+        {200: ("One page of records.", list[AggregationOut]), 400: ("Invalid filter.", ErrorBody)},
+        params=(
+            Param("customerId", "query", "Only this customer.", _STRING),
+            Param("period", "query", "Only this configured period.", _STRING),
+            Param("from", "query", "Period start at or after.", _TIME),
+            Param("to", "query", "Period start at or before.", _TIME),
+            _LIMIT,
+            _CURSOR,
+        ),
+        paged=True,
+    ),
+    Operation(
+        "post",
+        "/aggregations/trigger",
+        "Aggregate every period now: close completed ones, refresh open ones",
+        {202: ("Records written.", TriggerOut)},
+    ),
+    Operation(
+        "get",
+        "/aggregations/{id}/events",
+        "The raw events behind one aggregation record (for disputes)",
+        {200: ("One page of events.", list[EventOut]), 404: ("No such period.", ErrorBody)},
+        params=(
+            Param("id", "path", "`{customerId}_{period}_{periodKey}`.", _STRING, required=True),
+            Param("eventType", "query", "Only this event type.", _STRING),
+            _LIMIT,
+            _CURSOR,
+        ),
+        paged=True,
+    ),
+    Operation(
+        "get",
+        "/customers/{customerId}/usage",
+        "Live usage of a customer's period",
+        {200: ("Values as of now.", UsageOut), 400: ("Unknown period or bad time.", ErrorBody)},
+        params=(
+            Param("customerId", "path", "The customer.", _STRING, required=True),
+            Param("period", "query", "A configured period (default monthly).", _STRING),
+            Param("at", "query", "Any instant in the period (default now).", _TIME),
+        ),
     ),
     Operation(
         "get", "/config", "The loaded config, secrets redacted", {200: ("Config.", dict[str, Any])}

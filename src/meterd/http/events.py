@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -52,7 +54,8 @@ def event_out(event: StoredEvent, timezone: str) -> EventOut:
     )
 
 
-def paged(items: list[EventOut], next_cursor: str | None) -> Response:
+def paged(items: Sequence[msgspec.Struct], next_cursor: str | None) -> Response:
+    """A JSON array page; the next page's cursor travels in a header."""
     headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None
     return JSONResponse(items, headers=headers)
 

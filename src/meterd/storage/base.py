@@ -12,7 +12,11 @@ from collections.abc import Sequence
 
 import msgspec
 
+from meterd.aggregation import AggregationRow, Status
+from meterd.config.model import Op
 from meterd.ingest import NewEvent
+from meterd.periods import PeriodBounds
+from meterd.rollup import Partial
 
 
 class StoredEvent(msgspec.Struct, frozen=True):
@@ -36,6 +40,18 @@ class EventQuery(msgspec.Struct, frozen=True):
     limit: int = 100
     # Keyset cursor: only events strictly older than (ts_ms, seq).
     before: tuple[int, int] | None = None
+
+
+class AggregationQuery(msgspec.Struct, frozen=True):
+    """Filters for listing aggregation records, newest period first."""
+
+    customer_id: str | None = None
+    period: str | None = None
+    from_ms: int | None = None  # period start at or after
+    to_ms: int | None = None  # period start at or before
+    limit: int = 100
+    # Keyset cursor: only records strictly before (period_start, id) in listing order.
+    before: tuple[int, str] | None = None
 
 
 class ApiKeyRecord(msgspec.Struct, frozen=True):
@@ -72,6 +88,52 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
         """Raw events matching `query`, newest first, then latest arrival first."""
+
+    # -- rollups and aggregation records -------------------------------------
+
+    @abc.abstractmethod
+    async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
+        """One customer's partial aggregate per event type over `bounds`, from the rollups."""
+
+    @abc.abstractmethod
+    async def first_data_ms(self, from_ms: int | None) -> int | None:
+        """Start of the earliest rollup bucket at or after `from_ms` (any, if None)."""
+
+    @abc.abstractmethod
+    async def watermark(self, period: str) -> int | None:
+        """Every `period` period ending at or before this instant is closed."""
+
+    @abc.abstractmethod
+    async def write_period(
+        self,
+        *,
+        period: str,
+        bounds: PeriodBounds,
+        ops: dict[str, Op],
+        status: Status,
+        now_ms: int,
+    ) -> int:
+        """Write the aggregation records of one period for every customer with events in it.
+
+        status "closed" closes the period: records become final (a closed record is
+        never written again) and the watermark moves past it, in one transaction.
+        status "open" refreshes the records of a period not closed yet.
+        Returns the number of records written.
+        """
+
+    @abc.abstractmethod
+    async def list_aggregations(self, query: AggregationQuery) -> list[AggregationRow]:
+        """Aggregation records, newest period first."""
+
+    @abc.abstractmethod
+    async def get_aggregation(self, aggregation_id: str) -> AggregationRow | None:
+        """One aggregation record by id."""
+
+    @abc.abstractmethod
+    async def rebuild_rollups(self) -> int:
+        """Recompute every rollup from the raw events; returns the events folded."""
+
+    # -- API keys --------------------------------------------------------------
 
     @abc.abstractmethod
     async def add_api_key(self, *, name: str, key_hash: str, prefix: str) -> ApiKeyRecord:

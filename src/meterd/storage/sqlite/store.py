@@ -10,10 +10,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+from meterd.aggregation import AggregationRow, Status
+from meterd.config.model import Op
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
-from meterd.storage.base import ApiKeyRecord, EventQuery, Store, StoredEvent
+from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.rollup import Partial, Point, fold
+from meterd.storage.base import AggregationQuery, ApiKeyRecord, EventQuery, Store, StoredEvent
 from meterd.storage.sqlfiles import read_queries
+from meterd.storage.sqlite import aggregations, rollups
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.writer import Writer
 from meterd.timeutil import now_ms
@@ -21,6 +26,8 @@ from meterd.timeutil import now_ms
 T = TypeVar("T")
 
 READERS = 4
+# Events folded per statement batch by `rebuild_rollups`.
+REBUILD_CHUNK = 50_000
 # SQLite's default limit on bound parameters is 32766; stay well below it.
 _IN_CHUNK = 900
 
@@ -66,6 +73,7 @@ class SQLiteStore(Store):
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA temp_store=MEMORY")
+        rollups.register_functions(conn)
         if readonly:
             conn.execute("PRAGMA query_only=1")
         return conn
@@ -107,6 +115,7 @@ class SQLiteStore(Store):
         seq = conn.execute(self._queries["max_seq"]).fetchone()[0]
         stored: list[bool] = []
         rows = []
+        points = []
         for event in events:
             if event.id in existing:
                 stored.append(False)
@@ -114,6 +123,9 @@ class SQLiteStore(Store):
             existing.add(event.id)
             stored.append(True)
             seq += 1
+            points.append(
+                (event.customer_id, event.event_type, Point(event.ts_ms, seq, event.value))
+            )
             rows.append(
                 (
                     seq,
@@ -127,6 +139,7 @@ class SQLiteStore(Store):
                 )
             )
         conn.executemany(self._queries["insert_event"], rows)
+        rollups.upsert_partials(conn, self._queries["upsert_rollup"], fold(points))
         return stored
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
@@ -136,6 +149,84 @@ class SQLiteStore(Store):
             return [_stored_event(row) for row in conn.execute(sql, params)]
 
         return await self._read(fetch)
+
+    # -- rollups and aggregation records ----------------------------------
+
+    async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
+        params = (customer_id, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
+        sql = self._queries["customer_rollups"]
+
+        def read(conn: sqlite3.Connection) -> dict[str, Partial]:
+            merged: dict[str, Partial] = {}
+            for _, event_type, partial in rollups.partial_rows(conn.execute(sql, params)):
+                known = merged.get(event_type)
+                merged[event_type] = partial if known is None else known.merge(partial)
+            return merged
+
+        return await self._read(read)
+
+    async def first_data_ms(self, from_ms: int | None) -> int | None:
+        bucket = None if from_ms is None else -(-from_ms // BUCKET_MS)
+        sql = self._queries["first_bucket_from"]
+        row = await self._read(lambda conn: conn.execute(sql, (bucket or -(2**62),)).fetchone())
+        return None if row[0] is None else int(row[0]) * BUCKET_MS
+
+    async def watermark(self, period: str) -> int | None:
+        sql = self._queries["watermark"]
+        row = await self._read(lambda conn: conn.execute(sql, (period,)).fetchone())
+        return None if row is None else int(row[0])
+
+    async def write_period(
+        self,
+        *,
+        period: str,
+        bounds: PeriodBounds,
+        ops: dict[str, Op],
+        status: Status,
+        now_ms: int,
+    ) -> int:
+        return await self.writer.call(
+            lambda conn: aggregations.write_period(
+                conn,
+                self._queries,
+                period=period,
+                bounds=bounds,
+                ops=ops,
+                status=status,
+                now_ms=now_ms,
+            )
+        )
+
+    async def list_aggregations(self, query: AggregationQuery) -> list[AggregationRow]:
+        sql, params = _aggregations_sql(query)
+        return await self._read(
+            lambda conn: [aggregations.loaded(row) for row in conn.execute(sql, params)]
+        )
+
+    async def get_aggregation(self, aggregation_id: str) -> AggregationRow | None:
+        sql = self._queries["get_aggregation"]
+        row = await self._read(lambda conn: conn.execute(sql, (aggregation_id,)).fetchone())
+        return None if row is None else aggregations.loaded(row)
+
+    async def rebuild_rollups(self) -> int:
+        return await self.writer.call(self._rebuild_rollups)
+
+    def _rebuild_rollups(self, conn: sqlite3.Connection) -> int:
+        conn.execute(self._queries["delete_rollups"])
+        folded = 0
+        last_seq = 0
+        while True:
+            rows = conn.execute(
+                self._queries["events_from_seq"], (last_seq, REBUILD_CHUNK)
+            ).fetchall()
+            if not rows:
+                return folded
+            points = [
+                (customer, kind, Point(ts, seq, value)) for seq, customer, kind, value, ts in rows
+            ]
+            rollups.upsert_partials(conn, self._queries["upsert_rollup"], fold(points))
+            folded += len(rows)
+            last_seq = rows[-1][0]
 
     # -- API keys ---------------------------------------------------------
 
@@ -176,29 +267,49 @@ def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
 
 
 def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:
+    return _select(
+        "SELECT seq, id, event_type, customer_id, value, metadata, ts, received_at FROM events",
+        [
+            ("customer_id = ?", query.customer_id),
+            ("event_type = ?", query.event_type),
+            ("ts >= ?", query.from_ms),
+            ("ts <= ?", query.to_ms),
+            ("(ts, seq) < (?, ?)", query.before),
+        ],
+        order_by="ts DESC, seq DESC",
+        limit=query.limit,
+    )
+
+
+def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
+    return _select(
+        "SELECT id, customer_id, period, period_key, period_start, period_end, status, totals,"
+        " created_at, updated_at FROM aggregations",
+        [
+            ("customer_id = ?", query.customer_id),
+            ("period = ?", query.period),
+            ("period_start >= ?", query.from_ms),
+            ("period_start <= ?", query.to_ms),
+            ("(period_start, id) < (?, ?)", query.before),
+        ],
+        order_by="period_start DESC, id DESC",
+        limit=query.limit,
+    )
+
+
+def _select(
+    select: str, conditions: list[tuple[str, Any]], *, order_by: str, limit: int
+) -> tuple[str, list[Any]]:
+    """`select` with the conditions whose value is not None, ordered and limited."""
     where: list[str] = []
     params: list[Any] = []
-    if query.customer_id is not None:
-        where.append("customer_id = ?")
-        params.append(query.customer_id)
-    if query.event_type is not None:
-        where.append("event_type = ?")
-        params.append(query.event_type)
-    if query.from_ms is not None:
-        where.append("ts >= ?")
-        params.append(query.from_ms)
-    if query.to_ms is not None:
-        where.append("ts <= ?")
-        params.append(query.to_ms)
-    if query.before is not None:
-        where.append("(ts, seq) < (?, ?)")
-        params.extend(query.before)
-    sql = "SELECT seq, id, event_type, customer_id, value, metadata, ts, received_at FROM events"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY ts DESC, seq DESC LIMIT ?"
-    params.append(query.limit)
-    return sql, params
+    for fragment, value in conditions:
+        if value is None:
+            continue
+        where.append(fragment)
+        params.extend(value if isinstance(value, tuple) else (value,))
+    sql = select + (" WHERE " + " AND ".join(where) if where else "")
+    return f"{sql} ORDER BY {order_by} LIMIT ?", [*params, limit]
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:

@@ -17,3 +17,69 @@ UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL;
 
 -- name: active_api_key_hashes
 SELECT key_hash FROM api_keys WHERE revoked_at IS NULL;
+
+-- name: upsert_rollup
+INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
+                     first_ts, first_seq, first_value, last_ts, last_seq, last_value)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
+    count = count + excluded.count,
+    total = exact_add(total, excluded.total),
+    minimum = min(minimum, excluded.minimum),
+    maximum = max(maximum, excluded.maximum),
+    first_value = iif((excluded.first_ts, excluded.first_seq) < (first_ts, first_seq),
+                      excluded.first_value, first_value),
+    first_seq = iif((excluded.first_ts, excluded.first_seq) < (first_ts, first_seq),
+                    excluded.first_seq, first_seq),
+    first_ts = min(first_ts, excluded.first_ts),
+    last_value = iif((excluded.last_ts, excluded.last_seq) > (last_ts, last_seq),
+                     excluded.last_value, last_value),
+    last_seq = iif((excluded.last_ts, excluded.last_seq) > (last_ts, last_seq),
+                   excluded.last_seq, last_seq),
+    last_ts = max(last_ts, excluded.last_ts);
+
+-- name: customer_rollups
+SELECT customer_id, event_type, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM rollups
+WHERE customer_id = ? AND bucket >= ? AND bucket < ?;
+
+-- name: period_rollups
+SELECT customer_id, event_type, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM rollups
+WHERE bucket >= ? AND bucket < ?;
+
+-- name: first_bucket_from
+SELECT min(bucket) FROM rollups WHERE bucket >= ?;
+
+-- name: watermark
+SELECT closed_until FROM period_watermarks WHERE period = ?;
+
+-- name: advance_watermark
+INSERT INTO period_watermarks (period, closed_until) VALUES (?, ?)
+ON CONFLICT (period) DO UPDATE SET closed_until = max(closed_until, excluded.closed_until);
+
+-- name: upsert_aggregation
+INSERT INTO aggregations (id, customer_id, period, period_key, period_start, period_end,
+                          status, totals, created_at, updated_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status,
+    totals = excluded.totals,
+    updated_at = excluded.updated_at
+WHERE aggregations.status = 'open';
+
+-- name: get_aggregation
+SELECT id, customer_id, period, period_key, period_start, period_end, status, totals,
+       created_at, updated_at
+FROM aggregations WHERE id = ?;
+
+-- name: delete_rollups
+DELETE FROM rollups;
+
+-- name: events_from_seq
+SELECT seq, customer_id, event_type, value, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?;
+
+-- name: closed_aggregation_ids
+SELECT id FROM aggregations WHERE period = ? AND period_start = ? AND status = 'closed';

@@ -1,0 +1,132 @@
+"""Aggregation records: a customer's totals for one period, built from rollup partials."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Literal
+
+import msgspec
+
+from meterd.config.model import Op, SystemConfig
+from meterd.periods import PeriodBounds, PeriodCalendar
+from meterd.rollup import Partial
+
+Status = Literal["open", "closed"]
+
+
+class Totals(msgspec.Struct, frozen=True):
+    """The per-event-type values of one customer over one period."""
+
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+
+
+class AggregationRow(msgspec.Struct, frozen=True):
+    """An aggregation record as stored."""
+
+    id: str
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: int
+    period_end: int  # exclusive
+    status: Status
+    totals: Totals
+    created_ms: int
+    updated_ms: int
+
+
+def aggregation_id(customer_id: str, period: str, period_key: str) -> str:
+    return f"{customer_id}_{period}_{period_key}"
+
+
+def totals_of(partials: Mapping[str, Partial], ops: Mapping[str, Op]) -> Totals:
+    """Values by the configured op; event types no longer configured are left out."""
+    events: dict[str, int | float] = {}
+    counts: dict[str, int] = {}
+    for event_type in sorted(partials):
+        op = ops.get(event_type)
+        if op is None:
+            continue
+        partial = partials[event_type]
+        events[event_type] = partial.value(op)
+        counts[event_type] = partial.count
+    return Totals(events, counts, sum(counts.values()))
+
+
+def group_by_customer(
+    rows: Iterable[tuple[str, str, Partial]],
+) -> dict[str, dict[str, Partial]]:
+    """Merge (customer_id, event_type, partial) rows into one partial per customer and type."""
+    grouped: dict[str, dict[str, Partial]] = {}
+    for customer_id, event_type, partial in rows:
+        by_type = grouped.setdefault(customer_id, {})
+        known = by_type.get(event_type)
+        by_type[event_type] = partial if known is None else known.merge(partial)
+    return grouped
+
+
+def build_rows(
+    rows: Iterable[tuple[str, str, Partial]],
+    *,
+    period: str,
+    bounds: PeriodBounds,
+    ops: Mapping[str, Op],
+    status: Status,
+    now_ms: int,
+) -> list[AggregationRow]:
+    """One aggregation row per customer that has events of a configured type in `bounds`."""
+    result = []
+    for customer_id, partials in group_by_customer(rows).items():
+        totals = totals_of(partials, ops)
+        if totals.event_count == 0:
+            continue
+        result.append(
+            AggregationRow(
+                id=aggregation_id(customer_id, period, bounds.key),
+                customer_id=customer_id,
+                period=period,
+                period_key=bounds.key,
+                period_start=bounds.start_ms,
+                period_end=bounds.end_ms,
+                status=status,
+                totals=totals,
+                created_ms=now_ms,
+                updated_ms=now_ms,
+            )
+        )
+    return result
+
+
+def calendars_for(config: SystemConfig) -> dict[str, PeriodCalendar]:
+    """The configured periods, by name, in the configured timezone."""
+    return {period.name: PeriodCalendar(period, config.timezone) for period in config.periods}
+
+
+def default_period(calendars: Mapping[str, PeriodCalendar]) -> str:
+    """The period usage is shown for when none is named: monthly if configured."""
+    return "monthly" if "monthly" in calendars else next(iter(calendars))
+
+
+def ops_for(config: SystemConfig) -> dict[str, Op]:
+    return {event_type: event.op for event_type, event in config.events.items()}
+
+
+def split_aggregation_id(
+    aggregation_id: str, calendars: Mapping[str, PeriodCalendar]
+) -> tuple[str, PeriodCalendar, PeriodBounds] | None:
+    """Customer, period and bounds named by `{customerId}_{period}_{periodKey}`.
+
+    Customer ids may hold underscores, so the period is found from the right.
+    """
+    rest, _, key = aggregation_id.rpartition("_")
+    # Longest name first: a period "x_daily" must win over "daily".
+    for name in sorted(calendars, key=len, reverse=True):
+        customer_id = rest.removesuffix("_" + name)
+        if customer_id != rest and customer_id:
+            try:
+                return customer_id, calendars[name], calendars[name].bounds_for_key(key)
+            except ValueError:
+                return None
+    return None

@@ -1,0 +1,114 @@
+"""Closing completed periods, refreshing open ones, and the scheduler that does it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import msgspec
+
+from meterd.aggregation import calendars_for, ops_for
+from meterd.config.model import SystemConfig
+from meterd.ingest import MAX_FUTURE_MS
+from meterd.periods import PeriodCalendar
+from meterd.storage.base import Store
+from meterd.timeutil import now_ms
+
+log = logging.getLogger("meterd.closing")
+
+
+class AggregationCounts(msgspec.Struct):
+    closed: int = 0
+    open: int = 0
+
+
+class PeriodCloser:
+    """Writes aggregation records: final ones for completed periods, live ones on demand."""
+
+    def __init__(self, store: Store, config: SystemConfig) -> None:
+        self.store = store
+        self.grace_ms = config.grace_period_ms
+        self.calendars = calendars_for(config)
+        self.ops = ops_for(config)
+
+    async def close_completed(self, now: int) -> int:
+        """Close every period that ended at least the grace period before `now`.
+
+        Idempotent: a period already closed is skipped, and within a period a
+        closed record is never rewritten. Periods with no events are skipped.
+        """
+        cutoff = now - self.grace_ms
+        closed = 0
+        for calendar in self.calendars.values():
+            closed += await self._close_calendar(calendar, cutoff, now)
+        return closed
+
+    async def _close_calendar(self, calendar: PeriodCalendar, cutoff: int, now: int) -> int:
+        closed = 0
+        watermark = await self.store.watermark(calendar.name)
+        while True:
+            first = await self.store.first_data_ms(watermark)
+            if first is None:
+                return closed
+            bounds = calendar.bounds_at(first if watermark is None else max(first, watermark))
+            if bounds.end_ms > cutoff:
+                return closed
+            closed += await self.store.write_period(
+                period=calendar.name, bounds=bounds, ops=self.ops, status="closed", now_ms=now
+            )
+            watermark = bounds.end_ms
+
+    async def refresh_open(self, now: int) -> int:
+        """Write `open` records for every period not closed yet that has events."""
+        written = 0
+        for calendar in self.calendars.values():
+            watermark = await self.store.watermark(calendar.name)
+            start = await self.store.first_data_ms(watermark)
+            if start is None:
+                continue
+            for bounds in calendar.bounds_between(start, now + MAX_FUTURE_MS + 1):
+                written += await self.store.write_period(
+                    period=calendar.name, bounds=bounds, ops=self.ops, status="open", now_ms=now
+                )
+        return written
+
+    async def trigger(self, now: int) -> AggregationCounts:
+        """Aggregate every period now: close the completed ones, refresh the open ones."""
+        closed = await self.close_completed(now)
+        return AggregationCounts(closed=closed, open=await self.refresh_open(now))
+
+
+class CloseScheduler:
+    """Runs `close_completed` every `interval_s` seconds inside `meterd serve`."""
+
+    def __init__(
+        self, closer: PeriodCloser, interval_s: float, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self.closer = closer
+        self.interval_s = interval_s
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="meterd-close-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                closed = await self.closer.close_completed(self.clock())
+                if closed:
+                    log.info("closed %d aggregation records", closed)
+            except Exception:
+                # A failed round (database busy or down) is retried on the next tick.
+                log.exception("closing periods failed")
+            await asyncio.sleep(self.interval_s)

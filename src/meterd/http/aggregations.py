@@ -1,0 +1,181 @@
+"""Aggregation records, the trigger, a record's events and live customer usage."""
+
+from __future__ import annotations
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meterd.aggregation import (
+    AggregationRow,
+    Status,
+    default_period,
+    split_aggregation_id,
+    totals_of,
+)
+from meterd.closing import AggregationCounts, PeriodCloser
+from meterd.config.model import SystemConfig
+from meterd.errors import InvalidRequest, NotFound
+from meterd.http.events import event_out, paged
+from meterd.http.params import decode_cursor, encode_cursor, int_cursor, limit_param, time_param
+from meterd.http.responses import JSONResponse
+from meterd.periods import PeriodBounds
+from meterd.storage.base import AggregationQuery, EventQuery, Store
+from meterd.timeutil import format_ms, now_ms
+
+
+class WebhookStatus(msgspec.Struct, rename="camel"):
+    delivered: bool = False
+    delivered_at: str | None = None
+    attempts: int = 0
+
+
+class AggregationOut(msgspec.Struct, rename="camel"):
+    """A customer's totals for one period; `periodEnd` is the period's last millisecond."""
+
+    id: str = msgspec.field(name="_id")
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: str
+    period_end: str
+    status: Status
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    timestamp: str
+    created_at: str
+    updated_at: str
+    webhook_status: WebhookStatus
+
+
+class UsageOut(msgspec.Struct, rename="camel"):
+    """Live values of one customer's period, computed from the rollups at `asOf`."""
+
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: str
+    period_end: str
+    status: Status
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    as_of: str
+
+
+class TriggerOut(AggregationCounts):
+    message: str = "Aggregation complete"
+
+
+def aggregation_out(row: AggregationRow) -> AggregationOut:
+    return AggregationOut(
+        id=row.id,
+        customer_id=row.customer_id,
+        period=row.period,
+        period_key=row.period_key,
+        period_start=format_ms(row.period_start),
+        period_end=format_ms(row.period_end - 1),
+        status=row.status,
+        events=row.totals.events,
+        event_counts=row.totals.event_counts,
+        event_count=row.totals.event_count,
+        timestamp=format_ms(row.updated_ms),
+        created_at=format_ms(row.created_ms),
+        updated_at=format_ms(row.updated_ms),
+        webhook_status=WebhookStatus(),
+    )
+
+
+def aggregation_routes(config: SystemConfig, store: Store, closer: PeriodCloser) -> list[Route]:
+    async def list_aggregations(request: Request) -> Response:
+        params = request.query_params
+        period = params.get("period") or None
+        if period is not None and period not in closer.calendars:
+            raise InvalidRequest(f"period: {period!r} is not configured", field="period")
+        cursor = decode_cursor(params)
+        if cursor is not None and (len(cursor) != 2 or not cursor[0].lstrip("-").isdigit()):
+            raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
+        query = AggregationQuery(
+            customer_id=params.get("customerId") or None,
+            period=period,
+            from_ms=time_param(params, "from"),
+            to_ms=time_param(params, "to"),
+            limit=limit_param(params),
+            before=(int(cursor[0]), cursor[1]) if cursor else None,
+        )
+        rows = await store.list_aggregations(query)
+        last = rows[-1] if len(rows) == query.limit else None
+        return paged(
+            [aggregation_out(row) for row in rows],
+            encode_cursor(last.period_start, last.id) if last else None,
+        )
+
+    async def trigger(request: Request) -> Response:
+        counts = await closer.trigger(now_ms())
+        return JSONResponse(TriggerOut(closed=counts.closed, open=counts.open), status_code=202)
+
+    async def aggregation_events(request: Request) -> Response:
+        aggregation_id = request.path_params["id"]
+        found = split_aggregation_id(aggregation_id, closer.calendars)
+        if found is None:
+            raise NotFound(f"{aggregation_id!r} is not an aggregation id of a configured period")
+        customer_id, _, bounds = found
+        params = request.query_params
+        cursor = int_cursor(params, 2)
+        query = EventQuery(
+            customer_id=customer_id,
+            event_type=params.get("eventType") or None,
+            from_ms=bounds.start_ms,
+            to_ms=bounds.last_ms,
+            limit=limit_param(params),
+            before=(cursor[0], cursor[1]) if cursor else None,
+        )
+        events = await store.list_events(query)
+        last = events[-1] if len(events) == query.limit else None
+        return paged(
+            [event_out(event, config.timezone) for event in events],
+            encode_cursor(last.ts_ms, last.seq) if last else None,
+        )
+
+    async def customer_usage(request: Request) -> Response:
+        params = request.query_params
+        name = params.get("period") or default_period(closer.calendars)
+        calendar = closer.calendars.get(name)
+        if calendar is None:
+            raise InvalidRequest(f"period: {name!r} is not configured", field="period")
+        now = now_ms()
+        at = time_param(params, "at")
+        bounds = calendar.bounds_at(now if at is None else at)
+        usage = await usage_of(store, closer, request.path_params["customerId"], name, bounds)
+        return JSONResponse(usage)
+
+    return [
+        Route("/aggregations", list_aggregations, methods=["GET"]),
+        Route("/aggregations/trigger", trigger, methods=["POST"]),
+        Route("/aggregations/{id}/events", aggregation_events, methods=["GET"]),
+        Route("/customers/{customerId}/usage", customer_usage, methods=["GET"]),
+    ]
+
+
+async def usage_of(
+    store: Store, closer: PeriodCloser, customer_id: str, period: str, bounds: PeriodBounds
+) -> UsageOut:
+    """A customer's live values for one period, straight from the rollups."""
+    partials = await store.customer_partials(customer_id, bounds)
+    totals = totals_of(partials, closer.ops)
+    watermark = await store.watermark(period)
+    closed = watermark is not None and bounds.end_ms <= watermark
+    return UsageOut(
+        customer_id=customer_id,
+        period=period,
+        period_key=bounds.key,
+        period_start=format_ms(bounds.start_ms),
+        period_end=format_ms(bounds.last_ms),
+        status="closed" if closed else "open",
+        events=totals.events,
+        event_counts=totals.event_counts,
+        event_count=totals.event_count,
+        as_of=format_ms(now_ms()),
+    )

@@ -1,0 +1,79 @@
+"""Closing periods and keeping aggregation records in SQLite (runs on the writer)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from meterd.aggregation import AggregationRow, Status, Totals, build_rows
+from meterd.config.model import Op
+from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.storage.sqlite.rollups import partial_rows
+
+_totals_encoder = msgspec.json.Encoder()
+_totals_decoder = msgspec.json.Decoder(Totals)
+
+
+def write_period(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    period: str,
+    bounds: PeriodBounds,
+    ops: Mapping[str, Op],
+    status: Status,
+    now_ms: int,
+) -> int:
+    """Write one period's aggregation records from its rollups; closed records never change.
+
+    Closing also moves the period's watermark past `bounds`, in the same transaction.
+    Returns how many records were written (newly closed, or refreshed while open).
+    """
+    rollups = conn.execute(
+        queries["period_rollups"], (bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
+    )
+    rows = build_rows(
+        partial_rows(rollups), period=period, bounds=bounds, ops=ops, status=status, now_ms=now_ms
+    )
+    already_closed = {
+        row[0] for row in conn.execute(queries["closed_aggregation_ids"], (period, bounds.start_ms))
+    }
+    fresh = [row for row in rows if row.id not in already_closed]
+    conn.executemany(queries["upsert_aggregation"], [_stored(row) for row in fresh])
+    if status == "closed":
+        conn.execute(queries["advance_watermark"], (period, bounds.end_ms))
+    return len(fresh)
+
+
+def _stored(row: AggregationRow) -> tuple[Any, ...]:
+    return (
+        row.id,
+        row.customer_id,
+        row.period,
+        row.period_key,
+        row.period_start,
+        row.period_end,
+        row.status,
+        _totals_encoder.encode(row.totals).decode(),
+        row.created_ms,
+        row.updated_ms,
+    )
+
+
+def loaded(row: tuple[Any, ...]) -> AggregationRow:
+    id_, customer_id, period, key, start, end, status, totals, created, updated = row
+    return AggregationRow(
+        id=id_,
+        customer_id=customer_id,
+        period=period,
+        period_key=key,
+        period_start=start,
+        period_end=end,
+        status=status,
+        totals=_totals_decoder.decode(totals),
+        created_ms=created,
+        updated_ms=updated,
+    )

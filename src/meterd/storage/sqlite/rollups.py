@@ -1,0 +1,73 @@
+"""Rollup upkeep in SQLite: exact-sum SQL function, partials to rows and back."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from meterd.rollup import (
+    BucketKey,
+    ExactNumber,
+    Partial,
+    Point,
+    add_exact,
+    format_exact,
+    parse_exact,
+)
+
+_INT64 = 2**63
+
+
+def stored_total(number: ExactNumber) -> int | str:
+    """An INTEGER when it fits, else the decimal as TEXT."""
+    if isinstance(number, int) and -_INT64 <= number < _INT64:
+        return number
+    return format_exact(number)
+
+
+def loaded_total(value: int | str) -> ExactNumber:
+    return value if isinstance(value, int) else parse_exact(value)
+
+
+def _exact_add(a: int | str, b: int | str) -> int | str:
+    return stored_total(add_exact(loaded_total(a), loaded_total(b)))
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    conn.create_function("exact_add", 2, _exact_add, deterministic=True)
+
+
+def upsert_partials(
+    conn: sqlite3.Connection, sql: str, partials: Mapping[BucketKey, Partial]
+) -> None:
+    conn.executemany(
+        sql,
+        [
+            (
+                customer_id,
+                bucket,
+                event_type,
+                p.count,
+                stored_total(p.sum),
+                p.min,
+                p.max,
+                p.first.ts_ms,
+                p.first.seq,
+                p.first.value,
+                p.last.ts_ms,
+                p.last.seq,
+                p.last.value,
+            )
+            for (customer_id, event_type, bucket), p in partials.items()
+        ],
+    )
+
+
+def partial_rows(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[str, str, Partial]]:
+    """Rows of (customer_id, event_type, count, total, minimum, maximum, first_*, last_*)."""
+    for row in rows:
+        customer_id, event_type, count, total, low, high = row[:6]
+        first = Point(row[6], row[7], row[8])
+        last = Point(row[9], row[10], row[11])
+        yield customer_id, event_type, Partial(count, loaded_total(total), low, high, first, last)
