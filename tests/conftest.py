@@ -43,13 +43,28 @@ def config() -> SystemConfig:
 
 @pytest.fixture
 def settings() -> ServerSettings:
-    # No scheduler: tests close periods explicitly, at instants they choose.
-    return ServerSettings(api_keys=(API_KEY,), max_body_bytes=1_000_000, close_interval_s=None)
+    # No scheduler and no delivery worker: tests close periods and deliver explicitly.
+    return ServerSettings(
+        api_keys=(API_KEY,),
+        max_body_bytes=1_000_000,
+        close_interval_s=None,
+        delivery_poll_s=None,
+    )
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     return SQLiteStore(str(tmp_path / "meterd.db"))
+
+
+@pytest.fixture
+async def open_store(store: Store) -> AsyncIterator[Store]:
+    """The store, opened, for tests that use it without the app."""
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
 
 
 @pytest.fixture

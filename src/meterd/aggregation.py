@@ -35,6 +35,11 @@ class AggregationRow(msgspec.Struct, frozen=True):
     totals: Totals
     created_ms: int
     updated_ms: int
+    # Webhook deliveries of this record: how many, how many delivered, when, attempts.
+    deliveries: int = 0
+    delivered: int = 0
+    delivered_ms: int | None = None
+    attempts: int = 0
 
 
 def aggregation_id(customer_id: str, period: str, period_key: str) -> str:

@@ -70,6 +70,12 @@ config_option = click.option(
     show_default=True,
     help="How often to close completed periods (a duration). [env METERD_CLOSE_INTERVAL]",
 )
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    envvar="DRY_RUN",
+    help="Sign and log webhooks instead of sending them. [env DRY_RUN=1]",
+)
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 def serve(
     config_path: str | None,
@@ -78,6 +84,7 @@ def serve(
     port: int,
     max_body_bytes: int,
     close_interval: str,
+    dry_run: bool,
     access_log: bool,
 ) -> None:
     """Run the meterd HTTP server."""
@@ -89,7 +96,10 @@ def serve(
         api_keys=_env_api_keys(),
         max_body_bytes=max_body_bytes,
         close_interval_s=_duration_or_exit("--close-interval", close_interval) / 1000,
+        dry_run=dry_run,
     )
+    if dry_run:
+        click.echo("DRY RUN: webhooks are signed and logged, not sent.", err=True)
     store = _open_or_exit(settings.database_url)
     new_key = _run(store, lambda: _first_api_key(store, settings))
     if new_key:
@@ -146,6 +156,48 @@ def rebuild(database_url: str) -> None:
     store = _open_or_exit(database_url)
     folded = _run(store, store.rebuild_rollups)
     click.echo(f"Rebuilt rollups from {folded} events.")
+
+
+@main.command()
+@click.option("--failed", is_flag=True, help="Only deliveries that failed for good.")
+@click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@db_option
+def deliveries(failed: bool, status: str | None, limit: int, database_url: str) -> None:
+    """List webhook deliveries, newest first."""
+    store = _open_or_exit(database_url)
+    wanted = "failed" if failed else status
+    records = _run(
+        store,
+        lambda: store.list_deliveries(status=wanted, limit=limit, before_id=None),  # type: ignore[arg-type]
+    )
+    table = Table("id", "status", "attempts", "aggregation", "url", "last error", "updated")
+    for record in records:
+        label = record.status + (" (dry run)" if record.dry_run else "")
+        table.add_row(
+            str(record.id),
+            label,
+            str(record.attempts),
+            record.aggregation_id,
+            record.url,
+            record.last_error or "",
+            format_ms(record.updated_ms),
+        )
+    Console().print(table)
+
+
+@main.command()
+@click.argument("delivery_id", type=int)
+@db_option
+def redeliver(delivery_id: int, database_url: str) -> None:
+    """Send a delivery again: due now, with a fresh retry schedule."""
+    store = _open_or_exit(database_url)
+    record = _run(store, lambda: store.redeliver(delivery_id, now_ms=now_ms()))
+    if record is None:
+        raise click.ClickException(f"no delivery with id {delivery_id}")
+    click.echo(
+        f"Delivery {delivery_id} to {record.url} is pending again; a running server sends it."
+    )
 
 
 @main.group()

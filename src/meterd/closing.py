@@ -31,6 +31,7 @@ class PeriodCloser:
         self.grace_ms = config.grace_period_ms
         self.calendars = calendars_for(config)
         self.ops = ops_for(config)
+        self.webhooks = config.webhooks
 
     async def close_completed(self, now: int) -> int:
         """Close every period that ended at least the grace period before `now`.
@@ -55,7 +56,12 @@ class PeriodCloser:
             if bounds.end_ms > cutoff:
                 return closed
             closed += await self.store.write_period(
-                period=calendar.name, bounds=bounds, ops=self.ops, status="closed", now_ms=now
+                period=calendar.name,
+                bounds=bounds,
+                ops=self.ops,
+                status="closed",
+                now_ms=now,
+                webhooks=self.webhooks,
             )
             watermark = bounds.end_ms
 
@@ -83,10 +89,16 @@ class CloseScheduler:
     """Runs `close_completed` every `interval_s` seconds inside `meterd serve`."""
 
     def __init__(
-        self, closer: PeriodCloser, interval_s: float, clock: Callable[[], int] = now_ms
+        self,
+        closer: PeriodCloser,
+        interval_s: float,
+        *,
+        on_closed: Callable[[], None] = lambda: None,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
         self.closer = closer
         self.interval_s = interval_s
+        self.on_closed = on_closed
         self.clock = clock
         self._task: asyncio.Task[None] | None = None
 
@@ -108,6 +120,7 @@ class CloseScheduler:
                 closed = await self.closer.close_completed(self.clock())
                 if closed:
                     log.info("closed %d aggregation records", closed)
+                    self.on_closed()
             except Exception:
                 # A failed round (database busy or down) is retried on the next tick.
                 log.exception("closing periods failed")

@@ -20,3 +20,10 @@ class ServerSettings:
     # How often the scheduler looks for completed periods to close; None: never
     # (periods then close only through POST /aggregations/trigger).
     close_interval_s: float | None = 60.0
+    # How often the delivery worker looks for due webhooks when nothing woke it;
+    # None: no worker in this process.
+    delivery_poll_s: float | None = 1.0
+    # Sign and log webhooks instead of sending them (DRY_RUN=1).
+    dry_run: bool = False
+    # Webhook deliveries in flight at once.
+    delivery_concurrency: int = 16

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
@@ -84,11 +86,21 @@ def aggregation_out(row: AggregationRow) -> AggregationOut:
         timestamp=format_ms(row.updated_ms),
         created_at=format_ms(row.created_ms),
         updated_at=format_ms(row.updated_ms),
-        webhook_status=WebhookStatus(),
+        webhook_status=WebhookStatus(
+            delivered=row.deliveries > 0 and row.delivered == row.deliveries,
+            delivered_at=format_ms(row.delivered_ms) if row.delivered_ms is not None else None,
+            attempts=row.attempts,
+        ),
     )
 
 
-def aggregation_routes(config: SystemConfig, store: Store, closer: PeriodCloser) -> list[Route]:
+def aggregation_routes(
+    config: SystemConfig,
+    store: Store,
+    closer: PeriodCloser,
+    *,
+    on_closed: Callable[[], None] = lambda: None,
+) -> list[Route]:
     async def list_aggregations(request: Request) -> Response:
         params = request.query_params
         period = params.get("period") or None
@@ -114,6 +126,8 @@ def aggregation_routes(config: SystemConfig, store: Store, closer: PeriodCloser)
 
     async def trigger(request: Request) -> Response:
         counts = await closer.trigger(now_ms())
+        if counts.closed:
+            on_closed()
         return JSONResponse(TriggerOut(closed=counts.closed, open=counts.open), status_code=202)
 
     async def aggregation_events(request: Request) -> Response:

@@ -15,37 +15,54 @@ from meterd.errors import MeterdError
 from meterd.http import responses
 from meterd.http.aggregations import aggregation_routes
 from meterd.http.auth import ApiKeyMiddleware, KeyRing
+from meterd.http.deliveries import delivery_routes
 from meterd.http.docs import docs_routes
 from meterd.http.events import events_routes
 from meterd.http.ingest import ingest_routes
 from meterd.http.meta import meta_routes
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
+from meterd.webhooks.delivery import DeliveryWorker
 
 
 def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> Starlette:
     """The meterd API. Its lifespan opens `store` and runs the period-closing scheduler."""
     closer = PeriodCloser(store, config)
+    worker = None
+    if settings.delivery_poll_s is not None:
+        worker = DeliveryWorker(
+            store,
+            config,
+            dry_run=settings.dry_run,
+            concurrency=settings.delivery_concurrency,
+            poll_interval_s=settings.delivery_poll_s,
+        )
+    wake_worker = worker.wake if worker is not None else lambda: None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         scheduler = None
         if settings.close_interval_s is not None:
-            scheduler = CloseScheduler(closer, settings.close_interval_s)
+            scheduler = CloseScheduler(closer, settings.close_interval_s, on_closed=wake_worker)
             scheduler.start()
+        if worker is not None:
+            worker.start()
         try:
             yield
         finally:
             if scheduler is not None:
                 await scheduler.stop()
+            if worker is not None:
+                await worker.stop()
             await store.close()
 
     routes = [
         *meta_routes(config, store),
         *ingest_routes(settings, config, store),
         *events_routes(config, store),
-        *aggregation_routes(config, store, closer),
+        *aggregation_routes(config, store, closer, on_closed=wake_worker),
+        *delivery_routes(store, on_redeliver=wake_worker),
         *docs_routes(),
     ]
     return Starlette(

@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from meterd import __version__
 from meterd.http.aggregations import AggregationOut, TriggerOut, UsageOut
+from meterd.http.deliveries import DeliveryOut
 from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
 from meterd.http.ingest import BatchCaptured, UsageCaptured
 from meterd.http.responses import JSONResponse
@@ -169,6 +170,32 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("period", "query", "A configured period (default monthly).", _STRING),
             Param("at", "query", "Any instant in the period (default now).", _TIME),
         ),
+    ),
+    Operation(
+        "get",
+        "/deliveries",
+        "Webhook deliveries, newest first",
+        {200: ("One page of deliveries.", list[DeliveryOut]), 400: ("Invalid filter.", ErrorBody)},
+        params=(
+            Param("status", "query", "pending, delivered or failed.", _STRING),
+            _LIMIT,
+            _CURSOR,
+        ),
+        paged=True,
+    ),
+    Operation(
+        "get",
+        "/deliveries/{id}",
+        "One delivery with its payload and every attempt",
+        {200: ("The delivery.", DeliveryOut), 404: ("No such delivery.", ErrorBody)},
+        params=(Param("id", "path", "Delivery id.", {"type": "integer"}, required=True),),
+    ),
+    Operation(
+        "post",
+        "/deliveries/{id}/redeliver",
+        "Send a delivery again (due now, with a fresh retry schedule)",
+        {202: ("Queued.", DeliveryOut), 404: ("No such delivery.", ErrorBody)},
+        params=(Param("id", "path", "Delivery id.", {"type": "integer"}, required=True),),
     ),
     Operation(
         "get", "/config", "The loaded config, secrets redacted", {200: ("Config.", dict[str, Any])}

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 
 from meterd.aggregation import AggregationRow, Status
-from meterd.config.model import Op
+from meterd.config.model import Op, WebhookConfig
 from meterd.ingest import NewEvent
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
@@ -52,6 +53,46 @@ class AggregationQuery(msgspec.Struct, frozen=True):
     limit: int = 100
     # Keyset cursor: only records strictly before (period_start, id) in listing order.
     before: tuple[int, str] | None = None
+
+
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class DeliveryRecord(msgspec.Struct, frozen=True):
+    """One outbox row: a closed record's payload on its way to one webhook URL."""
+
+    id: int
+    message_id: str
+    aggregation_id: str
+    url: str
+    payload: bytes
+    status: DeliveryStatus
+    attempts: int
+    retry_from: int
+    next_attempt_ms: int | None
+    dry_run: bool
+    last_error: str | None
+    created_ms: int
+    updated_ms: int
+    delivered_ms: int | None
+
+
+class AttemptRecord(msgspec.Struct, frozen=True):
+    attempted_ms: int
+    status_code: int | None
+    latency_ms: int
+    response: str | None
+    error: str | None
+
+
+class AttemptOutcome(msgspec.Struct, frozen=True):
+    """What one attempt did, and what the delivery becomes."""
+
+    delivery_id: int
+    attempt: AttemptRecord
+    status: DeliveryStatus
+    next_attempt_ms: int | None = None
+    dry_run: bool = False
 
 
 class ApiKeyRecord(msgspec.Struct, frozen=True):
@@ -112,11 +153,14 @@ class Store(abc.ABC):
         ops: dict[str, Op],
         status: Status,
         now_ms: int,
+        webhooks: Sequence[WebhookConfig] = (),
     ) -> int:
         """Write the aggregation records of one period for every customer with events in it.
 
         status "closed" closes the period: records become final (a closed record is
-        never written again) and the watermark moves past it, in one transaction.
+        never written again), each newly closed record gets an outbox row per enabled
+        webhook that wants this period, and the watermark moves past it, all in one
+        transaction.
         status "open" refreshes the records of a period not closed yet.
         Returns the number of records written.
         """
@@ -132,6 +176,38 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def rebuild_rollups(self) -> int:
         """Recompute every rollup from the raw events; returns the events folded."""
+
+    # -- webhook deliveries ----------------------------------------------------
+
+    @abc.abstractmethod
+    async def claim_deliveries(
+        self, *, now_ms: int, limit: int, lease_ms: int
+    ) -> list[DeliveryRecord]:
+        """Pending deliveries due by `now_ms`, claimed for `lease_ms` so no one else sends them."""
+
+    @abc.abstractmethod
+    async def release_claims(self) -> None:
+        """Forget every claim (only safe when no other process delivers)."""
+
+    @abc.abstractmethod
+    async def record_attempt(self, outcome: AttemptOutcome) -> None:
+        """Record one attempt and the delivery's new state; releases the claim."""
+
+    @abc.abstractmethod
+    async def list_deliveries(
+        self, *, status: DeliveryStatus | None, limit: int, before_id: int | None
+    ) -> list[DeliveryRecord]:
+        """Deliveries, newest first."""
+
+    @abc.abstractmethod
+    async def get_delivery(
+        self, delivery_id: int
+    ) -> tuple[DeliveryRecord, list[AttemptRecord]] | None:
+        """One delivery with its attempts, oldest attempt first."""
+
+    @abc.abstractmethod
+    async def redeliver(self, delivery_id: int, *, now_ms: int) -> DeliveryRecord | None:
+        """Make a delivery pending again, due now, with a fresh retry schedule."""
 
     # -- API keys --------------------------------------------------------------
 

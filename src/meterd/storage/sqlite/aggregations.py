@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from meterd.aggregation import AggregationRow, Status, Totals, build_rows
-from meterd.config.model import Op
+from meterd.config.model import Op, WebhookConfig
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.storage.sqlite.rollups import partial_rows
+from meterd.webhooks.payload import outgoing_for
 
 _totals_encoder = msgspec.json.Encoder()
 _totals_decoder = msgspec.json.Decoder(Totals)
@@ -26,6 +27,7 @@ def write_period(
     ops: Mapping[str, Op],
     status: Status,
     now_ms: int,
+    webhooks: Sequence[WebhookConfig],
 ) -> int:
     """Write one period's aggregation records from its rollups; closed records never change.
 
@@ -44,6 +46,14 @@ def write_period(
     fresh = [row for row in rows if row.id not in already_closed]
     conn.executemany(queries["upsert_aggregation"], [_stored(row) for row in fresh])
     if status == "closed":
+        conn.executemany(
+            queries["insert_delivery"],
+            [
+                (out.message_id, out.aggregation_id, out.url, out.payload, now_ms, now_ms, now_ms)
+                for row in fresh
+                for out in outgoing_for(row, webhooks)
+            ],
+        )
         conn.execute(queries["advance_watermark"], (period, bounds.end_ms))
     return len(fresh)
 
@@ -63,8 +73,23 @@ def _stored(row: AggregationRow) -> tuple[Any, ...]:
     )
 
 
+# The columns `loaded` reads, with the record's delivery summary.
+SELECT_AGGREGATIONS = """
+SELECT id, customer_id, period, period_key, period_start, period_end, status, totals,
+       created_at, updated_at,
+       (SELECT count(*) FROM deliveries d WHERE d.aggregation_id = aggregations.id),
+       (SELECT count(*) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id AND d.status = 'delivered' AND NOT d.dry_run),
+       (SELECT max(delivered_at) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id AND NOT d.dry_run),
+       (SELECT coalesce(sum(attempts), 0) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id)
+FROM aggregations"""
+
+
 def loaded(row: tuple[Any, ...]) -> AggregationRow:
-    id_, customer_id, period, key, start, end, status, totals, created, updated = row
+    id_, customer_id, period, key, start, end, status, totals, created, updated = row[:10]
+    deliveries, delivered, delivered_ms, attempts = row[10:]
     return AggregationRow(
         id=id_,
         customer_id=customer_id,
@@ -76,4 +101,8 @@ def loaded(row: tuple[Any, ...]) -> AggregationRow:
         totals=_totals_decoder.decode(totals),
         created_ms=created,
         updated_ms=updated,
+        deliveries=deliveries,
+        delivered=delivered,
+        delivered_ms=delivered_ms,
+        attempts=attempts,
     )

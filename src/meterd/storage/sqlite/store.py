@@ -11,12 +11,22 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from meterd.aggregation import AggregationRow, Status
-from meterd.config.model import Op
+from meterd.config.model import Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import Partial, Point, fold
-from meterd.storage.base import AggregationQuery, ApiKeyRecord, EventQuery, Store, StoredEvent
+from meterd.storage.base import (
+    AggregationQuery,
+    ApiKeyRecord,
+    AttemptOutcome,
+    AttemptRecord,
+    DeliveryRecord,
+    DeliveryStatus,
+    EventQuery,
+    Store,
+    StoredEvent,
+)
 from meterd.storage.sqlfiles import read_queries
 from meterd.storage.sqlite import aggregations, rollups
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
@@ -184,6 +194,7 @@ class SQLiteStore(Store):
         ops: dict[str, Op],
         status: Status,
         now_ms: int,
+        webhooks: Sequence[WebhookConfig] = (),
     ) -> int:
         return await self.writer.call(
             lambda conn: aggregations.write_period(
@@ -194,6 +205,7 @@ class SQLiteStore(Store):
                 ops=ops,
                 status=status,
                 now_ms=now_ms,
+                webhooks=webhooks,
             )
         )
 
@@ -204,7 +216,7 @@ class SQLiteStore(Store):
         )
 
     async def get_aggregation(self, aggregation_id: str) -> AggregationRow | None:
-        sql = self._queries["get_aggregation"]
+        sql = aggregations.SELECT_AGGREGATIONS + " WHERE id = ?"
         row = await self._read(lambda conn: conn.execute(sql, (aggregation_id,)).fetchone())
         return None if row is None else aggregations.loaded(row)
 
@@ -227,6 +239,86 @@ class SQLiteStore(Store):
             rollups.upsert_partials(conn, self._queries["upsert_rollup"], fold(points))
             folded += len(rows)
             last_seq = rows[-1][0]
+
+    # -- webhook deliveries -----------------------------------------------
+
+    async def claim_deliveries(
+        self, *, now_ms: int, limit: int, lease_ms: int
+    ) -> list[DeliveryRecord]:
+        sql = self._queries["claim_deliveries"]
+        params = (now_ms + lease_ms, now_ms, now_ms, limit)
+        rows = await self.writer.call(lambda conn: conn.execute(sql, params).fetchall())
+        return sorted(
+            (_delivery(row) for row in rows), key=lambda d: (d.next_attempt_ms or 0, d.id)
+        )
+
+    async def release_claims(self) -> None:
+        sql = self._queries["release_claims"]
+        await self.writer.call(lambda conn: conn.execute(sql))
+
+    async def record_attempt(self, outcome: AttemptOutcome) -> None:
+        attempt = outcome.attempt
+
+        def record(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                self._queries["insert_attempt"],
+                (
+                    outcome.delivery_id,
+                    attempt.attempted_ms,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.response,
+                    attempt.error,
+                ),
+            )
+            conn.execute(
+                self._queries["update_delivery_after_attempt"],
+                (
+                    outcome.status,
+                    outcome.next_attempt_ms,
+                    outcome.dry_run,
+                    attempt.error,
+                    attempt.attempted_ms,
+                    outcome.status,
+                    attempt.attempted_ms,
+                    outcome.delivery_id,
+                ),
+            )
+
+        await self.writer.call(record)
+
+    async def list_deliveries(
+        self, *, status: DeliveryStatus | None, limit: int, before_id: int | None
+    ) -> list[DeliveryRecord]:
+        sql, params = _select(
+            "SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,"
+            " next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at"
+            " FROM deliveries",
+            [("status = ?", status), ("id < ?", before_id)],
+            order_by="id DESC",
+            limit=limit,
+        )
+        return await self._read(lambda conn: [_delivery(row) for row in conn.execute(sql, params)])
+
+    async def get_delivery(
+        self, delivery_id: int
+    ) -> tuple[DeliveryRecord, list[AttemptRecord]] | None:
+        def read(conn: sqlite3.Connection) -> tuple[DeliveryRecord, list[AttemptRecord]] | None:
+            row = conn.execute(self._queries["get_delivery"], (delivery_id,)).fetchone()
+            if row is None:
+                return None
+            attempts = conn.execute(self._queries["delivery_attempts"], (delivery_id,))
+            return _delivery(row), [AttemptRecord(*attempt) for attempt in attempts]
+
+        return await self._read(read)
+
+    async def redeliver(self, delivery_id: int, *, now_ms: int) -> DeliveryRecord | None:
+        def redeliver(conn: sqlite3.Connection) -> DeliveryRecord | None:
+            conn.execute(self._queries["redeliver"], (now_ms, now_ms, delivery_id))
+            row = conn.execute(self._queries["get_delivery"], (delivery_id,)).fetchone()
+            return None if row is None else _delivery(row)
+
+        return await self.writer.call(redeliver)
 
     # -- API keys ---------------------------------------------------------
 
@@ -283,8 +375,7 @@ def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:
 
 def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
     return _select(
-        "SELECT id, customer_id, period, period_key, period_start, period_end, status, totals,"
-        " created_at, updated_at FROM aggregations",
+        aggregations.SELECT_AGGREGATIONS,
         [
             ("customer_id = ?", query.customer_id),
             ("period = ?", query.period),
@@ -310,6 +401,12 @@ def _select(
         params.extend(value if isinstance(value, tuple) else (value,))
     sql = select + (" WHERE " + " AND ".join(where) if where else "")
     return f"{sql} ORDER BY {order_by} LIMIT ?", [*params, limit]
+
+
+def _delivery(row: tuple[Any, ...]) -> DeliveryRecord:
+    fields = list(row)
+    fields[9] = bool(fields[9])  # dry_run
+    return DeliveryRecord(*fields)
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:

@@ -70,11 +70,6 @@ ON CONFLICT (id) DO UPDATE SET
     updated_at = excluded.updated_at
 WHERE aggregations.status = 'open';
 
--- name: get_aggregation
-SELECT id, customer_id, period, period_key, period_start, period_end, status, totals,
-       created_at, updated_at
-FROM aggregations WHERE id = ?;
-
 -- name: delete_rollups
 DELETE FROM rollups;
 
@@ -83,3 +78,53 @@ SELECT seq, customer_id, event_type, value, ts FROM events WHERE seq > ? ORDER B
 
 -- name: closed_aggregation_ids
 SELECT id FROM aggregations WHERE period = ? AND period_start = ? AND status = 'closed';
+
+-- name: insert_delivery
+INSERT INTO deliveries (message_id, aggregation_id, url, payload, status, next_attempt_at,
+                        created_at, updated_at)
+VALUES (?, ?, ?, ?, 'pending', ?, ?, ?);
+
+-- name: claim_deliveries
+UPDATE deliveries SET claimed_until = ?
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE status = 'pending' AND next_attempt_at <= ?
+      AND (claimed_until IS NULL OR claimed_until < ?)
+    ORDER BY next_attempt_at
+    LIMIT ?
+)
+RETURNING id, message_id, aggregation_id, url, payload, status, attempts, retry_from,
+          next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at;
+
+-- name: release_claims
+UPDATE deliveries SET claimed_until = NULL WHERE claimed_until IS NOT NULL;
+
+-- name: insert_attempt
+INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response, error)
+VALUES (?, ?, ?, ?, ?, ?);
+
+-- name: update_delivery_after_attempt
+UPDATE deliveries SET
+    attempts = attempts + 1,
+    status = ?,
+    next_attempt_at = ?,
+    claimed_until = NULL,
+    dry_run = ?,
+    last_error = ?,
+    updated_at = ?,
+    delivered_at = CASE WHEN ? = 'delivered' THEN ? ELSE delivered_at END
+WHERE id = ?;
+
+-- name: get_delivery
+SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,
+       next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at
+FROM deliveries WHERE id = ?;
+
+-- name: delivery_attempts
+SELECT attempted_at, status_code, latency_ms, response, error
+FROM delivery_attempts WHERE delivery_id = ? ORDER BY id;
+
+-- name: redeliver
+UPDATE deliveries SET status = 'pending', next_attempt_at = ?, retry_from = attempts,
+                      claimed_until = NULL, updated_at = ?
+WHERE id = ?;

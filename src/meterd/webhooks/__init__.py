@@ -1,0 +1,1 @@
+"""Signed webhooks: payloads, signatures, and the delivery worker that drains the outbox."""

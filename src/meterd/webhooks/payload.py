@@ -1,0 +1,86 @@
+"""The `aggregation.completed` payload and which webhooks receive it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import msgspec
+
+from meterd.aggregation import AggregationRow
+from meterd.config.model import WebhookConfig
+from meterd.timeutil import format_ms
+
+
+class PayloadData(msgspec.Struct, rename="camel"):
+    aggregation_id: str
+    period_key: str
+    period_start: str
+    period_end: str
+    timestamp: str
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+
+
+class CompletedPayload(msgspec.Struct):
+    type: str
+    customerId: str  # noqa: N815 - the wire name
+    period: str
+    data: PayloadData
+    created: int
+
+
+class Outgoing(msgspec.Struct, frozen=True):
+    """One outbox row to write with a period's close."""
+
+    message_id: str
+    aggregation_id: str
+    url: str
+    payload: bytes
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def completed_payload(row: AggregationRow) -> bytes:
+    """The exact body sent for a closed record, identical on every attempt."""
+    return _encoder.encode(
+        CompletedPayload(
+            type="aggregation.completed",
+            customerId=row.customer_id,
+            period=row.period,
+            data=PayloadData(
+                aggregation_id=row.id,
+                period_key=row.period_key,
+                period_start=format_ms(row.period_start),
+                period_end=format_ms(row.period_end - 1),
+                timestamp=format_ms(row.updated_ms),
+                events=row.totals.events,
+                event_counts=row.totals.event_counts,
+                event_count=row.totals.event_count,
+            ),
+            created=row.updated_ms // 1000,
+        )
+    )
+
+
+def outgoing_for(row: AggregationRow, webhooks: Sequence[WebhookConfig]) -> list[Outgoing]:
+    """Outbox rows for a newly closed record: one per enabled webhook that wants its period."""
+    payload = completed_payload(row)
+    return [
+        Outgoing(
+            message_id=_message_id(row.id, index, hook.url),
+            aggregation_id=row.id,
+            url=hook.url,
+            payload=payload,
+        )
+        for index, hook in enumerate(webhooks)
+        if hook.enabled and (hook.periods is None or row.period in hook.periods)
+    ]
+
+
+def _message_id(aggregation_id: str, index: int, url: str) -> str:
+    # Customer ids may hold anything; a header value must be plain ASCII.
+    digest = hashlib.sha256(f"{aggregation_id}\n{index}\n{url}".encode()).hexdigest()
+    return "msg_" + digest[:32]
