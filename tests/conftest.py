@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import functools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
+import psycopg
 import pytest
 from starlette.applications import Starlette
 
@@ -13,7 +18,14 @@ from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig, Web
 from meterd.http.app import create_app
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
+from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
+
+POSTGRES_URL = os.environ.get(
+    "METERD_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+# CI sets this: there, a missing PostgreSQL is a failure, not a skip.
+POSTGRES_REQUIRED = os.environ.get("METERD_TEST_REQUIRE_POSTGRES") == "1"
 
 API_KEY = "mk_test_key"
 
@@ -52,9 +64,40 @@ def settings() -> ServerSettings:
     )
 
 
+@functools.cache
+def postgres_problem() -> str | None:
+    try:
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+    except psycopg.Error as error:
+        return f"PostgreSQL is not reachable at {POSTGRES_URL}: {error}".strip()
+    return None
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return SQLiteStore(str(tmp_path / "meterd.db"))
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+    problem = postgres_problem()
+    if problem is not None:
+        if POSTGRES_REQUIRED:
+            pytest.fail(problem)
+        pytest.skip(problem + " (PostgreSQL tests skipped)")
+    schema = f"meterd_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}".encode())
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    try:
+        yield f"{POSTGRES_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
+    """Every test that uses a store runs on both backends."""
+    if request.param == "sqlite":
+        return SQLiteStore(str(tmp_path / "meterd.db"))
+    return PostgresStore(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

@@ -106,17 +106,14 @@ async def test_concurrent_duplicates_are_stored_once(
 async def test_concurrent_requests_share_transactions(
     client: httpx.AsyncClient, store: Store
 ) -> None:
-    from meterd.storage.sqlite.store import SQLiteStore
-
-    assert isinstance(store, SQLiteStore)
-    before = store.writer.transactions
+    before = store.ingest_transactions
     responses = await asyncio.gather(
         *(client.post("/usage/api.calls", json={"customerId": "c", "value": i}) for i in range(200))
     )
     assert all(r.status_code == 201 for r in responses)
     assert len(await stored_events(store)) == 200
     # Group commit: 200 concurrent requests must not need 200 commits.
-    assert store.writer.transactions - before < 200
+    assert store.ingest_transactions - before < 200
 
 
 async def test_client_timestamp_iso_and_epoch_ms(client: httpx.AsyncClient, store: Store) -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from meterd.errors import SchemaTooNew
+from meterd.storage.postgres import migrate as postgres
 from meterd.storage.sqlfiles import read_migrations
 from meterd.storage.sqlite.migrate import PACKAGE, current_version, migrate
 
@@ -46,3 +48,36 @@ def test_a_newer_database_is_refused(tmp_path: Path) -> None:
     conn.execute("INSERT INTO meterd_migrations VALUES (999, 'future', 0)")
     with pytest.raises(SchemaTooNew):
         migrate(conn)
+
+
+async def postgres_schema(conn: psycopg.AsyncConnection) -> list[tuple[str, ...]]:
+    columns = await conn.execute(
+        "SELECT table_name, column_name, data_type, is_nullable, coalesce(column_default, '')"
+        " FROM information_schema.columns WHERE table_schema = current_schema()"
+        " ORDER BY table_name, column_name"
+    )
+    indexes = await conn.execute(
+        "SELECT tablename, indexname, indexdef FROM pg_indexes"
+        " WHERE schemaname = current_schema() ORDER BY indexname"
+    )
+    return [tuple(map(str, row)) for row in [*await columns.fetchall(), *await indexes.fetchall()]]
+
+
+async def test_postgres_fresh_and_upgraded_are_identical(postgres_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as conn:
+        await postgres.migrate(conn)
+        expected = await postgres_schema(conn)
+        assert await postgres.current_version(conn) == len(read_migrations(postgres.PACKAGE))
+        assert await postgres.migrate(conn) == []
+        tables = await conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+        for (table,) in await tables.fetchall():
+            await conn.execute(f"DROP TABLE {table} CASCADE".encode())
+        await conn.execute("DROP SEQUENCE IF EXISTS events_seq")
+        latest = read_migrations(postgres.PACKAGE)[-1].version
+        for start in range(0, latest):
+            await postgres.migrate(conn, target=start)
+            applied = await postgres.migrate(conn)
+            assert [m.version for m in applied] == list(range(start + 1, latest + 1))
+            assert await postgres_schema(conn) == expected

@@ -13,7 +13,9 @@ def open_store(database_url: str) -> Store:
 
         return SQLiteStore(database_url.removeprefix("sqlite:///"))
     if database_url.startswith(("postgresql://", "postgres://")):
-        raise InvalidRequest("PostgreSQL support is not available in this version of meterd")
+        from meterd.storage.postgres.store import PostgresStore
+
+        return PostgresStore(database_url)
     raise InvalidRequest(
         f"unsupported database URL {database_url!r}: use sqlite:///PATH or postgresql://..."
     )

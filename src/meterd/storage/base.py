@@ -126,6 +126,11 @@ class Store(abc.ABC):
         duplicate (of a stored event or of an earlier event in `events`).
         """
 
+    @property
+    @abc.abstractmethod
+    def ingest_transactions(self) -> int:
+        """Ingest transactions committed so far; group commit keeps it below the requests."""
+
     @abc.abstractmethod
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
         """Raw events matching `query`, newest first, then latest arrival first."""

@@ -27,6 +27,7 @@ from meterd.storage.base import (
     Store,
     StoredEvent,
 )
+from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.storage.sqlite import aggregations, rollups
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
@@ -118,6 +119,10 @@ class SQLiteStore(Store):
 
     async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
         return await self.writer.ingest(events)
+
+    @property
+    def ingest_transactions(self) -> int:
+        return 0 if self._writer is None else self._writer.ingest_transactions
 
     def _insert_events(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
         """Runs in the writer's transaction: skip known ids, insert the rest."""
@@ -290,7 +295,7 @@ class SQLiteStore(Store):
     async def list_deliveries(
         self, *, status: DeliveryStatus | None, limit: int, before_id: int | None
     ) -> list[DeliveryRecord]:
-        sql, params = _select(
+        sql, params = select_where(
             "SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,"
             " next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at"
             " FROM deliveries",
@@ -359,7 +364,7 @@ def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
 
 
 def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:
-    return _select(
+    return select_where(
         "SELECT seq, id, event_type, customer_id, value, metadata, ts, received_at FROM events",
         [
             ("customer_id = ?", query.customer_id),
@@ -374,7 +379,7 @@ def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:
 
 
 def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
-    return _select(
+    return select_where(
         aggregations.SELECT_AGGREGATIONS,
         [
             ("customer_id = ?", query.customer_id),
@@ -386,21 +391,6 @@ def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
         order_by="period_start DESC, id DESC",
         limit=query.limit,
     )
-
-
-def _select(
-    select: str, conditions: list[tuple[str, Any]], *, order_by: str, limit: int
-) -> tuple[str, list[Any]]:
-    """`select` with the conditions whose value is not None, ordered and limited."""
-    where: list[str] = []
-    params: list[Any] = []
-    for fragment, value in conditions:
-        if value is None:
-            continue
-        where.append(fragment)
-        params.extend(value if isinstance(value, tuple) else (value,))
-    sql = select + (" WHERE " + " AND ".join(where) if where else "")
-    return f"{sql} ORDER BY {order_by} LIMIT ?", [*params, limit]
 
 
 def _delivery(row: tuple[Any, ...]) -> DeliveryRecord:

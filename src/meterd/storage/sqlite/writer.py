@@ -74,8 +74,8 @@ class Writer:
         self._ingest = ingest
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="meterd-sqlite-writer", daemon=True)
-        # Committed transactions, for tests and benchmarks to see group commit at work.
-        self.transactions = 0
+        # Committed ingest transactions, to see group commit at work.
+        self.ingest_transactions = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -142,7 +142,7 @@ class Writer:
             for job in jobs:
                 job.fail(error)
             return
-        self.transactions += 1
+        self.ingest_transactions += 1
         start = 0
         for job in jobs:
             end = start + len(job.events)
@@ -155,7 +155,6 @@ class Writer:
         except BaseException as error:  # noqa: B036
             job.fail(error)
             return
-        self.transactions += 1
         job.resolve(result)
 
 

@@ -1,0 +1,1 @@
+"""The PostgreSQL backend: several stateless meterd processes on one database."""

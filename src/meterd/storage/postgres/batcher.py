@@ -1,0 +1,66 @@
+"""Group commit for PostgreSQL: concurrent ingest calls share one transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from meterd.ingest import NewEvent
+
+IngestFn = Callable[[list[NewEvent]], Awaitable[list[bool]]]
+
+# Bounds one transaction, so a flood of requests still commits often.
+MAX_GROUP_EVENTS = 20_000
+
+
+class IngestBatcher:
+    """Queues ingest calls; `lanes` tasks each take everything queued and commit it at once."""
+
+    def __init__(self, ingest: IngestFn, *, lanes: int = 2) -> None:
+        self._ingest = ingest
+        self._queue: asyncio.Queue[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]] = (
+            asyncio.Queue()
+        )
+        self._lanes = lanes
+        self._tasks: list[asyncio.Task[None]] = []
+        self.transactions = 0
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._run()) for _ in range(self._lanes)]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
+        await self._queue.put((events, future))
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            jobs = [await self._queue.get()]
+            count = len(jobs[0][0])
+            while count < MAX_GROUP_EVENTS and not self._queue.empty():
+                jobs.append(self._queue.get_nowait())
+                count += len(jobs[-1][0])
+            await self._commit(jobs)
+
+    async def _commit(
+        self, jobs: list[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]]
+    ) -> None:
+        try:
+            stored = await self._ingest([event for events, _ in jobs for event in events])
+        except Exception as error:
+            for _, future in jobs:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        self.transactions += 1
+        start = 0
+        for events, future in jobs:
+            if not future.done():
+                future.set_result(stored[start : start + len(events)])
+            start += len(events)

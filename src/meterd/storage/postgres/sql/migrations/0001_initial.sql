@@ -1,0 +1,91 @@
+CREATE TABLE events (
+    seq BIGINT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    event_type TEXT NOT NULL,
+    customer_id TEXT NOT NULL,
+    value NUMERIC NOT NULL,
+    metadata JSONB,
+    ts TIMESTAMPTZ NOT NULL,
+    received_at TIMESTAMPTZ NOT NULL
+);
+CREATE SEQUENCE events_seq OWNED BY events.seq;
+CREATE INDEX events_by_customer_time ON events (customer_id, ts, seq);
+CREATE INDEX events_by_time ON events (ts, seq);
+
+CREATE TABLE api_keys (
+    id BIGSERIAL PRIMARY KEY,
+    name TEXT NOT NULL,
+    prefix TEXT NOT NULL,
+    key_hash TEXT NOT NULL UNIQUE,
+    created_at BIGINT NOT NULL,
+    revoked_at BIGINT
+);
+
+CREATE TABLE rollups (
+    customer_id TEXT NOT NULL,
+    bucket BIGINT NOT NULL,
+    event_type TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    total NUMERIC NOT NULL,
+    minimum NUMERIC NOT NULL,
+    maximum NUMERIC NOT NULL,
+    first_ts BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    first_value NUMERIC NOT NULL,
+    last_ts BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    last_value NUMERIC NOT NULL,
+    PRIMARY KEY (customer_id, bucket, event_type)
+);
+CREATE INDEX rollups_by_bucket ON rollups (bucket);
+
+CREATE TABLE aggregations (
+    id TEXT PRIMARY KEY,
+    customer_id TEXT NOT NULL,
+    period TEXT NOT NULL,
+    period_key TEXT NOT NULL,
+    period_start BIGINT NOT NULL,
+    period_end BIGINT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+    totals JSONB NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    UNIQUE (customer_id, period, period_start)
+);
+CREATE INDEX aggregations_by_period_start ON aggregations (period_start);
+
+CREATE TABLE period_watermarks (
+    period TEXT PRIMARY KEY,
+    closed_until BIGINT NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id BIGSERIAL PRIMARY KEY,
+    message_id TEXT NOT NULL UNIQUE,
+    aggregation_id TEXT NOT NULL,
+    url TEXT NOT NULL,
+    payload BYTEA NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'failed')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    retry_from INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT,
+    claimed_until BIGINT,
+    dry_run BOOLEAN NOT NULL DEFAULT FALSE,
+    last_error TEXT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    delivered_at BIGINT
+);
+CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+CREATE INDEX deliveries_by_aggregation ON deliveries (aggregation_id);
+
+CREATE TABLE delivery_attempts (
+    id BIGSERIAL PRIMARY KEY,
+    delivery_id BIGINT NOT NULL REFERENCES deliveries (id),
+    attempted_at BIGINT NOT NULL,
+    status_code INTEGER,
+    latency_ms INTEGER NOT NULL,
+    response TEXT,
+    error TEXT
+);
+CREATE INDEX delivery_attempts_by_delivery ON delivery_attempts (delivery_id);

@@ -1,0 +1,146 @@
+-- name: next_seqs
+SELECT nextval('events_seq') FROM generate_series(1, %s);
+
+-- name: insert_events
+INSERT INTO events (seq, id, event_type, customer_id, value, metadata, ts, received_at)
+SELECT seq, id, event_type, customer_id, value, metadata,
+       timestamptz 'epoch' + ts * interval '1 millisecond',
+       timestamptz 'epoch' + received * interval '1 millisecond'
+FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::jsonb[],
+            %s::bigint[], %s::bigint[])
+     AS e (seq, id, event_type, customer_id, value, metadata, ts, received)
+ON CONFLICT (id) DO NOTHING
+RETURNING seq;
+
+-- name: existing_ids
+SELECT id FROM events WHERE id = ANY(%s::text[]);
+
+-- name: upsert_rollups
+INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
+                     first_ts, first_seq, first_value, last_ts, last_seq, last_value)
+SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::numeric[],
+                     %s::numeric[], %s::numeric[], %s::bigint[], %s::bigint[], %s::numeric[],
+                     %s::bigint[], %s::bigint[], %s::numeric[])
+ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
+    count = rollups.count + excluded.count,
+    total = rollups.total + excluded.total,
+    minimum = least(rollups.minimum, excluded.minimum),
+    maximum = greatest(rollups.maximum, excluded.maximum),
+    first_value = CASE WHEN (excluded.first_ts, excluded.first_seq) < (rollups.first_ts, rollups.first_seq)
+                       THEN excluded.first_value ELSE rollups.first_value END,
+    first_seq = CASE WHEN (excluded.first_ts, excluded.first_seq) < (rollups.first_ts, rollups.first_seq)
+                     THEN excluded.first_seq ELSE rollups.first_seq END,
+    first_ts = least(rollups.first_ts, excluded.first_ts),
+    last_value = CASE WHEN (excluded.last_ts, excluded.last_seq) > (rollups.last_ts, rollups.last_seq)
+                      THEN excluded.last_value ELSE rollups.last_value END,
+    last_seq = CASE WHEN (excluded.last_ts, excluded.last_seq) > (rollups.last_ts, rollups.last_seq)
+                    THEN excluded.last_seq ELSE rollups.last_seq END,
+    last_ts = greatest(rollups.last_ts, excluded.last_ts);
+
+-- name: customer_rollups
+SELECT customer_id, event_type, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM rollups
+WHERE customer_id = %s AND bucket >= %s AND bucket < %s;
+
+-- name: period_rollups
+SELECT customer_id, event_type, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM rollups
+WHERE bucket >= %s AND bucket < %s;
+
+-- name: first_bucket_from
+SELECT min(bucket) FROM rollups WHERE bucket >= %s;
+
+-- name: watermark
+SELECT closed_until FROM period_watermarks WHERE period = %s;
+
+-- name: try_lock_period
+SELECT pg_try_advisory_xact_lock(hashtext('meterd.close.' || %s));
+
+-- name: advance_watermark
+INSERT INTO period_watermarks (period, closed_until) VALUES (%s, %s)
+ON CONFLICT (period) DO UPDATE
+SET closed_until = greatest(period_watermarks.closed_until, excluded.closed_until);
+
+-- name: upsert_aggregations
+INSERT INTO aggregations (id, customer_id, period, period_key, period_start, period_end,
+                          status, totals, created_at, updated_at)
+SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::bigint[],
+                     %s::bigint[], %s::text[], %s::jsonb[], %s::bigint[], %s::bigint[])
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status,
+    totals = excluded.totals,
+    updated_at = excluded.updated_at
+WHERE aggregations.status = 'open'
+RETURNING id;
+
+-- name: delete_rollups
+DELETE FROM rollups;
+
+-- name: events_from_seq
+SELECT seq, customer_id, event_type, value, (extract(epoch FROM ts) * 1000)::bigint
+FROM events WHERE seq > %s ORDER BY seq LIMIT %s;
+
+-- name: insert_deliveries
+INSERT INTO deliveries (message_id, aggregation_id, url, payload, status, next_attempt_at,
+                        created_at, updated_at)
+SELECT m, a, u, p, 'pending', %s, %s, %s
+FROM unnest(%s::text[], %s::text[], %s::text[], %s::bytea[]) AS o (m, a, u, p)
+ON CONFLICT (message_id) DO NOTHING;
+
+-- name: claim_deliveries
+UPDATE deliveries SET claimed_until = %s
+WHERE id IN (
+    SELECT id FROM deliveries
+    WHERE status = 'pending' AND next_attempt_at <= %s
+      AND (claimed_until IS NULL OR claimed_until < %s)
+    ORDER BY next_attempt_at
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, message_id, aggregation_id, url, payload, status, attempts, retry_from,
+          next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at;
+
+-- name: insert_attempt
+INSERT INTO delivery_attempts (delivery_id, attempted_at, status_code, latency_ms, response, error)
+VALUES (%s, %s, %s, %s, %s, %s);
+
+-- name: update_delivery_after_attempt
+UPDATE deliveries SET
+    attempts = attempts + 1,
+    status = %s,
+    next_attempt_at = %s,
+    claimed_until = NULL,
+    dry_run = %s,
+    last_error = %s,
+    updated_at = %s,
+    delivered_at = CASE WHEN %s = 'delivered' THEN %s ELSE delivered_at END
+WHERE id = %s;
+
+-- name: get_delivery
+SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,
+       next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at
+FROM deliveries WHERE id = %s;
+
+-- name: delivery_attempts
+SELECT attempted_at, status_code, latency_ms, response, error
+FROM delivery_attempts WHERE delivery_id = %s ORDER BY id;
+
+-- name: redeliver
+UPDATE deliveries SET status = 'pending', next_attempt_at = %s, retry_from = attempts,
+                      claimed_until = NULL, updated_at = %s
+WHERE id = %s;
+
+-- name: insert_api_key
+INSERT INTO api_keys (name, prefix, key_hash, created_at) VALUES (%s, %s, %s, %s)
+RETURNING id, name, prefix, created_at, revoked_at;
+
+-- name: list_api_keys
+SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY id;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL;
+
+-- name: active_api_key_hashes
+SELECT key_hash FROM api_keys WHERE revoked_at IS NULL;

@@ -1,0 +1,495 @@
+"""PostgreSQL implementation of the storage interface (psycopg 3 and its pool)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from meterd.aggregation import AggregationRow, Status, Totals, build_rows
+from meterd.config.model import Op, WebhookConfig
+from meterd.errors import StorageUnavailable
+from meterd.ingest import NewEvent
+from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.rollup import BucketKey, Partial, Point, exact, fold
+from meterd.storage.base import (
+    AggregationQuery,
+    ApiKeyRecord,
+    AttemptOutcome,
+    AttemptRecord,
+    DeliveryRecord,
+    DeliveryStatus,
+    EventQuery,
+    Store,
+    StoredEvent,
+)
+from meterd.storage.postgres.batcher import IngestBatcher
+from meterd.storage.postgres.migrate import PACKAGE, migrate
+from meterd.storage.sqlbuild import select_where
+from meterd.storage.sqlfiles import read_queries
+from meterd.timeutil import now_ms
+from meterd.webhooks.payload import outgoing_for
+
+REBUILD_CHUNK = 50_000
+_MS = "(timestamptz 'epoch' + ? * interval '1 millisecond')"
+_TS_MS = "(extract(epoch FROM ts) * 1000)::bigint"
+_totals_encoder = msgspec.json.Encoder()
+_totals_decoder = msgspec.json.Decoder(Totals)
+
+_SELECT_EVENTS = (
+    f"SELECT seq, id, event_type, customer_id, value, metadata::text, {_TS_MS},"
+    " (extract(epoch FROM received_at) * 1000)::bigint FROM events"
+)
+_SELECT_AGGREGATIONS = """
+SELECT id, customer_id, period, period_key, period_start, period_end, status, totals::text,
+       created_at, updated_at,
+       (SELECT count(*) FROM deliveries d WHERE d.aggregation_id = aggregations.id),
+       (SELECT count(*) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id AND d.status = 'delivered' AND NOT d.dry_run),
+       (SELECT max(delivered_at) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id AND NOT d.dry_run),
+       (SELECT coalesce(sum(attempts), 0) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id)
+FROM aggregations"""
+_SELECT_DELIVERIES = (
+    "SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,"
+    " next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at FROM deliveries"
+)
+
+
+class PostgresStore(Store):
+    """One PostgreSQL database shared by any number of meterd processes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        self._queries = read_queries(PACKAGE)
+        self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
+        self._pool_size = pool_size
+        self._batcher = IngestBatcher(self._insert_events)
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        try:
+            async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                await migrate(conn)
+        except psycopg.OperationalError as error:
+            raise StorageUnavailable(f"cannot reach PostgreSQL: {error}") from error
+        self._pool = AsyncConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=self._pool_size,
+            kwargs={"autocommit": True},
+            open=False,
+        )
+        await self._pool.open(wait=True, timeout=10)
+        self._batcher.start()
+
+    async def close(self) -> None:
+        await self._batcher.stop()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
+        if self._pool is None:
+            raise StorageUnavailable("the store is not open")
+        try:
+            async with self._pool.connection(timeout=5) as conn:
+                yield conn
+        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as error:
+            raise StorageUnavailable(f"PostgreSQL is unavailable: {error}") from error
+        except TimeoutError as error:
+            raise StorageUnavailable("no PostgreSQL connection became free in time") from error
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        async with self._connection() as conn:
+            cursor = await conn.execute(sql.encode(), params)
+            return await cursor.fetchall()
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    # -- events -----------------------------------------------------------
+
+    async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        return await self._batcher.ingest(events)
+
+    @property
+    def ingest_transactions(self) -> int:
+        return self._batcher.transactions
+
+    async def _insert_events(self, events: list[NewEvent]) -> list[bool]:
+        """One transaction: insert what is new (the unique id decides), fold it into rollups."""
+        async with self._connection() as conn, conn.transaction():
+            cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
+            seqs = [row[0] for row in await cursor.fetchall()]
+            # Sorted by id, so concurrent batches lock the same keys in the same order.
+            order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
+            columns: list[list[Any]] = [[] for _ in range(8)]
+            for i in order:
+                event = events[i]
+                row = (
+                    seqs[i],
+                    event.id,
+                    event.event_type,
+                    event.customer_id,
+                    Decimal(exact(event.value)),
+                    None if event.metadata is None else event.metadata.decode(),
+                    event.ts_ms,
+                    event.received_ms,
+                )
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+            cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
+            inserted = {row[0] for row in await cursor.fetchall()}
+            points = [
+                (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
+                for e, seq in zip(events, seqs, strict=True)
+                if seq in inserted
+            ]
+            await self._upsert_rollups(conn, fold(points))
+        return [seq in inserted for seq in seqs]
+
+    async def _upsert_rollups(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], partials: dict[BucketKey, Partial]
+    ) -> None:
+        columns: list[list[Any]] = [[] for _ in range(13)]
+        for (customer_id, event_type, bucket), p in sorted(partials.items()):
+            row = (
+                customer_id,
+                bucket,
+                event_type,
+                p.count,
+                Decimal(p.sum),
+                Decimal(exact(p.min)),
+                Decimal(exact(p.max)),
+                p.first.ts_ms,
+                p.first.seq,
+                Decimal(exact(p.first.value)),
+                p.last.ts_ms,
+                p.last.seq,
+                Decimal(exact(p.last.value)),
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        if partials:
+            await conn.execute(self._queries["upsert_rollups"].encode(), columns)
+
+    async def list_events(self, query: EventQuery) -> list[StoredEvent]:
+        sql, params = select_where(
+            _SELECT_EVENTS,
+            [
+                ("customer_id = ?", query.customer_id),
+                ("event_type = ?", query.event_type),
+                (f"ts >= {_MS}", query.from_ms),
+                (f"ts <= {_MS}", query.to_ms),
+                (f"(ts, seq) < ({_MS}, ?)", query.before),
+            ],
+            order_by="ts DESC, seq DESC",
+            limit=query.limit,
+        )
+        rows = await self._fetch(sql.replace("?", "%s"), params)
+        return [
+            StoredEvent(
+                seq=seq,
+                id=id_,
+                event_type=event_type,
+                customer_id=customer_id,
+                value=_number(value),
+                metadata=None if metadata is None else metadata.encode(),
+                ts_ms=ts,
+                received_ms=received,
+            )
+            for seq, id_, event_type, customer_id, value, metadata, ts, received in rows
+        ]
+
+    # -- rollups and aggregation records ----------------------------------
+
+    async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
+        params = (customer_id, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
+        merged: dict[str, Partial] = {}
+        for _, event_type, partial in _partials(
+            await self._fetch(self._queries["customer_rollups"], params)
+        ):
+            known = merged.get(event_type)
+            merged[event_type] = partial if known is None else known.merge(partial)
+        return merged
+
+    async def first_data_ms(self, from_ms: int | None) -> int | None:
+        bucket = -(2**62) if from_ms is None else -(-from_ms // BUCKET_MS)
+        [(first,)] = await self._fetch(self._queries["first_bucket_from"], (bucket,))
+        return None if first is None else int(first) * BUCKET_MS
+
+    async def watermark(self, period: str) -> int | None:
+        rows = await self._fetch(self._queries["watermark"], (period,))
+        return int(rows[0][0]) if rows else None
+
+    async def write_period(
+        self,
+        *,
+        period: str,
+        bounds: PeriodBounds,
+        ops: dict[str, Op],
+        status: Status,
+        now_ms: int,
+        webhooks: Sequence[WebhookConfig] = (),
+    ) -> int:
+        q = self._queries
+        async with self._connection() as conn, conn.transaction():
+            if status == "closed":
+                # Another process closing this period right now: leave it to that one.
+                cursor = await conn.execute(q["try_lock_period"].encode(), (period,))
+                locked = await cursor.fetchone()
+                if not locked or not locked[0]:
+                    return 0
+                cursor = await conn.execute(q["watermark"].encode(), (period,))
+                mark = await cursor.fetchone()
+                if mark is not None and mark[0] >= bounds.end_ms:
+                    return 0
+            cursor = await conn.execute(
+                q["period_rollups"].encode(),
+                (bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS),
+            )
+            rows = build_rows(
+                _partials(await cursor.fetchall()),
+                period=period,
+                bounds=bounds,
+                ops=ops,
+                status=status,
+                now_ms=now_ms,
+            )
+            written = await self._upsert_aggregations(conn, rows)
+            if status == "closed":
+                fresh = [row for row in rows if row.id in written]
+                await self._insert_deliveries(conn, fresh, webhooks, now_ms)
+                await conn.execute(q["advance_watermark"].encode(), (period, bounds.end_ms))
+        return len(written)
+
+    async def _upsert_aggregations(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], rows: list[AggregationRow]
+    ) -> set[str]:
+        if not rows:
+            return set()
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        for row in sorted(rows, key=lambda r: r.id):
+            values = (
+                row.id,
+                row.customer_id,
+                row.period,
+                row.period_key,
+                row.period_start,
+                row.period_end,
+                row.status,
+                _totals_encoder.encode(row.totals).decode(),
+                row.created_ms,
+                row.updated_ms,
+            )
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        cursor = await conn.execute(self._queries["upsert_aggregations"].encode(), columns)
+        return {row[0] for row in await cursor.fetchall()}
+
+    async def _insert_deliveries(
+        self,
+        conn: psycopg.AsyncConnection[tuple[Any, ...]],
+        rows: list[AggregationRow],
+        webhooks: Sequence[WebhookConfig],
+        now: int,
+    ) -> None:
+        outgoing = [out for row in rows for out in outgoing_for(row, webhooks)]
+        if outgoing:
+            await conn.execute(
+                self._queries["insert_deliveries"].encode(),
+                (
+                    now,
+                    now,
+                    now,
+                    [o.message_id for o in outgoing],
+                    [o.aggregation_id for o in outgoing],
+                    [o.url for o in outgoing],
+                    [o.payload for o in outgoing],
+                ),
+            )
+
+    async def list_aggregations(self, query: AggregationQuery) -> list[AggregationRow]:
+        sql, params = select_where(
+            _SELECT_AGGREGATIONS,
+            [
+                ("customer_id = ?", query.customer_id),
+                ("period = ?", query.period),
+                ("period_start >= ?", query.from_ms),
+                ("period_start <= ?", query.to_ms),
+                ("(period_start, id) < (?, ?)", query.before),
+            ],
+            order_by="period_start DESC, id DESC",
+            limit=query.limit,
+        )
+        return [_aggregation(row) for row in await self._fetch(sql.replace("?", "%s"), params)]
+
+    async def get_aggregation(self, aggregation_id: str) -> AggregationRow | None:
+        rows = await self._fetch(_SELECT_AGGREGATIONS + " WHERE id = %s", (aggregation_id,))
+        return _aggregation(rows[0]) if rows else None
+
+    async def rebuild_rollups(self) -> int:
+        folded = 0
+        last_seq = 0
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(self._queries["delete_rollups"].encode())
+            while True:
+                cursor = await conn.execute(
+                    self._queries["events_from_seq"].encode(), (last_seq, REBUILD_CHUNK)
+                )
+                rows = await cursor.fetchall()
+                if not rows:
+                    return folded
+                points = [
+                    (customer, kind, Point(ts, seq, _number(value)))
+                    for seq, customer, kind, value, ts in rows
+                ]
+                await self._upsert_rollups(conn, fold(points))
+                folded += len(rows)
+                last_seq = rows[-1][0]
+
+    # -- webhook deliveries -----------------------------------------------
+
+    async def claim_deliveries(
+        self, *, now_ms: int, limit: int, lease_ms: int
+    ) -> list[DeliveryRecord]:
+        params = (now_ms + lease_ms, now_ms, now_ms, limit)
+        rows = await self._fetch(self._queries["claim_deliveries"], params)
+        return sorted(
+            (_delivery(row) for row in rows), key=lambda d: (d.next_attempt_ms or 0, d.id)
+        )
+
+    async def release_claims(self) -> None:
+        # Other processes may have attempts in flight: their claims simply expire.
+        return None
+
+    async def record_attempt(self, outcome: AttemptOutcome) -> None:
+        attempt = outcome.attempt
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(
+                self._queries["insert_attempt"].encode(),
+                (
+                    outcome.delivery_id,
+                    attempt.attempted_ms,
+                    attempt.status_code,
+                    attempt.latency_ms,
+                    attempt.response,
+                    attempt.error,
+                ),
+            )
+            await conn.execute(
+                self._queries["update_delivery_after_attempt"].encode(),
+                (
+                    outcome.status,
+                    outcome.next_attempt_ms,
+                    outcome.dry_run,
+                    attempt.error,
+                    attempt.attempted_ms,
+                    outcome.status,
+                    attempt.attempted_ms,
+                    outcome.delivery_id,
+                ),
+            )
+
+    async def list_deliveries(
+        self, *, status: DeliveryStatus | None, limit: int, before_id: int | None
+    ) -> list[DeliveryRecord]:
+        sql, params = select_where(
+            _SELECT_DELIVERIES,
+            [("status = ?", status), ("id < ?", before_id)],
+            order_by="id DESC",
+            limit=limit,
+        )
+        return [_delivery(row) for row in await self._fetch(sql.replace("?", "%s"), params)]
+
+    async def get_delivery(
+        self, delivery_id: int
+    ) -> tuple[DeliveryRecord, list[AttemptRecord]] | None:
+        rows = await self._fetch(self._queries["get_delivery"], (delivery_id,))
+        if not rows:
+            return None
+        attempts = await self._fetch(self._queries["delivery_attempts"], (delivery_id,))
+        return _delivery(rows[0]), [AttemptRecord(*attempt) for attempt in attempts]
+
+    async def redeliver(self, delivery_id: int, *, now_ms: int) -> DeliveryRecord | None:
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute(self._queries["redeliver"].encode(), (now_ms, now_ms, delivery_id))
+            cursor = await conn.execute(self._queries["get_delivery"].encode(), (delivery_id,))
+            row = await cursor.fetchone()
+        return None if row is None else _delivery(row)
+
+    # -- API keys ---------------------------------------------------------
+
+    async def add_api_key(self, *, name: str, key_hash: str, prefix: str) -> ApiKeyRecord:
+        [row] = await self._fetch(
+            self._queries["insert_api_key"], (name, prefix, key_hash, now_ms())
+        )
+        return ApiKeyRecord(*row)
+
+    async def list_api_keys(self) -> list[ApiKeyRecord]:
+        return [ApiKeyRecord(*row) for row in await self._fetch(self._queries["list_api_keys"])]
+
+    async def revoke_api_key(self, key_id: int) -> bool:
+        async with self._connection() as conn:
+            cursor = await conn.execute(
+                self._queries["revoke_api_key"].encode(), (now_ms(), key_id)
+            )
+            return cursor.rowcount == 1
+
+    async def active_api_key_hashes(self) -> set[str]:
+        return {row[0] for row in await self._fetch(self._queries["active_api_key_hashes"])}
+
+
+def _number(value: Decimal) -> float:
+    """A stored NUMERIC back as the JSON number the client sent (ints stay ints)."""
+    if value == value.to_integral_value():
+        return int(value)
+    return float(value)
+
+
+def _partials(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, Partial]]:
+    result = []
+    for row in rows:
+        customer_id, event_type, count, total = row[:4]
+        first = Point(row[6], row[7], _number(row[8]))
+        last = Point(row[9], row[10], _number(row[11]))
+        exact_total = int(total) if total == total.to_integral_value() else total.normalize()
+        partial = Partial(count, exact_total, _number(row[4]), _number(row[5]), first, last)
+        result.append((customer_id, event_type, partial))
+    return result
+
+
+def _aggregation(row: tuple[Any, ...]) -> AggregationRow:
+    id_, customer_id, period, key, start, end, status, totals, created, updated = row[:10]
+    deliveries, delivered, delivered_ms, attempts = row[10:]
+    return AggregationRow(
+        id=id_,
+        customer_id=customer_id,
+        period=period,
+        period_key=key,
+        period_start=start,
+        period_end=end,
+        status=status,
+        totals=_totals_decoder.decode(totals),
+        created_ms=created,
+        updated_ms=updated,
+        deliveries=deliveries,
+        delivered=delivered,
+        delivered_ms=delivered_ms,
+        attempts=int(attempts),
+    )
+
+
+def _delivery(row: tuple[Any, ...]) -> DeliveryRecord:
+    fields = list(row)
+    fields[4] = bytes(fields[4])  # payload: memoryview -> bytes
+    return DeliveryRecord(*fields)
