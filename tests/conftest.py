@@ -126,3 +126,11 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
         transport=transport, base_url="http://meterd.test", headers={"x-apikey": API_KEY}
     ) as http:
         yield http
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    problem = postgres_problem.cache_info().currsize and postgres_problem()
+    if problem:
+        terminalreporter.write_line(
+            f"NOTE: the PostgreSQL tests were SKIPPED: {problem}", yellow=True, bold=True
+        )

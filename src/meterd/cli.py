@@ -76,6 +76,14 @@ config_option = click.option(
     envvar="DRY_RUN",
     help="Sign and log webhooks instead of sending them. [env DRY_RUN=1]",
 )
+@click.option(
+    "--workers",
+    envvar="METERD_WORKERS",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Server processes (PostgreSQL only; SQLite has one writer). [env METERD_WORKERS]",
+)
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 def serve(
     config_path: str | None,
@@ -85,9 +93,15 @@ def serve(
     max_body_bytes: int,
     close_interval: str,
     dry_run: bool,
+    workers: int,
     access_log: bool,
 ) -> None:
     """Run the meterd HTTP server."""
+    if workers > 1 and not database_url.startswith(("postgresql://", "postgres://")):
+        raise click.BadParameter(
+            "several processes need PostgreSQL: SQLite has one writer per file",
+            param_hint="--workers",
+        )
     config = _load_config_or_exit(config_path)
     settings = ServerSettings(
         database_url=database_url,
@@ -107,10 +121,42 @@ def serve(
         click.echo(f"API key: {new_key}", nl=True)
     sys.stdout.flush()
 
+    if workers > 1:
+        from meterd.http.factory import SETTINGS_ENV, worker_environment
+
+        os.environ[SETTINGS_ENV] = worker_environment(settings, _config_file(config_path))
+        uvicorn.run(
+            "meterd.http.factory:app_for_worker",
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            access_log=access_log,
+            log_level="info",
+        )
+        return
+
     from meterd.http.app import create_app
 
     app = create_app(settings, config, open_store(settings.database_url))
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+
+
+@main.command()
+@db_option
+def migrate(database_url: str) -> None:
+    """Apply pending database migrations (serve also applies them at start)."""
+    store = _open_or_exit(database_url)
+    _run(store, store.ping)
+    click.echo(f"{_redacted(database_url)}: schema is current.")
+
+
+def _redacted(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":****"
+    return scheme + sep + credentials + at + host
 
 
 @main.command()
@@ -262,8 +308,15 @@ def keys_revoke(key_id: int, database_url: str) -> None:
     click.echo(f"Revoked key {key_id}.")
 
 
-def _load_config_or_exit(path: str | None) -> SystemConfig:
+def _config_file(path: str | None) -> str | None:
+    """The file the config comes from, or None for the built-in sample."""
     if path is None and not Path(DEFAULT_CONFIG_PATH).exists():
+        return None
+    return path or DEFAULT_CONFIG_PATH
+
+
+def _load_config_or_exit(path: str | None) -> SystemConfig:
+    if _config_file(path) is None:
         click.echo(
             f"No {DEFAULT_CONFIG_PATH} found: using the built-in sample config "
             "(see `GET /config` and the README to write your own).",

@@ -1,0 +1,35 @@
+"""Build the app inside a uvicorn worker process (`meterd serve --workers N`).
+
+The parent process validated the settings and the config; it hands them to each
+worker through one environment variable, read when the worker calls the factory.
+"""
+
+from __future__ import annotations
+
+import os
+
+import msgspec
+from starlette.applications import Starlette
+
+from meterd.config.loader import load_config, sample_config
+from meterd.http.app import create_app
+from meterd.settings import ServerSettings
+from meterd.storage import open_store
+
+SETTINGS_ENV = "METERD_WORKER_SETTINGS"
+
+
+class WorkerSettings(msgspec.Struct):
+    settings: ServerSettings
+    config_path: str | None
+
+
+def worker_environment(settings: ServerSettings, config_path: str | None) -> str:
+    return msgspec.json.encode(WorkerSettings(settings, config_path)).decode()
+
+
+def app_for_worker() -> Starlette:
+    handed = msgspec.json.decode(os.environ[SETTINGS_ENV], type=WorkerSettings)
+    path = handed.config_path
+    config = sample_config() if path is None else load_config(path)
+    return create_app(handed.settings, config, open_store(handed.settings.database_url))
