@@ -64,6 +64,14 @@ config_option = click.option(
     type=click.IntRange(min=1024),
 )
 @click.option(
+    "--max-pending-events",
+    envvar="METERD_MAX_PENDING_EVENTS",
+    default=ServerSettings.max_pending_events,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Events waiting for a commit before ingest answers 503. [env METERD_MAX_PENDING_EVENTS]",
+)
+@click.option(
     "--close-interval",
     envvar="METERD_CLOSE_INTERVAL",
     default="60s",
@@ -91,6 +99,7 @@ def serve(
     host: str,
     port: int,
     max_body_bytes: int,
+    max_pending_events: int,
     close_interval: str,
     dry_run: bool,
     workers: int,
@@ -109,6 +118,7 @@ def serve(
         port=port,
         api_keys=_env_api_keys(),
         max_body_bytes=max_body_bytes,
+        max_pending_events=max_pending_events,
         close_interval_s=_duration_or_exit("--close-interval", close_interval) / 1000,
         dry_run=dry_run,
     )
@@ -138,7 +148,8 @@ def serve(
 
     from meterd.http.app import create_app
 
-    app = create_app(settings, config, open_store(settings.database_url))
+    store = open_store(settings.database_url, max_pending_events=settings.max_pending_events)
+    app = create_app(settings, config, store)
     uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
 
 

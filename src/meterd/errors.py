@@ -46,5 +46,9 @@ class StorageUnavailable(MeterdError):
     """The database cannot be reached or written; nothing was stored. Retry later."""
 
 
+class Overloaded(MeterdError):
+    """Too many events are waiting to be written; nothing was stored. Retry shortly."""
+
+
 class SchemaTooNew(MeterdError):
     """The database was migrated by a newer meterd; upgrade meterd first."""

@@ -17,6 +17,8 @@ class ServerSettings:
     api_keys: tuple[str, ...] = ()
     # Bodies above this are refused with 413 before they are parsed.
     max_body_bytes: int = 5_000_000
+    # Events accepted but not yet committed; past it ingest answers 503 + Retry-After.
+    max_pending_events: int = 100_000
     # How often the scheduler looks for completed periods to close; None: never
     # (periods then close only through POST /aggregations/trigger).
     close_interval_s: float | None = 60.0

@@ -32,4 +32,6 @@ def app_for_worker() -> Starlette:
     handed = msgspec.json.decode(os.environ[SETTINGS_ENV], type=WorkerSettings)
     path = handed.config_path
     config = sample_config() if path is None else load_config(path)
-    return create_app(handed.settings, config, open_store(handed.settings.database_url))
+    settings = handed.settings
+    store = open_store(settings.database_url, max_pending_events=settings.max_pending_events)
+    return create_app(settings, config, store)

@@ -24,6 +24,7 @@ STATUS_CODES: dict[type[errors.MeterdError], int] = {
     errors.BatchTooLarge: 413,
     errors.ValidationFailed: 422,
     errors.StorageUnavailable: 503,
+    errors.Overloaded: 503,
     errors.SchemaTooNew: 503,
 }
 

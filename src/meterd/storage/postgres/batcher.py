@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
+from meterd.errors import Overloaded
 from meterd.ingest import NewEvent
 
 IngestFn = Callable[[list[NewEvent]], Awaitable[list[bool]]]
@@ -16,8 +17,12 @@ MAX_GROUP_EVENTS = 20_000
 class IngestBatcher:
     """Queues ingest calls; `lanes` tasks each take everything queued and commit it at once."""
 
-    def __init__(self, ingest: IngestFn, *, lanes: int = 2) -> None:
+    def __init__(
+        self, ingest: IngestFn, *, lanes: int = 2, max_pending_events: int = 100_000
+    ) -> None:
         self._ingest = ingest
+        self._max_pending = max_pending_events
+        self.pending_events = 0
         self._queue: asyncio.Queue[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]] = (
             asyncio.Queue()
         )
@@ -35,9 +40,16 @@ class IngestBatcher:
         self._tasks = []
 
     async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        """Queue events for the next group commit; refuse them when the queue is full."""
+        if self.pending_events + len(events) > self._max_pending and self.pending_events:
+            raise Overloaded(pending=self.pending_events)
         future: asyncio.Future[list[bool]] = asyncio.get_running_loop().create_future()
-        await self._queue.put((events, future))
-        return await future
+        self.pending_events += len(events)
+        try:
+            self._queue.put_nowait((events, future))
+            return await future
+        finally:
+            self.pending_events -= len(events)
 
     async def _run(self) -> None:
         while True:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
@@ -36,6 +37,8 @@ from meterd.timeutil import now_ms
 from meterd.webhooks.payload import outgoing_for
 
 REBUILD_CHUNK = 50_000
+CONNECT_TIMEOUT_S = 2.0
+FAIL_FAST_S = 1.0
 _MS = "(timestamptz 'epoch' + ? * interval '1 millisecond')"
 _TS_MS = "(extract(epoch FROM ts) * 1000)::bigint"
 _totals_encoder = msgspec.json.Encoder()
@@ -65,12 +68,15 @@ _SELECT_DELIVERIES = (
 class PostgresStore(Store):
     """One PostgreSQL database shared by any number of meterd processes."""
 
-    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+    def __init__(self, url: str, *, pool_size: int = 10, max_pending_events: int = 100_000) -> None:
         self.url = url
         self._queries = read_queries(PACKAGE)
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
         self._pool_size = pool_size
-        self._batcher = IngestBatcher(self._insert_events)
+        self._batcher = IngestBatcher(self._insert_events, max_pending_events=max_pending_events)
+        # After a failure, refuse at once for a moment instead of making every request
+        # wait for a connection that cannot come: clients get their 503 fast.
+        self._down_until = 0.0
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -100,13 +106,15 @@ class PostgresStore(Store):
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[tuple[Any, ...]]]:
         if self._pool is None:
             raise StorageUnavailable("the store is not open")
+        if time.monotonic() < self._down_until:
+            raise StorageUnavailable("PostgreSQL is unavailable; nothing was stored. Retry later.")
         try:
-            async with self._pool.connection(timeout=5) as conn:
+            async with self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
                 yield conn
-        except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as error:
+        except psycopg.OperationalError as error:
+            # PoolTimeout, a refused connection and a server shutdown all land here.
+            self._down_until = time.monotonic() + FAIL_FAST_S
             raise StorageUnavailable(f"PostgreSQL is unavailable: {error}") from error
-        except TimeoutError as error:
-            raise StorageUnavailable("no PostgreSQL connection became free in time") from error
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:

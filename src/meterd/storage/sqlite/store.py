@@ -46,9 +46,12 @@ _IN_CHUNK = 900
 class SQLiteStore(Store):
     """A SQLite file in WAL mode: one writer thread, a small pool of read-only readers."""
 
-    def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: str, *, synchronous: str = "FULL", max_pending_events: int = 100_000
+    ) -> None:
         self.path = path
         self._synchronous = synchronous
+        self._max_pending = max_pending_events
         self._queries = read_queries(PACKAGE)
         self._writer: Writer | None = None
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
@@ -66,7 +69,9 @@ class SQLiteStore(Store):
             conn.close()
         for _ in range(READERS):
             self._readers.put(self._connect(readonly=True))
-        self._writer = Writer(self._connect, self._insert_events)
+        self._writer = Writer(
+            self._connect, self._insert_events, max_pending_events=self._max_pending
+        )
         self._writer.start()
 
     async def close(self) -> None:

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from meterd.errors import StorageUnavailable
+from meterd.errors import Overloaded, StorageUnavailable
 from meterd.ingest import NewEvent
 
 T = TypeVar("T")
@@ -69,9 +69,18 @@ _STOP = object()
 class Writer:
     """Owns the single read-write connection; every write goes through here."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection], ingest: IngestFn) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        ingest: IngestFn,
+        *,
+        max_pending_events: int = 100_000,
+    ) -> None:
         self._connect = connect
         self._ingest = ingest
+        self._max_pending = max_pending_events
+        # Events queued but not yet committed; only the event loop thread changes it.
+        self.pending_events = 0
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="meterd-sqlite-writer", daemon=True)
         # Committed ingest transactions, to see group commit at work.
@@ -87,9 +96,16 @@ class Writer:
             self._thread.join()
 
     async def ingest(self, events: Sequence[NewEvent]) -> list[bool]:
+        """Queue events for the next group commit; refuse them when the queue is full."""
+        if self.pending_events + len(events) > self._max_pending and self.pending_events:
+            raise Overloaded(pending=self.pending_events)
         job = _IngestJob(events)
-        self._queue.put(job)
-        result: list[bool] = await job.future
+        self.pending_events += len(events)
+        try:
+            self._queue.put(job)
+            result: list[bool] = await job.future
+        finally:
+            self.pending_events -= len(events)
         return result
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
