@@ -1,0 +1,105 @@
+"""SQLite on a disk that fills up: a clear 503, no partial batch, and recovery without a
+restart once space is freed.
+
+The full disk is a real 3 MB tmpfs mounted for the test (root is needed to mount; CI
+runs as root).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from meterd.config.model import SystemConfig
+from meterd.http.app import create_app
+from meterd.settings import ServerSettings
+from meterd.storage.sqlite.store import SQLiteStore
+from tests.conftest import API_KEY
+
+
+def run(*command: str) -> bool:
+    return subprocess.run(command, capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if not run("mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(mount)):
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        yield mount
+    finally:
+        run("umount", "-l", str(mount))
+
+
+@pytest.fixture
+async def client_on(small_disk: Path, config: SystemConfig) -> AsyncIterator[httpx.AsyncClient]:
+    store = SQLiteStore(str(small_disk / "meterd.db"))
+    settings = ServerSettings(api_keys=(API_KEY,), close_interval_s=None, delivery_poll_s=None)
+    app = create_app(settings, config, store)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://t",
+            headers={"x-apikey": API_KEY},
+        ) as client:
+            yield client
+
+
+def batch(n: int) -> list[dict[str, Any]]:
+    pad = "x" * 200
+    return [
+        {
+            "eventType": "api.calls",
+            "customerId": f"c{i % 50}",
+            "value": 1,
+            "id": f"b{n}-{i}",
+            "metadata": {"pad": pad},
+        }
+        for i in range(100)
+    ]
+
+
+async def count(client: httpx.AsyncClient) -> int:
+    total = 0
+    params = {"limit": "1000"}
+    while True:
+        response = await client.get("/events", params=params)
+        assert response.status_code == 200
+        total += len(response.json())
+        if "x-next-cursor" not in response.headers:
+            return total
+        params["cursor"] = response.headers["x-next-cursor"]
+
+
+async def test_full_disk_is_a_503_and_recovers(
+    small_disk: Path, client_on: httpx.AsyncClient
+) -> None:
+    client = client_on
+    filler = small_disk / "filler"
+    acknowledged = 0
+    refused = None
+    with filler.open("wb") as out:
+        out.write(b"\0" * (2_200_000))
+    for n in range(200):
+        response = await client.post("/usagebatch", json=batch(n))
+        if response.status_code == 503:
+            refused = n
+            break
+        assert response.status_code == 201
+        acknowledged += 100
+    assert refused is not None, "the disk never filled up"
+    assert "could not be written" in response.json()["error"]
+    assert response.headers["retry-after"] == "1"
+    # All or nothing: exactly the acknowledged batches are there.
+    assert await count(client) == acknowledged
+    filler.unlink()
+    again = await client.post("/usagebatch", json=batch(refused))
+    assert again.status_code == 201
+    assert await count(client) == acknowledged + 100
