@@ -8,11 +8,10 @@ from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
 
-import msgspec
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from meterd.aggregation import AggregationRow, Status, Totals, build_rows
+from meterd.aggregation import AggregationRow, Status, build_rows
 from meterd.config.model import Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
@@ -31,6 +30,14 @@ from meterd.storage.base import (
 )
 from meterd.storage.postgres.batcher import IngestBatcher
 from meterd.storage.postgres.migrate import PACKAGE, migrate
+from meterd.storage.rows import (
+    SELECT_DELIVERIES,
+    aggregation_from_row,
+    delivery_from_row,
+    encode_totals,
+    merge_by_type,
+    select_aggregations,
+)
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.timeutil import now_ms
@@ -41,28 +48,12 @@ CONNECT_TIMEOUT_S = 2.0
 FAIL_FAST_S = 1.0
 _MS = "(timestamptz 'epoch' + ? * interval '1 millisecond')"
 _TS_MS = "(extract(epoch FROM ts) * 1000)::bigint"
-_totals_encoder = msgspec.json.Encoder()
-_totals_decoder = msgspec.json.Decoder(Totals)
 
 _SELECT_EVENTS = (
     f"SELECT seq, id, event_type, customer_id, value, metadata::text, {_TS_MS},"
     " (extract(epoch FROM received_at) * 1000)::bigint FROM events"
 )
-_SELECT_AGGREGATIONS = """
-SELECT id, customer_id, period, period_key, period_start, period_end, status, totals::text,
-       created_at, updated_at,
-       (SELECT count(*) FROM deliveries d WHERE d.aggregation_id = aggregations.id),
-       (SELECT count(*) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id AND d.status = 'delivered' AND NOT d.dry_run),
-       (SELECT max(delivered_at) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id AND NOT d.dry_run),
-       (SELECT coalesce(sum(attempts), 0) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id)
-FROM aggregations"""
-_SELECT_DELIVERIES = (
-    "SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,"
-    " next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at FROM deliveries"
-)
+_SELECT_AGGREGATIONS = select_aggregations("totals::text")
 
 
 class PostgresStore(Store):
@@ -222,13 +213,8 @@ class PostgresStore(Store):
 
     async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
         params = (customer_id, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
-        merged: dict[str, Partial] = {}
-        for _, event_type, partial in _partials(
-            await self._fetch(self._queries["customer_rollups"], params)
-        ):
-            known = merged.get(event_type)
-            merged[event_type] = partial if known is None else known.merge(partial)
-        return merged
+        rows = await self._fetch(self._queries["customer_rollups"], params)
+        return merge_by_type(_partials(rows))
 
     async def first_data_ms(self, from_ms: int | None) -> int | None:
         bucket = -(2**62) if from_ms is None else -(-from_ms // BUCKET_MS)
@@ -295,7 +281,7 @@ class PostgresStore(Store):
                 row.period_start,
                 row.period_end,
                 row.status,
-                _totals_encoder.encode(row.totals).decode(),
+                encode_totals(row.totals),
                 row.created_ms,
                 row.updated_ms,
             )
@@ -339,11 +325,13 @@ class PostgresStore(Store):
             order_by="period_start DESC, id DESC",
             limit=query.limit,
         )
-        return [_aggregation(row) for row in await self._fetch(sql.replace("?", "%s"), params)]
+        return [
+            aggregation_from_row(row) for row in await self._fetch(sql.replace("?", "%s"), params)
+        ]
 
     async def get_aggregation(self, aggregation_id: str) -> AggregationRow | None:
         rows = await self._fetch(_SELECT_AGGREGATIONS + " WHERE id = %s", (aggregation_id,))
-        return _aggregation(rows[0]) if rows else None
+        return aggregation_from_row(rows[0]) if rows else None
 
     async def rebuild_rollups(self) -> int:
         folded = 0
@@ -373,7 +361,7 @@ class PostgresStore(Store):
         params = (now_ms + lease_ms, now_ms, now_ms, limit)
         rows = await self._fetch(self._queries["claim_deliveries"], params)
         return sorted(
-            (_delivery(row) for row in rows), key=lambda d: (d.next_attempt_ms or 0, d.id)
+            (delivery_from_row(row) for row in rows), key=lambda d: (d.next_attempt_ms or 0, d.id)
         )
 
     async def release_claims(self) -> None:
@@ -412,12 +400,12 @@ class PostgresStore(Store):
         self, *, status: DeliveryStatus | None, limit: int, before_id: int | None
     ) -> list[DeliveryRecord]:
         sql, params = select_where(
-            _SELECT_DELIVERIES,
+            SELECT_DELIVERIES,
             [("status = ?", status), ("id < ?", before_id)],
             order_by="id DESC",
             limit=limit,
         )
-        return [_delivery(row) for row in await self._fetch(sql.replace("?", "%s"), params)]
+        return [delivery_from_row(row) for row in await self._fetch(sql.replace("?", "%s"), params)]
 
     async def get_delivery(
         self, delivery_id: int
@@ -426,14 +414,14 @@ class PostgresStore(Store):
         if not rows:
             return None
         attempts = await self._fetch(self._queries["delivery_attempts"], (delivery_id,))
-        return _delivery(rows[0]), [AttemptRecord(*attempt) for attempt in attempts]
+        return delivery_from_row(rows[0]), [AttemptRecord(*attempt) for attempt in attempts]
 
     async def redeliver(self, delivery_id: int, *, now_ms: int) -> DeliveryRecord | None:
         async with self._connection() as conn, conn.transaction():
             await conn.execute(self._queries["redeliver"].encode(), (now_ms, now_ms, delivery_id))
             cursor = await conn.execute(self._queries["get_delivery"].encode(), (delivery_id,))
             row = await cursor.fetchone()
-        return None if row is None else _delivery(row)
+        return None if row is None else delivery_from_row(row)
 
     # -- API keys ---------------------------------------------------------
 
@@ -474,30 +462,3 @@ def _partials(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, Partial]]
         partial = Partial(count, exact_total, _number(row[4]), _number(row[5]), first, last)
         result.append((customer_id, event_type, partial))
     return result
-
-
-def _aggregation(row: tuple[Any, ...]) -> AggregationRow:
-    id_, customer_id, period, key, start, end, status, totals, created, updated = row[:10]
-    deliveries, delivered, delivered_ms, attempts = row[10:]
-    return AggregationRow(
-        id=id_,
-        customer_id=customer_id,
-        period=period,
-        period_key=key,
-        period_start=start,
-        period_end=end,
-        status=status,
-        totals=_totals_decoder.decode(totals),
-        created_ms=created,
-        updated_ms=updated,
-        deliveries=deliveries,
-        delivered=delivered,
-        delivered_ms=delivered_ms,
-        attempts=int(attempts),
-    )
-
-
-def _delivery(row: tuple[Any, ...]) -> DeliveryRecord:
-    fields = list(row)
-    fields[4] = bytes(fields[4])  # payload: memoryview -> bytes
-    return DeliveryRecord(*fields)

@@ -6,16 +6,12 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import msgspec
-
-from meterd.aggregation import AggregationRow, Status, Totals, build_rows
+from meterd.aggregation import AggregationRow, Status, build_rows
 from meterd.config.model import Op, WebhookConfig
 from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.storage.rows import encode_totals
 from meterd.storage.sqlite.rollups import partial_rows
 from meterd.webhooks.payload import outgoing_for
-
-_totals_encoder = msgspec.json.Encoder()
-_totals_decoder = msgspec.json.Decoder(Totals)
 
 
 def write_period(
@@ -67,42 +63,7 @@ def _stored(row: AggregationRow) -> tuple[Any, ...]:
         row.period_start,
         row.period_end,
         row.status,
-        _totals_encoder.encode(row.totals).decode(),
+        encode_totals(row.totals),
         row.created_ms,
         row.updated_ms,
-    )
-
-
-# The columns `loaded` reads, with the record's delivery summary.
-SELECT_AGGREGATIONS = """
-SELECT id, customer_id, period, period_key, period_start, period_end, status, totals,
-       created_at, updated_at,
-       (SELECT count(*) FROM deliveries d WHERE d.aggregation_id = aggregations.id),
-       (SELECT count(*) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id AND d.status = 'delivered' AND NOT d.dry_run),
-       (SELECT max(delivered_at) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id AND NOT d.dry_run),
-       (SELECT coalesce(sum(attempts), 0) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id)
-FROM aggregations"""
-
-
-def loaded(row: tuple[Any, ...]) -> AggregationRow:
-    id_, customer_id, period, key, start, end, status, totals, created, updated = row[:10]
-    deliveries, delivered, delivered_ms, attempts = row[10:]
-    return AggregationRow(
-        id=id_,
-        customer_id=customer_id,
-        period=period,
-        period_key=key,
-        period_start=start,
-        period_end=end,
-        status=status,
-        totals=_totals_decoder.decode(totals),
-        created_ms=created,
-        updated_ms=updated,
-        deliveries=deliveries,
-        delivered=delivered,
-        delivered_ms=delivered_ms,
-        attempts=attempts,
     )

@@ -27,6 +27,13 @@ from meterd.storage.base import (
     Store,
     StoredEvent,
 )
+from meterd.storage.rows import (
+    SELECT_DELIVERIES,
+    aggregation_from_row,
+    delivery_from_row,
+    merge_by_type,
+    select_aggregations,
+)
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.storage.sqlite import aggregations, rollups
@@ -176,14 +183,9 @@ class SQLiteStore(Store):
         params = (customer_id, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
         sql = self._queries["customer_rollups"]
 
-        def read(conn: sqlite3.Connection) -> dict[str, Partial]:
-            merged: dict[str, Partial] = {}
-            for _, event_type, partial in rollups.partial_rows(conn.execute(sql, params)):
-                known = merged.get(event_type)
-                merged[event_type] = partial if known is None else known.merge(partial)
-            return merged
-
-        return await self._read(read)
+        return await self._read(
+            lambda conn: merge_by_type(rollups.partial_rows(conn.execute(sql, params)))
+        )
 
     async def first_data_ms(self, from_ms: int | None) -> int | None:
         bucket = None if from_ms is None else -(-from_ms // BUCKET_MS)
@@ -222,13 +224,13 @@ class SQLiteStore(Store):
     async def list_aggregations(self, query: AggregationQuery) -> list[AggregationRow]:
         sql, params = _aggregations_sql(query)
         return await self._read(
-            lambda conn: [aggregations.loaded(row) for row in conn.execute(sql, params)]
+            lambda conn: [aggregation_from_row(row) for row in conn.execute(sql, params)]
         )
 
     async def get_aggregation(self, aggregation_id: str) -> AggregationRow | None:
-        sql = aggregations.SELECT_AGGREGATIONS + " WHERE id = ?"
+        sql = select_aggregations() + " WHERE id = ?"
         row = await self._read(lambda conn: conn.execute(sql, (aggregation_id,)).fetchone())
-        return None if row is None else aggregations.loaded(row)
+        return None if row is None else aggregation_from_row(row)
 
     async def rebuild_rollups(self) -> int:
         return await self.writer.call(self._rebuild_rollups)
@@ -259,7 +261,7 @@ class SQLiteStore(Store):
         params = (now_ms + lease_ms, now_ms, now_ms, limit)
         rows = await self.writer.call(lambda conn: conn.execute(sql, params).fetchall())
         return sorted(
-            (_delivery(row) for row in rows), key=lambda d: (d.next_attempt_ms or 0, d.id)
+            (delivery_from_row(row) for row in rows), key=lambda d: (d.next_attempt_ms or 0, d.id)
         )
 
     async def release_claims(self) -> None:
@@ -301,14 +303,14 @@ class SQLiteStore(Store):
         self, *, status: DeliveryStatus | None, limit: int, before_id: int | None
     ) -> list[DeliveryRecord]:
         sql, params = select_where(
-            "SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,"
-            " next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at"
-            " FROM deliveries",
+            SELECT_DELIVERIES,
             [("status = ?", status), ("id < ?", before_id)],
             order_by="id DESC",
             limit=limit,
         )
-        return await self._read(lambda conn: [_delivery(row) for row in conn.execute(sql, params)])
+        return await self._read(
+            lambda conn: [delivery_from_row(row) for row in conn.execute(sql, params)]
+        )
 
     async def get_delivery(
         self, delivery_id: int
@@ -318,7 +320,7 @@ class SQLiteStore(Store):
             if row is None:
                 return None
             attempts = conn.execute(self._queries["delivery_attempts"], (delivery_id,))
-            return _delivery(row), [AttemptRecord(*attempt) for attempt in attempts]
+            return delivery_from_row(row), [AttemptRecord(*attempt) for attempt in attempts]
 
         return await self._read(read)
 
@@ -326,7 +328,7 @@ class SQLiteStore(Store):
         def redeliver(conn: sqlite3.Connection) -> DeliveryRecord | None:
             conn.execute(self._queries["redeliver"], (now_ms, now_ms, delivery_id))
             row = conn.execute(self._queries["get_delivery"], (delivery_id,)).fetchone()
-            return None if row is None else _delivery(row)
+            return None if row is None else delivery_from_row(row)
 
         return await self.writer.call(redeliver)
 
@@ -385,7 +387,7 @@ def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:
 
 def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
     return select_where(
-        aggregations.SELECT_AGGREGATIONS,
+        select_aggregations(),
         [
             ("customer_id = ?", query.customer_id),
             ("period = ?", query.period),
@@ -396,12 +398,6 @@ def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
         order_by="period_start DESC, id DESC",
         limit=query.limit,
     )
-
-
-def _delivery(row: tuple[Any, ...]) -> DeliveryRecord:
-    fields = list(row)
-    fields[9] = bool(fields[9])  # dry_run
-    return DeliveryRecord(*fields)
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:

@@ -1,0 +1,80 @@
+"""Rows to records, and the listing queries both backends share."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from meterd.aggregation import AggregationRow, Totals
+from meterd.rollup import Partial
+from meterd.storage.base import DeliveryRecord
+
+_totals_encoder = msgspec.json.Encoder()
+_totals_decoder = msgspec.json.Decoder(Totals)
+
+
+def select_aggregations(totals: str = "totals") -> str:
+    """Aggregation records with their delivery summary, the columns `aggregation_from_row` reads.
+
+    `totals` is the column expression that yields the totals as JSON text.
+    """
+    return f"""
+SELECT id, customer_id, period, period_key, period_start, period_end, status, {totals},
+       created_at, updated_at,
+       (SELECT count(*) FROM deliveries d WHERE d.aggregation_id = aggregations.id),
+       (SELECT count(*) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id AND d.status = 'delivered' AND NOT d.dry_run),
+       (SELECT max(delivered_at) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id AND NOT d.dry_run),
+       (SELECT coalesce(sum(attempts), 0) FROM deliveries d
+        WHERE d.aggregation_id = aggregations.id)
+FROM aggregations"""
+
+
+SELECT_DELIVERIES = (
+    "SELECT id, message_id, aggregation_id, url, payload, status, attempts, retry_from,"
+    " next_attempt_at, dry_run, last_error, created_at, updated_at, delivered_at FROM deliveries"
+)
+
+
+def encode_totals(totals: Totals) -> str:
+    return _totals_encoder.encode(totals).decode()
+
+
+def aggregation_from_row(row: tuple[Any, ...]) -> AggregationRow:
+    id_, customer_id, period, key, start, end, status, totals, created, updated = row[:10]
+    deliveries, delivered, delivered_ms, attempts = row[10:]
+    return AggregationRow(
+        id=id_,
+        customer_id=customer_id,
+        period=period,
+        period_key=key,
+        period_start=start,
+        period_end=end,
+        status=status,
+        totals=_totals_decoder.decode(totals),
+        created_ms=created,
+        updated_ms=updated,
+        deliveries=deliveries,
+        delivered=delivered,
+        delivered_ms=delivered_ms,
+        attempts=int(attempts),
+    )
+
+
+def delivery_from_row(row: tuple[Any, ...]) -> DeliveryRecord:
+    fields = list(row)
+    fields[4] = bytes(fields[4])  # payload: PostgreSQL gives a memoryview
+    fields[9] = bool(fields[9])  # dry_run: SQLite gives 0 or 1
+    return DeliveryRecord(*fields)
+
+
+def merge_by_type(rows: Iterable[tuple[str, str, Partial]]) -> dict[str, Partial]:
+    """One partial per event type from (customer_id, event_type, partial) rows."""
+    merged: dict[str, Partial] = {}
+    for _, event_type, partial in rows:
+        known = merged.get(event_type)
+        merged[event_type] = partial if known is None else known.merge(partial)
+    return merged
