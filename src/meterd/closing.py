@@ -9,6 +9,7 @@ from collections.abc import Callable
 import msgspec
 
 from meterd.aggregation import calendars_for, ops_for
+from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig
 from meterd.ingest import MAX_FUTURE_MS
 from meterd.periods import PeriodCalendar
@@ -106,13 +107,8 @@ class CloseScheduler:
         self._task = asyncio.create_task(self._run(), name="meterd-close-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

@@ -245,6 +245,13 @@ async def test_customer_usage_is_live(client: httpx.AsyncClient) -> None:
     monthly = await client.get("/customers/sub_A_1/usage", params={"at": "2025-03-30T12:00:00Z"})
     assert monthly.json()["period"] == "monthly"
     assert monthly.json()["events"] == {"t.sum": 14}
+    await post(client, [event("org/42", 3, "2025-03-30T00:30:00Z")])
+    slashed = await client.get("/customers/org%2F42/usage", params={"at": "2025-03-30T12:00:00Z"})
+    assert slashed.status_code == 200
+    assert slashed.json()["customerId"] == "org/42"
+    assert slashed.json()["events"] == {"t.sum": 3}
+    behind = await client.get("/aggregations/org%2F42_daily_20250330/events")
+    assert [e["customerId"] for e in behind.json()] == ["org/42"]
     nobody = await client.get("/customers/nobody/usage")
     assert nobody.json()["eventCount"] == 0
     assert (

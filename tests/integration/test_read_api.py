@@ -204,6 +204,7 @@ def test_openapi_documents_every_route(app: Starlette) -> None:
         assert isinstance(route, Route)
         if route.path in ("/openapi.json", "/docs"):
             continue
+        path = route.path.replace(":path}", "}")
         for method in route.methods or ():
             if method != "HEAD":
-                assert (method, route.path) in documented
+                assert (method, path) in documented

@@ -19,8 +19,8 @@ from meterd.aggregation import (
 from meterd.closing import AggregationCounts, PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, NotFound
-from meterd.http.events import event_out, paged
-from meterd.http.params import decode_cursor, encode_cursor, int_cursor, limit_param, time_param
+from meterd.http.events import event_page, page
+from meterd.http.params import decode_cursor, int_cursor, limit_param, time_param
 from meterd.http.responses import JSONResponse
 from meterd.periods import PeriodBounds
 from meterd.storage.base import AggregationQuery, EventQuery, Store
@@ -118,11 +118,7 @@ def aggregation_routes(
             before=(int(cursor[0]), cursor[1]) if cursor else None,
         )
         rows = await store.list_aggregations(query)
-        last = rows[-1] if len(rows) == query.limit else None
-        return paged(
-            [aggregation_out(row) for row in rows],
-            encode_cursor(last.period_start, last.id) if last else None,
-        )
+        return page(rows, query.limit, aggregation_out, lambda row: (row.period_start, row.id))
 
     async def trigger(request: Request) -> Response:
         counts = await closer.trigger(now_ms())
@@ -146,12 +142,7 @@ def aggregation_routes(
             limit=limit_param(params),
             before=(cursor[0], cursor[1]) if cursor else None,
         )
-        events = await store.list_events(query)
-        last = events[-1] if len(events) == query.limit else None
-        return paged(
-            [event_out(event, config.timezone) for event in events],
-            encode_cursor(last.ts_ms, last.seq) if last else None,
-        )
+        return await event_page(store, query, config.timezone)
 
     async def customer_usage(request: Request) -> Response:
         params = request.query_params
@@ -168,8 +159,8 @@ def aggregation_routes(
     return [
         Route("/aggregations", list_aggregations, methods=["GET"]),
         Route("/aggregations/trigger", trigger, methods=["POST"]),
-        Route("/aggregations/{id}/events", aggregation_events, methods=["GET"]),
-        Route("/customers/{customerId}/usage", customer_usage, methods=["GET"]),
+        Route("/aggregations/{id:path}/events", aggregation_events, methods=["GET"]),
+        Route("/customers/{customerId:path}/usage", customer_usage, methods=["GET"]),
     ]
 
 

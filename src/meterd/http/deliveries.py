@@ -11,8 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meterd.errors import InvalidRequest, NotFound
-from meterd.http.events import paged
-from meterd.http.params import encode_cursor, int_cursor, limit_param
+from meterd.http.events import page
+from meterd.http.params import int_cursor, limit_param
 from meterd.http.responses import JSONResponse
 from meterd.storage.base import AttemptRecord, DeliveryRecord, DeliveryStatus, Store
 from meterd.timeutil import format_ms, now_ms
@@ -90,8 +90,7 @@ def delivery_routes(store: Store, *, on_redeliver: Callable[[], None]) -> list[R
             limit=limit,
             before_id=cursor[0] if cursor else None,
         )
-        last = records[-1] if len(records) == limit else None
-        return paged([delivery_out(r) for r in records], encode_cursor(last.id) if last else None)
+        return page(records, limit, delivery_out, lambda record: (record.id,))
 
     async def get_delivery(request: Request) -> Response:
         found = await store.get_delivery(_delivery_id(request))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import msgspec
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from meterd.storage.base import EventQuery, Store, StoredEvent
 from meterd.timeutil import format_ms
 
 NEXT_CURSOR_HEADER = "X-Next-Cursor"
+T = TypeVar("T")
 
 
 class EventOut(msgspec.Struct, rename="camel"):
@@ -54,10 +56,24 @@ def event_out(event: StoredEvent, timezone: str) -> EventOut:
     )
 
 
-def paged(items: Sequence[msgspec.Struct], next_cursor: str | None) -> Response:
-    """A JSON array page; the next page's cursor travels in a header."""
-    headers = {NEXT_CURSOR_HEADER: next_cursor} if next_cursor else None
-    return JSONResponse(items, headers=headers)
+def page(
+    items: Sequence[T],
+    limit: int,
+    render: Callable[[T], msgspec.Struct],
+    cursor_of: Callable[[T], tuple[int | str, ...]],
+) -> Response:
+    """A JSON array page; when it is full, the next page's cursor travels in a header."""
+    headers = None
+    if items and len(items) == limit:
+        headers = {NEXT_CURSOR_HEADER: encode_cursor(*cursor_of(items[-1]))}
+    return JSONResponse([render(item) for item in items], headers=headers)
+
+
+async def event_page(store: Store, query: EventQuery, timezone: str) -> Response:
+    events = await store.list_events(query)
+    return page(
+        events, query.limit, lambda event: event_out(event, timezone), lambda e: (e.ts_ms, e.seq)
+    )
 
 
 def events_routes(config: SystemConfig, store: Store) -> list[Route]:
@@ -72,11 +88,6 @@ def events_routes(config: SystemConfig, store: Store) -> list[Route]:
             limit=limit_param(params),
             before=(cursor[0], cursor[1]) if cursor else None,
         )
-        events = await store.list_events(query)
-        last = events[-1] if len(events) == query.limit else None
-        return paged(
-            [event_out(event, config.timezone) for event in events],
-            encode_cursor(last.ts_ms, last.seq) if last else None,
-        )
+        return await event_page(store, query, config.timezone)
 
     return [Route("/events", list_events, methods=["GET"])]

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import httpx
 
+from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig, WebhookConfig
 from meterd.storage.base import AttemptOutcome, AttemptRecord, DeliveryRecord, Store
 from meterd.timeutil import now_ms
@@ -58,13 +59,8 @@ class DeliveryWorker:
 
     async def stop(self) -> None:
         """Stop claiming; let attempts in flight finish and be recorded."""
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         await self.store.release_claims()
