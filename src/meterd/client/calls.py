@@ -1,0 +1,271 @@
+"""Every API call as data: method, path, query, body and how to read the answer.
+
+The sync and the asyncio client both build their requests here, so they differ
+only in how they send them.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+import msgspec
+
+from meterd import __version__
+from meterd.client.models import (
+    Aggregation,
+    BatchResult,
+    CaptureResult,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Health,
+    Page,
+    ServiceInfo,
+    StoredEvent,
+    TriggerResult,
+    Usage,
+)
+
+T = TypeVar("T")
+
+Moment = datetime | int | str
+"""An instant for a filter: a datetime (naive = UTC), epoch milliseconds or ISO-8601 text."""
+
+NEXT_CURSOR_HEADER = "x-next-cursor"
+
+JSON_HEADERS = {"content-type": "application/json"}
+
+_encoder = msgspec.json.Encoder()
+
+
+def auth_headers(api_key: str) -> dict[str, str]:
+    if not api_key:
+        raise ValueError("api_key: required")
+    return {"x-apikey": api_key, "user-agent": f"meterd-client/{__version__}"}
+
+
+def unreachable(base_url: httpx.URL, error: httpx.TransportError, retries: int) -> str:
+    kind = type(error).__name__
+    return f"cannot reach {base_url} ({kind}: {error or 'no detail'}) after {retries} retries"
+
+
+@dataclass(frozen=True)
+class Call(Generic[T]):
+    """One request and the reader of its successful answer."""
+
+    method: str
+    path: str
+    read: Callable[[httpx.Response], T]
+    params: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    retry: bool = True
+    # Error statuses that are still answers to read, not errors (readiness: 503).
+    accept: frozenset[int] = frozenset()
+
+
+def _reader(decoder: msgspec.json.Decoder[T]) -> Callable[[httpx.Response], T]:
+    return lambda response: decoder.decode(response.content)
+
+
+def _page_reader(decoder: msgspec.json.Decoder[list[T]]) -> Callable[[httpx.Response], Page[T]]:
+    def read(response: httpx.Response) -> Page[T]:
+        cursor = response.headers.get(NEXT_CURSOR_HEADER) or None
+        return Page(items=decoder.decode(response.content), next_cursor=cursor)
+
+    return read
+
+
+_capture = _reader(msgspec.json.Decoder(CaptureResult))
+_batch = _reader(msgspec.json.Decoder(BatchResult))
+_events = _page_reader(msgspec.json.Decoder(list[StoredEvent]))
+_aggregations = _page_reader(msgspec.json.Decoder(list[Aggregation]))
+_deliveries = _page_reader(msgspec.json.Decoder(list[Delivery]))
+_delivery = _reader(msgspec.json.Decoder(Delivery))
+_trigger = _reader(msgspec.json.Decoder(TriggerResult))
+_usage = _reader(msgspec.json.Decoder(Usage))
+_health = _reader(msgspec.json.Decoder(Health))
+_info = _reader(msgspec.json.Decoder(ServiceInfo))
+_config = _reader(msgspec.json.Decoder(dict[str, Any]))
+
+
+def new_event_id() -> str:
+    """32 hex digits: epoch ms, then 80 random bits.
+
+    Unique without coordination, and time-ordered, so the server's id index
+    grows at its end.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{os.urandom(10).hex()}"
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def make_event(
+    event_type: str,
+    customer_id: str,
+    value: float,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    timestamp: datetime | int | None = None,
+    id: str | None = None,
+) -> Event:
+    """An `Event` with an id (a new one unless given); raises TypeError/ValueError early."""
+    for name, text in (("event_type", event_type), ("customer_id", customer_id)):
+        if not isinstance(text, str) or not text:
+            raise ValueError(f"{name}: must be a non-empty string, not {text!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"value: must be a number, not {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ValueError(f"value: must be finite, not {value!r}")
+    if metadata is not None and not isinstance(metadata, Mapping):
+        raise TypeError(f"metadata: must be a mapping, not {type(metadata).__name__}")
+    if timestamp is not None and (
+        isinstance(timestamp, bool) or not isinstance(timestamp, datetime | int)
+    ):
+        raise TypeError("timestamp: must be a datetime or epoch milliseconds")
+    if id is not None and (not isinstance(id, str) or not id):
+        raise ValueError(f"id: must be a non-empty string, not {id!r}")
+    return Event(
+        event_type=event_type,
+        customer_id=customer_id,
+        value=value,
+        metadata=None if metadata is None else dict(metadata),
+        timestamp=timestamp,
+        id=id or new_event_id(),
+    )
+
+
+def encode_event(event: Event) -> bytes:
+    """The event's JSON; raises TypeError when its metadata is not JSON-serialisable."""
+    return _encoder.encode(event)
+
+
+def with_id(event: Event) -> Event:
+    """`event` itself when it has an id, else a copy with a new one (so retries are safe)."""
+    return event if event.id else msgspec.structs.replace(event, id=new_event_id())
+
+
+def _time_param(moment: Moment) -> str:
+    if isinstance(moment, datetime):
+        return moment.isoformat()
+    return str(moment)
+
+
+def _query(**values: Moment | None) -> dict[str, str]:
+    """Query parameters, without the unset ones; `from_` is sent as `from`."""
+    return {
+        name.rstrip("_"): _time_param(value) for name, value in values.items() if value is not None
+    }
+
+
+def _segment(text: str) -> str:
+    return quote(text, safe="")
+
+
+def capture(event: Event) -> Call[CaptureResult]:
+    body: dict[str, Any] = {"customerId": event.customer_id, "value": event.value, "id": event.id}
+    if event.metadata is not None:
+        body["metadata"] = event.metadata
+    if event.timestamp is not None:
+        body["timestamp"] = event.timestamp
+    return Call(
+        "POST", f"/usage/{_segment(event.event_type)}", _capture, body=_encoder.encode(body)
+    )
+
+
+def capture_batch(events: Sequence[Event]) -> Call[BatchResult]:
+    return Call("POST", "/usagebatch", _batch, body=_encoder.encode(list(events)))
+
+
+def capture_encoded(encoded: Sequence[bytes]) -> Call[BatchResult]:
+    """A batch of events already encoded by `encode_event`."""
+    return Call("POST", "/usagebatch", _batch, body=b"[" + b",".join(encoded) + b"]")
+
+
+def list_events(
+    *,
+    customer_id: str | None = None,
+    event_type: str | None = None,
+    from_: Moment | None = None,
+    to: Moment | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[StoredEvent]]:
+    params = _query(
+        customerId=customer_id, eventType=event_type, from_=from_, to=to, limit=limit, cursor=cursor
+    )
+    return Call("GET", "/events", _events, params=params)
+
+
+def list_aggregations(
+    *,
+    customer_id: str | None = None,
+    period: str | None = None,
+    from_: Moment | None = None,
+    to: Moment | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[Aggregation]]:
+    params = _query(
+        customerId=customer_id, period=period, from_=from_, to=to, limit=limit, cursor=cursor
+    )
+    return Call("GET", "/aggregations", _aggregations, params=params)
+
+
+def aggregation_events(
+    aggregation_id: str,
+    *,
+    event_type: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[StoredEvent]]:
+    path = f"/aggregations/{_segment(aggregation_id)}/events"
+    return Call(
+        "GET", path, _events, params=_query(eventType=event_type, limit=limit, cursor=cursor)
+    )
+
+
+def trigger() -> Call[TriggerResult]:
+    return Call("POST", "/aggregations/trigger", _trigger)
+
+
+def usage(customer_id: str, *, period: str | None, at: Moment | None) -> Call[Usage]:
+    path = f"/customers/{_segment(customer_id)}/usage"
+    return Call("GET", path, _usage, params=_query(period=period, at=at))
+
+
+def list_deliveries(
+    *, status: DeliveryStatus | None = None, limit: int | None = None, cursor: str | None = None
+) -> Call[Page[Delivery]]:
+    params = _query(status=status, limit=limit, cursor=cursor)
+    return Call("GET", "/deliveries", _deliveries, params=params)
+
+
+def get_delivery(delivery_id: int) -> Call[Delivery]:
+    return Call("GET", f"/deliveries/{int(delivery_id)}", _delivery)
+
+
+def redeliver(delivery_id: int) -> Call[Delivery]:
+    return Call("POST", f"/deliveries/{int(delivery_id)}/redeliver", _delivery)
+
+
+def health() -> Call[Health]:
+    # One attempt: a readiness probe wants the current answer, 503 included.
+    return Call("GET", "/health", _health, retry=False, accept=frozenset({503}))
+
+
+def info() -> Call[ServiceInfo]:
+    return Call("GET", "/", _info)
+
+
+def config() -> Call[dict[str, Any]]:
+    return Call("GET", "/config", _config)

@@ -1,0 +1,181 @@
+"""Typed mirrors of meterd's JSON: the event sent, and every answer read back.
+
+Field names are snake_case; on the wire they are the server's camelCase
+(`customerId`, `_id`). Times are decoded to timezone-aware UTC datetimes.
+Unknown fields are ignored, so a newer server does not break an older client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+Status = Literal["open", "closed"]
+DeliveryStatus = Literal["pending", "delivered", "failed"]
+
+
+class Event(msgspec.Struct, rename="camel", omit_defaults=True, kw_only=True):
+    """A usage event to send.
+
+    `timestamp` is when the usage happened: an aware datetime, a naive one (taken
+    as UTC) or epoch milliseconds; absent, the server uses the arrival time.
+    `id` makes sending it again harmless: the server stores and counts it once.
+    """
+
+    event_type: str
+    customer_id: str
+    value: float
+    metadata: dict[str, Any] | None = None
+    timestamp: datetime | int | None = None
+    id: str | None = None
+
+
+class CaptureResult(msgspec.Struct, rename="camel", kw_only=True):
+    """Answer to one captured event; `duplicate` is true when its id was already stored."""
+
+    message: str
+    event_type: str
+    customer_id: str
+    id: str
+    duplicate: bool = False
+
+
+class BatchResult(msgspec.Struct, kw_only=True):
+    """Answer to a stored batch: `count` = `stored` (new) + `duplicates` (ids already stored)."""
+
+    message: str
+    count: int
+    stored: int = 0
+    duplicates: int = 0
+
+
+class StoredEvent(msgspec.Struct, rename="camel", kw_only=True):
+    """An event as stored; `hour` ... `year` are the keys of the periods it falls in."""
+
+    id: str = msgspec.field(name="_id")
+    customer_id: str
+    event_type: str
+    value: float
+    metadata: dict[str, Any] | None = None
+    timestamp: datetime
+    received_at: datetime
+    hour: str = ""
+    day: str = ""
+    week: str = ""
+    month: str = ""
+    year: str = ""
+
+
+class WebhookStatus(msgspec.Struct, rename="camel", kw_only=True):
+    delivered: bool = False
+    delivered_at: datetime | None = None
+    attempts: int = 0
+
+
+class Aggregation(msgspec.Struct, rename="camel", kw_only=True):
+    """A customer's totals for one period; `period_end` is the period's last millisecond."""
+
+    id: str = msgspec.field(name="_id")
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: datetime
+    period_end: datetime
+    status: Status
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    timestamp: datetime
+    created_at: datetime
+    updated_at: datetime
+    webhook_status: WebhookStatus = msgspec.field(default_factory=WebhookStatus)
+
+
+class Usage(msgspec.Struct, rename="camel", kw_only=True):
+    """Live values of one customer's period, as of `as_of`."""
+
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: datetime
+    period_end: datetime
+    status: Status
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    as_of: datetime
+
+
+class TriggerResult(msgspec.Struct, kw_only=True):
+    """Records written by POST /aggregations/trigger: closed periods and open ones."""
+
+    closed: int
+    open: int
+    message: str = ""
+
+
+class Attempt(msgspec.Struct, rename="camel", kw_only=True):
+    """One attempt to deliver a webhook; `response` is the first 1 KB of the answer."""
+
+    attempted_at: datetime
+    status_code: int | None = None
+    latency_ms: int = 0
+    response: str | None = None
+    error: str | None = None
+
+
+class Delivery(msgspec.Struct, rename="camel", kw_only=True):
+    """A webhook delivery; `payload` and `attempt_log` are only filled by `delivery(id)`."""
+
+    id: int
+    webhook_id: str
+    aggregation_id: str
+    url: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    dry_run: bool = False
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    payload: dict[str, Any] | None = None
+    attempt_log: list[Attempt] | None = None
+
+
+class Health(msgspec.Struct, kw_only=True):
+    """Readiness: `status` is "ok", or "unavailable" with `error` when the database is down."""
+
+    status: str
+    database: str = ""
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+class ServiceInfo(msgspec.Struct, kw_only=True):
+    name: str
+    version: str
+    description: str = ""
+    docs: str = ""
+    openapi: str = ""
+
+
+class Page(msgspec.Struct, Generic[T], frozen=True):
+    """One page of a listing; pass `next_cursor` as `cursor` for the next (None: last page)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+    def __iter__(self) -> Iterator[T]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)

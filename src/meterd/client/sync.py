@@ -1,0 +1,401 @@
+"""`MeterdClient`: the blocking client, with a background thread that batches `track()`."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+import msgspec
+
+from meterd.client import calls
+from meterd.client.background import ThreadBatcher, log
+from meterd.client.batching import FailedBatch
+from meterd.client.calls import Call, Moment
+from meterd.client.errors import (
+    ClientClosed,
+    ConnectionFailed,
+    UnexpectedResponse,
+    error_for_response,
+)
+from meterd.client.models import (
+    Aggregation,
+    BatchResult,
+    CaptureResult,
+    Delivery,
+    DeliveryStatus,
+    Event,
+    Health,
+    Page,
+    ServiceInfo,
+    StoredEvent,
+    TriggerResult,
+    Usage,
+)
+from meterd.client.retry import RetryPolicy
+
+T = TypeVar("T")
+
+
+class MeterdClient:
+    """A meterd API client for threaded code; safe to share between threads.
+
+    `track()` queues events for a background thread that posts them to
+    `/usagebatch` in batches; every other method is one request, retried on
+    network errors, 429 and 5xx. Use it as a context manager, or call `close()`:
+    both send what is queued. An `atexit` hook also drains the queue.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        batch_size: int = 500,
+        flush_interval: float = 1.0,
+        max_queue: int = 100_000,
+        queue_timeout: float | None = 1.0,
+        retries: int | RetryPolicy = 5,
+        timeout: float | httpx.Timeout = 10.0,
+        on_error: Callable[[FailedBatch], None] | None = None,
+    ) -> None:
+        self._retry = RetryPolicy.of(retries)
+        self._http = httpx.Client(
+            base_url=base_url, headers=calls.auth_headers(api_key), timeout=timeout
+        )
+        self._batcher = ThreadBatcher(
+            self._post_batch,
+            batch_size=batch_size,
+            flush_interval=flush_interval,
+            max_queue=max_queue,
+            queue_timeout=queue_timeout,
+            on_failed=self._keep_failed,
+        )
+        self._on_error = on_error
+        self._failed_lock = threading.Lock()
+        # Batches the background thread could not send (when there is no on_error).
+        self.failed: list[FailedBatch] = []
+
+    # -- background batching ------------------------------------------------------------
+
+    def track(
+        self,
+        event_type: str,
+        customer_id: str,
+        value: float,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: datetime | int | None = None,
+        id: str | None = None,
+    ) -> str:
+        """Queue an event for the background sender; returns its id.
+
+        The event gets a new unique id unless `id` is given, and the current
+        time unless `timestamp` is given (so a delayed batch still counts it in
+        the right period). When `max_queue` events wait, blocks up to
+        `queue_timeout` seconds for room, then raises QueueFull.
+        """
+        event = calls.make_event(
+            event_type,
+            customer_id,
+            value,
+            metadata=metadata,
+            timestamp=calls.now_ms() if timestamp is None else timestamp,
+            id=id,
+        )
+        self._batcher.add([calls.encode_event(event)])
+        assert event.id is not None
+        return event.id
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Send every event queued so far and wait until each is stored or failed.
+
+        Raises FlushTimeout when `timeout` seconds pass first.
+        """
+        self._batcher.flush(timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued, stop the background thread, close the connections.
+
+        Idempotent. Raises FlushTimeout (and leaves the sender running) when
+        `timeout` seconds pass first.
+        """
+        self._batcher.close(timeout)
+        self._http.close()
+
+    @property
+    def pending(self) -> int:
+        """Events queued or being sent."""
+        return self._batcher.pending
+
+    def requeue_failed(self, *, only_retryable: bool = True) -> int:
+        """Queue the events of `failed` batches again, with their ids; returns how many.
+
+        By default only batches that failed because the server was unreachable
+        or failing; invalid events would be refused again.
+        """
+        with self._failed_lock:
+            again = [batch for batch in self.failed if batch.retryable or not only_retryable]
+            encoded = [raw for batch in again for raw in batch.encoded]
+            if encoded:
+                self._batcher.add(encoded, wait=False)  # ClientClosed: nothing is removed
+            requeued = {id(batch) for batch in again}
+            self.failed[:] = [batch for batch in self.failed if id(batch) not in requeued]
+        return len(encoded)
+
+    def _keep_failed(self, batch: FailedBatch) -> None:
+        if self._on_error is not None:
+            try:
+                self._on_error(batch)
+                return
+            except Exception:
+                log.exception("on_error raised; the batch is kept in .failed")
+        with self._failed_lock:
+            self.failed.append(batch)
+
+    def _post_batch(self, encoded: list[bytes]) -> None:
+        self._call(calls.capture_encoded(encoded))
+
+    # -- direct calls -----------------------------------------------------------------
+
+    def capture(
+        self,
+        event_type: str,
+        customer_id: str,
+        value: float,
+        *,
+        metadata: Mapping[str, Any] | None = None,
+        timestamp: datetime | int | None = None,
+        id: str | None = None,
+    ) -> CaptureResult:
+        """Store one event now (POST /usage/{eventType}).
+
+        Without `id` it gets a new one first, so a retried request is counted once.
+        """
+        event = calls.make_event(
+            event_type, customer_id, value, metadata=metadata, timestamp=timestamp, id=id
+        )
+        return self._call(calls.capture(event))
+
+    def capture_batch(self, events: Iterable[Event]) -> BatchResult:
+        """Store a batch now, all or nothing (POST /usagebatch); events without id get one."""
+        batch = [calls.with_id(event) for event in events]
+        if not batch:
+            raise ValueError("capture_batch: no events")
+        return self._call(calls.capture_batch(batch))
+
+    def events(
+        self,
+        *,
+        customer_id: str | None = None,
+        event_type: str | None = None,
+        from_: Moment | None = None,
+        to: Moment | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[StoredEvent]:
+        """One page of stored events, newest first; `from_`/`to` are inclusive."""
+        return self._call(
+            calls.list_events(
+                customer_id=customer_id,
+                event_type=event_type,
+                from_=from_,
+                to=to,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def iter_events(
+        self,
+        *,
+        customer_id: str | None = None,
+        event_type: str | None = None,
+        from_: Moment | None = None,
+        to: Moment | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[StoredEvent]:
+        """Every matching event, newest first, fetched page by page."""
+        return self._iterate(
+            lambda cursor: calls.list_events(
+                customer_id=customer_id,
+                event_type=event_type,
+                from_=from_,
+                to=to,
+                limit=page_size,
+                cursor=cursor,
+            )
+        )
+
+    def aggregations(
+        self,
+        *,
+        customer_id: str | None = None,
+        period: str | None = None,
+        from_: Moment | None = None,
+        to: Moment | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Aggregation]:
+        """One page of aggregation records, newest period first; `from_`/`to` bound the start."""
+        return self._call(
+            calls.list_aggregations(
+                customer_id=customer_id,
+                period=period,
+                from_=from_,
+                to=to,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def iter_aggregations(
+        self,
+        *,
+        customer_id: str | None = None,
+        period: str | None = None,
+        from_: Moment | None = None,
+        to: Moment | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[Aggregation]:
+        """Every matching aggregation record, fetched page by page."""
+        return self._iterate(
+            lambda cursor: calls.list_aggregations(
+                customer_id=customer_id,
+                period=period,
+                from_=from_,
+                to=to,
+                limit=page_size,
+                cursor=cursor,
+            )
+        )
+
+    def aggregation_events(
+        self,
+        aggregation_id: str,
+        *,
+        event_type: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[StoredEvent]:
+        """One page of the events behind a record (`{customerId}_{period}_{periodKey}`)."""
+        return self._call(
+            calls.aggregation_events(
+                aggregation_id, event_type=event_type, limit=limit, cursor=cursor
+            )
+        )
+
+    def iter_aggregation_events(
+        self, aggregation_id: str, *, event_type: str | None = None, page_size: int = 1000
+    ) -> Iterator[StoredEvent]:
+        """Every event behind a record, fetched page by page."""
+        return self._iterate(
+            lambda cursor: calls.aggregation_events(
+                aggregation_id, event_type=event_type, limit=page_size, cursor=cursor
+            )
+        )
+
+    def trigger(self) -> TriggerResult:
+        """Aggregate every period now: close completed periods, write open records."""
+        return self._call(calls.trigger())
+
+    def usage(self, customer_id: str, period: str | None = None, at: Moment | None = None) -> Usage:
+        """Live values of the customer's period containing `at` (default: now, monthly)."""
+        return self._call(calls.usage(customer_id, period=period, at=at))
+
+    def deliveries(
+        self,
+        status: DeliveryStatus | None = None,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Delivery]:
+        """One page of webhook deliveries, newest first."""
+        return self._call(calls.list_deliveries(status=status, limit=limit, cursor=cursor))
+
+    def iter_deliveries(
+        self, status: DeliveryStatus | None = None, *, page_size: int = 1000
+    ) -> Iterator[Delivery]:
+        """Every webhook delivery (with `status`), newest first, fetched page by page."""
+        return self._iterate(
+            lambda cursor: calls.list_deliveries(status=status, limit=page_size, cursor=cursor)
+        )
+
+    def delivery(self, delivery_id: int) -> Delivery:
+        """One delivery with its payload and attempt log."""
+        return self._call(calls.get_delivery(delivery_id))
+
+    def redeliver(self, delivery_id: int) -> Delivery:
+        """Make a delivery due now, with a fresh retry schedule."""
+        return self._call(calls.redeliver(delivery_id))
+
+    def health(self) -> Health:
+        """Readiness, in one attempt; a down database is an answer (`ok` False), not an error."""
+        return self._call(calls.health())
+
+    def info(self) -> ServiceInfo:
+        return self._call(calls.info())
+
+    def config(self) -> dict[str, Any]:
+        """The server's loaded configuration, webhook secrets redacted."""
+        return self._call(calls.config())
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _iterate(self, page_call: Callable[[str | None], Call[Page[T]]]) -> Iterator[T]:
+        cursor: str | None = None
+        while True:
+            page = self._call(page_call(cursor))
+            yield from page.items
+            if page.next_cursor is None or page.next_cursor == cursor:
+                return
+            cursor = page.next_cursor
+
+    def _call(self, call: Call[T]) -> T:
+        response = self._send(call)
+        try:
+            return call.read(response)
+        except msgspec.DecodeError as error:
+            raise UnexpectedResponse(f"{call.method} {call.path}: {error}") from error
+
+    def _send(self, call: Call[Any]) -> httpx.Response:
+        if self._http.is_closed:
+            raise ClientClosed()
+        retry = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers=calls.JSON_HEADERS if call.body is not None else None,
+                )
+            except httpx.TransportError as error:
+                delay = self._retry.delay(retry) if call.retry else None
+                if delay is None:
+                    message = calls.unreachable(self._http.base_url, error, retry)
+                    raise ConnectionFailed(message) from error
+            else:
+                if response.is_success or response.status_code in call.accept:
+                    return response
+                delay = self._retry.delay(retry, response) if call.retry else None
+                if delay is None:
+                    raise error_for_response(response)
+            time.sleep(delay)
+            retry += 1
+
+    def __enter__(self) -> MeterdClient:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
