@@ -2,12 +2,13 @@
 SELECT nextval('events_seq') FROM generate_series(1, %s);
 
 -- name: insert_events
+-- Columns travel as binary arrays: psycopg builds those in C, text arrays in Python.
 INSERT INTO events (seq, id, event_type, customer_id, value, metadata, ts, received_at)
 SELECT seq, id, event_type, customer_id, value, metadata,
        timestamptz 'epoch' + ts * interval '1 millisecond',
        timestamptz 'epoch' + received * interval '1 millisecond'
-FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::numeric[], %s::jsonb[],
-            %s::bigint[], %s::bigint[])
+FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::numeric[], %b::jsonb[],
+            %b::bigint[], %b::bigint[])
      AS e (seq, id, event_type, customer_id, value, metadata, ts, received)
 ON CONFLICT (id) DO NOTHING
 RETURNING seq;
@@ -18,9 +19,9 @@ SELECT id FROM events WHERE id = ANY(%s::text[]);
 -- name: upsert_rollups
 INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
                      first_ts, first_seq, first_value, last_ts, last_seq, last_value)
-SELECT * FROM unnest(%s::text[], %s::bigint[], %s::text[], %s::bigint[], %s::numeric[],
-                     %s::numeric[], %s::numeric[], %s::bigint[], %s::bigint[], %s::numeric[],
-                     %s::bigint[], %s::bigint[], %s::numeric[])
+SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::numeric[],
+                     %b::numeric[], %b::numeric[], %b::bigint[], %b::bigint[], %b::numeric[],
+                     %b::bigint[], %b::bigint[], %b::numeric[])
 ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
     count = rollups.count + excluded.count,
     total = rollups.total + excluded.total,
