@@ -64,7 +64,12 @@ class DeliveryWorker:
 
     async def _run(self) -> None:
         await self.store.release_claims()
-        async with httpx.AsyncClient(timeout=TIMEOUT_S, follow_redirects=False) as client:
+        limits = httpx.Limits(
+            max_connections=self.concurrency, max_keepalive_connections=self.concurrency
+        )
+        async with httpx.AsyncClient(
+            timeout=TIMEOUT_S, follow_redirects=False, limits=limits
+        ) as client:
             try:
                 while True:
                     await self._claim_and_send(client)
@@ -88,8 +93,11 @@ class DeliveryWorker:
             task.add_done_callback(self._finished)
         if not claimed or len(claimed) < free:
             self._wake.clear()
+            # Not asyncio.wait_for: on Python 3.11 it can swallow the cancel that stop()
+            # sends when the event is set in the same step (CPython gh-86296).
             try:
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                async with asyncio.timeout(self.poll_interval_s):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 
