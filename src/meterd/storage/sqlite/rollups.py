@@ -71,3 +71,20 @@ def partial_rows(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[str, str, Pa
         first = Point(row[6], row[7], row[8])
         last = Point(row[9], row[10], row[11])
         yield customer_id, event_type, Partial(count, loaded_total(total), low, high, first, last)
+
+
+def folded_partials(
+    totals: Iterable[tuple[Any, ...]],
+    firsts: Iterable[tuple[Any, ...]],
+    lasts: Iterable[tuple[Any, ...]],
+) -> dict[str, Partial]:
+    """Partials per event type from the customer_totals, _firsts and _lasts queries."""
+    first = {event_type: Point(ts, seq, value) for event_type, seq, value, ts in firsts}
+    last = {event_type: Point(ts, seq, value) for event_type, seq, value, ts in lasts}
+    result = {}
+    for event_type, count, int_total, decimal_totals, low, high in totals:
+        total: ExactNumber = int_total
+        for text in (decimal_totals or "").split():
+            total = add_exact(total, parse_exact(text))
+        result[event_type] = Partial(count, total, low, high, first[event_type], last[event_type])
+    return result

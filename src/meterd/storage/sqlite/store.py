@@ -180,12 +180,29 @@ class SQLiteStore(Store):
     # -- rollups and aggregation records ----------------------------------
 
     async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
-        params = (customer_id, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
-        sql = self._queries["customer_rollups"]
+        params = {
+            "customer": customer_id,
+            "start": bounds.start_ms // BUCKET_MS,
+            "end": bounds.end_ms // BUCKET_MS,
+        }
+        q = self._queries
 
-        return await self._read(
-            lambda conn: merge_by_type(rollups.partial_rows(conn.execute(sql, params)))
-        )
+        def read(conn: sqlite3.Connection) -> dict[str, Partial]:
+            try:
+                return rollups.folded_partials(
+                    conn.execute(q["customer_totals"], params).fetchall(),
+                    conn.execute(q["customer_firsts"], params).fetchall(),
+                    conn.execute(q["customer_lasts"], params).fetchall(),
+                )
+            except sqlite3.OperationalError as error:
+                if "integer overflow" not in str(error):
+                    raise
+            # Integer totals beyond 2**63: fold in Python, where integers do not overflow.
+            span = (customer_id, params["start"], params["end"])
+            rows = conn.execute(q["customer_rollups"], span)
+            return merge_by_type(rollups.partial_rows(rows))
+
+        return await self._read(read)
 
     async def first_data_ms(self, from_ms: int | None) -> int | None:
         bucket = None if from_ms is None else -(-from_ms // BUCKET_MS)

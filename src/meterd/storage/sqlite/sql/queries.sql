@@ -128,3 +128,25 @@ FROM delivery_attempts WHERE delivery_id = ? ORDER BY id;
 UPDATE deliveries SET status = 'pending', next_attempt_at = ?, retry_from = attempts,
                       claimed_until = NULL, updated_at = ?
 WHERE id = ?;
+
+-- name: customer_totals
+-- One row per event type, folded in SQLite rather than in Python: exact integer totals
+-- are summed here, decimal ones concatenated for Python to add.
+SELECT event_type, sum(count),
+       sum(iif(typeof(total) = 'integer', total, 0)),
+       group_concat(iif(typeof(total) = 'text', total, NULL), ' '),
+       min(minimum), max(maximum)
+FROM rollups WHERE customer_id = :customer AND bucket >= :start AND bucket < :end
+GROUP BY event_type;
+
+-- name: customer_firsts
+-- The bare columns come from the row holding min(first_ts). That row is unique: a
+-- rollup row's events all lie in its own bucket, so no two rows share a first_ts.
+SELECT event_type, first_seq, first_value, min(first_ts)
+FROM rollups WHERE customer_id = :customer AND bucket >= :start AND bucket < :end
+GROUP BY event_type;
+
+-- name: customer_lasts
+SELECT event_type, last_seq, last_value, max(last_ts)
+FROM rollups WHERE customer_id = :customer AND bucket >= :start AND bucket < :end
+GROUP BY event_type;
