@@ -132,6 +132,6 @@ def split_aggregation_id(
         if customer_id != rest and customer_id:
             try:
                 return customer_id, calendars[name], calendars[name].bounds_for_key(key)
-            except ValueError:
+            except (ValueError, OverflowError):  # malformed, or beyond year 9999
                 return None
     return None

@@ -18,10 +18,14 @@ from meterd.errors import BatchTooLarge, InvalidRequest, ValidationFailed
 from meterd.timeutil import datetime_to_ms
 
 MAX_FUTURE_MS = 5 * 60 * 1000
+_TOO_DEEP = "the JSON is nested too deeply"
 # Epoch values below this (1973-03-03 in ms) are almost surely seconds sent by mistake.
 MIN_EPOCH_MS = 100_000_000_000
 
-Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# No control characters: ids travel in URLs, headers and logs.
+Identifier = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+\Z")
+]
 Metadata = Annotated[
     msgspec.Raw,
     msgspec.Meta(extra_json_schema={"type": "object", "description": "Free-form JSON object."}),
@@ -96,6 +100,8 @@ def parse_usage(
         usage = _usage_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidRequest(_describe_decode_error(exc)) from None
+    except RecursionError:
+        raise InvalidRequest(_TOO_DEEP) from None
     errors = _check(usage, received_ms)
     if errors:
         raise InvalidRequest("; ".join(errors))
@@ -112,7 +118,7 @@ def parse_batch(
     """
     try:
         batch = _batch_decoder.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         return _reject_batch(body, known_types, max_batch_size, received_ms)
     _check_batch_size(len(batch), max_batch_size)
     problems = []
@@ -135,6 +141,8 @@ def _reject_batch(
         raise InvalidRequest("the body must be a JSON array of events") from None
     except msgspec.DecodeError as exc:
         raise InvalidRequest(_describe_decode_error(exc)) from None
+    except RecursionError:
+        raise InvalidRequest(_TOO_DEEP) from None
     _check_batch_size(len(items), max_batch_size)
     problems = []
     for index, raw in enumerate(items):
@@ -142,6 +150,9 @@ def _reject_batch(
             item = _event_decoder.decode(raw)
         except msgspec.DecodeError as exc:
             problems.append(ValidationProblem(index, [_describe_decode_error(exc)]))
+            continue
+        except RecursionError:
+            problems.append(ValidationProblem(index, [_TOO_DEEP]))
             continue
         errors = _check(item, received_ms, known_types)
         if errors:
@@ -194,6 +205,8 @@ def _check_timestamp(timestamp: int | datetime, received_ms: int) -> str | None:
     ts_ms = _timestamp_ms(timestamp)
     if isinstance(timestamp, int) and ts_ms < MIN_EPOCH_MS:
         return f"timestamp: {timestamp} is too small for epoch milliseconds (seconds sent?)"
+    if ts_ms < 0:
+        return "timestamp: must not be before 1970-01-01T00:00:00Z"
     if ts_ms > received_ms + MAX_FUTURE_MS:
         return "timestamp: more than 5 minutes in the future"
     return None

@@ -30,22 +30,25 @@ class MeterdProcess:
         self.port = free_port()
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[str] | None = None
-        self.output: list[str] = []
+        # A file, not a pipe: a server that logs a lot must never block on a full pipe.
+        self.log = workdir / f"meterd-{self.port}.log"
+        self._log_start = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        self.output = []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "meterd", "serve", "--port", str(self.port), *self.args],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        self._log_start = self.log.stat().st_size if self.log.exists() else 0
+        with self.log.open("a") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "meterd", "serve", "--port", str(self.port), *self.args],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -59,14 +62,16 @@ class MeterdProcess:
         raise RuntimeError("meterd did not start:\n" + self.read_output())
 
     def read_output(self) -> str:
-        """Everything printed so far (stdout is drained when the process ends)."""
-        return "".join(self.output)
+        """Everything the latest start printed so far."""
+        with self.log.open() as log:
+            log.seek(self._log_start)
+            return log.read()
 
     def kill(self) -> None:
         """SIGKILL: no shutdown handlers run."""
         assert self.process is not None
         self.process.send_signal(signal.SIGKILL)
-        self._collect()
+        self.process.wait(timeout=10)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -75,12 +80,7 @@ class MeterdProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        self._collect()
-
-    def _collect(self) -> None:
-        if self.process is not None:
-            out, _ = self.process.communicate(timeout=10)
-            self.output.append(out or "")
+                self.process.wait(timeout=10)
 
     def __enter__(self) -> MeterdProcess:
         self.start()

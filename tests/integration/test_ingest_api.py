@@ -146,6 +146,16 @@ BAD_SINGLE_BODIES = [
     (b'{"customerId": "c", "value": 1, "timestamp": "yesterday"}', "timestamp"),
     (b'{"customerId": "c", "value": 1, "timestamp": 1736935200}', "timestamp"),
     (b'{"customerId": "c", "value": 1, "id": ""}', "id"),
+    (b'{"customerId": "line\\nbreak", "value": 1}', "customerId"),
+    (b'{"customerId": "c", "value": 1, "timestamp": "0001-01-01T00:00:00Z"}', "timestamp"),
+    (
+        b'{"customerId": "c", "value": 1, "metadata": '
+        + b'{"a":' * 5000
+        + b"1"
+        + b"}" * 5000
+        + b"}",
+        "nested",
+    ),
     (b"[]", "object"),
     (b"", "malformed JSON"),
 ]

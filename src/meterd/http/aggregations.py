@@ -20,7 +20,7 @@ from meterd.closing import AggregationCounts, PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, NotFound
 from meterd.http.events import event_page, page
-from meterd.http.params import decode_cursor, int_cursor, limit_param, time_param
+from meterd.http.params import decode_cursor, int_cursor, is_integer, limit_param, time_param
 from meterd.http.responses import JSONResponse
 from meterd.periods import PeriodBounds
 from meterd.storage.base import AggregationQuery, EventQuery, Store
@@ -107,7 +107,7 @@ def aggregation_routes(
         if period is not None and period not in closer.calendars:
             raise InvalidRequest(f"period: {period!r} is not configured", field="period")
         cursor = decode_cursor(params)
-        if cursor is not None and (len(cursor) != 2 or not cursor[0].lstrip("-").isdigit()):
+        if cursor is not None and (len(cursor) != 2 or not is_integer(cursor[0])):
             raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
         query = AggregationQuery(
             customer_id=params.get("customerId") or None,

@@ -10,7 +10,7 @@ from meterd.errors import PayloadTooLarge
 async def read_body(request: Request, limit: int) -> bytes:
     """The whole body, or PayloadTooLarge as soon as it passes `limit` bytes."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks = []
     size = 0

@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from meterd.errors import InvalidRequest, NotFound
 from meterd.http.events import page
-from meterd.http.params import int_cursor, limit_param
+from meterd.http.params import int_cursor, is_integer, limit_param
 from meterd.http.responses import JSONResponse
 from meterd.storage.base import AttemptRecord, DeliveryRecord, DeliveryStatus, Store
 from meterd.timeutil import format_ms, now_ms
@@ -114,6 +114,6 @@ def delivery_routes(store: Store, *, on_redeliver: Callable[[], None]) -> list[R
 
 def _delivery_id(request: Request) -> int:
     text = request.path_params["id"]
-    if not text.isdigit():
+    if not is_integer(text) or int(text) < 1:
         raise NotFound("no such delivery")
     return int(text)

@@ -151,7 +151,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/aggregations/{id}/events",
         "The raw events behind one aggregation record (for disputes)",
-        {200: ("One page of events.", list[EventOut]), 404: ("No such period.", ErrorBody)},
+        {
+            200: ("One page of events.", list[EventOut]),
+            400: ("Invalid filter.", ErrorBody),
+            404: ("No such period.", ErrorBody),
+        },
         params=(
             Param("id", "path", "`{customerId}_{period}_{periodKey}`.", _STRING, required=True),
             Param("eventType", "query", "Only this event type.", _STRING),
@@ -164,7 +168,11 @@ OPERATIONS: tuple[Operation, ...] = (
         "get",
         "/customers/{customerId}/usage",
         "Live usage of a customer's period",
-        {200: ("Values as of now.", UsageOut), 400: ("Unknown period or bad time.", ErrorBody)},
+        {
+            200: ("Values as of now.", UsageOut),
+            400: ("Unknown period or bad time.", ErrorBody),
+            404: ("Not a customer id (control characters).", ErrorBody),
+        },
         params=(
             Param("customerId", "path", "The customer.", _STRING, required=True),
             Param("period", "query", "A configured period (default monthly).", _STRING),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-import binascii
+import re
 
 from starlette.datastructures import QueryParams
 
@@ -11,6 +11,15 @@ from meterd.errors import InvalidRequest
 from meterd.timeutil import parse_iso_ms
 
 MAX_LIMIT = 1000
+# ASCII digits only (str.isdigit() also accepts "²"), and few enough for a 64-bit column.
+_INTEGER = re.compile(r"-?[0-9]{1,18}")
+# Instants meterd accepts in queries: 1970 up to (not including) the year 9000.
+MIN_TIME_MS = 0
+MAX_TIME_MS = 221_845_392_000_000
+
+
+def is_integer(text: str) -> bool:
+    return _INTEGER.fullmatch(text) is not None
 
 
 def time_param(params: QueryParams, name: str) -> int | None:
@@ -18,21 +27,22 @@ def time_param(params: QueryParams, name: str) -> int | None:
     text = params.get(name)
     if text is None or text == "":
         return None
-    if text.lstrip("-").isdigit():
-        return int(text)
     try:
-        return parse_iso_ms(text)
+        ms = int(text) if is_integer(text) else parse_iso_ms(text)
     except ValueError:
         raise InvalidRequest(
             f"{name}: {text!r} is neither an ISO-8601 time nor epoch milliseconds", field=name
         ) from None
+    if not MIN_TIME_MS <= ms < MAX_TIME_MS:
+        raise InvalidRequest(f"{name}: must lie between 1970 and the year 9000", field=name)
+    return ms
 
 
 def limit_param(params: QueryParams, default: int = 100) -> int:
     text = params.get("limit")
     if text is None or text == "":
         return default
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not is_integer(text) or not 1 <= int(text) <= MAX_LIMIT:
         raise InvalidRequest(f"limit: must be an integer from 1 to {MAX_LIMIT}", field="limit")
     return int(text)
 
@@ -49,7 +59,7 @@ def decode_cursor(params: QueryParams) -> list[str] | None:
         return None
     try:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError):
+    except ValueError:  # bad base64, non-ASCII text, or bytes that are not UTF-8
         raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor") from None
     return raw.split("\x1f")
 
@@ -58,6 +68,6 @@ def int_cursor(params: QueryParams, size: int) -> tuple[int, ...] | None:
     parts = decode_cursor(params)
     if parts is None:
         return None
-    if len(parts) != size or not all(p.lstrip("-").isdigit() for p in parts):
+    if len(parts) != size or not all(is_integer(p) for p in parts):
         raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
     return tuple(int(p) for p in parts)
