@@ -1,5 +1,6 @@
 """SQLite on a disk that fills up: a clear 503, no partial batch, and recovery without a
-restart once space is freed.
+restart once space is freed. On a read-only disk: a clear refusal at start, and all the
+data there once the disk is writable again.
 
 The full disk is a real 3 MB tmpfs mounted for the test (root is needed to mount; CI
 runs as root).
@@ -14,7 +15,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from meterd.cli import main
 from meterd.config.model import SystemConfig
 from meterd.http.app import create_app
 from meterd.settings import ServerSettings
@@ -103,3 +106,21 @@ async def test_full_disk_is_a_503_and_recovers(
     again = await client.post("/usagebatch", json=batch(refused))
     assert again.status_code == 201
     assert await count(client) == acknowledged + 100
+
+
+def test_read_only_disk_refuses_to_start_clearly_and_loses_nothing(small_disk: Path) -> None:
+    """A read-only database file: `meterd` says so and exits; once writable, all is there."""
+    db = f"sqlite:///{small_disk / 'meterd.db'}"
+    created = CliRunner().invoke(main, ["keys", "create", "--db", db])
+    assert created.exit_code == 0, created.output
+    assert run("mount", "-o", "remount,ro", str(small_disk))
+    try:
+        refused = CliRunner().invoke(main, ["keys", "list", "--db", db])
+        assert refused.exit_code != 0
+        assert f"cannot open the SQLite database {small_disk / 'meterd.db'}" in refused.output
+        assert "Traceback" not in refused.output
+    finally:
+        assert run("mount", "-o", "remount,rw", str(small_disk))
+    listed = CliRunner().invoke(main, ["keys", "list", "--db", db])
+    assert listed.exit_code == 0
+    assert "default" in listed.output

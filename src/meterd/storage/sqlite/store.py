@@ -68,12 +68,18 @@ class SQLiteStore(Store):
     async def open(self) -> None:
         if self._writer is not None:
             return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        conn = self._connect()
         try:
-            migrate(conn)
-        finally:
-            conn.close()
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            conn = self._connect()
+            try:
+                migrate(conn)
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as error:
+            # A read-only disk or file, a missing directory, a file that is not SQLite.
+            raise StorageUnavailable(
+                f"cannot open the SQLite database {self.path}: {error}"
+            ) from error
         for _ in range(READERS):
             self._readers.put(self._connect(readonly=True))
         self._writer = Writer(
