@@ -213,7 +213,7 @@ def _deep(depth: int) -> RawJSON:
 # Identifiers: 1-256 characters, none of them a control character (README).
 _CONTROL = "".join(map(chr, range(32))) + "\x7f"
 _identifiers = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters=_CONTROL),
+    alphabet=st.characters(codec="utf-8", blacklist_characters=_CONTROL),
     min_size=1,
     max_size=256,
 )
