@@ -36,7 +36,6 @@ import functools
 import json
 import multiprocessing
 import os
-import platform
 import random
 import secrets
 import statistics
@@ -60,6 +59,7 @@ import msgspec
 import psycopg
 from tests.acceptance.server import free_port
 
+from bench import machine
 from meterd.ingest import NewEvent
 from meterd.rollup import exact
 from meterd.settings import ServerSettings
@@ -144,23 +144,10 @@ class Run:
 
 
 def machine_info(url: str) -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
     settings = ("server_version", "synchronous_commit", "fsync", "wal_sync_method")
     with psycopg.connect(url, autocommit=True) as conn:
         pg = {name: _show(conn, name) for name in (*settings, "shared_buffers", "max_wal_size")}
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "psycopg": psycopg.__version__,
-        "postgresql": pg,
-        "platform": platform.platform(),
-        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-    }
+    return {**machine.machine_info(), "psycopg": psycopg.__version__, "postgresql": pg}
 
 
 def code_version() -> dict[str, Any]:

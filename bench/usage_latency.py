@@ -31,7 +31,6 @@ import itertools
 import json
 import math
 import os
-import platform
 import pstats
 import random
 import secrets
@@ -50,6 +49,7 @@ from typing import Any
 import httpx
 from tests.acceptance.server import MeterdProcess
 
+from bench import machine
 from meterd.aggregation import calendars_for
 from meterd.closing import PeriodCloser
 from meterd.config.loader import parse_config
@@ -142,22 +142,7 @@ def summary(samples_ms: Sequence[float]) -> dict[str, float | int]:
 
 
 def machine_info() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "loadavg_1_5_15": [round(x, 2) for x in os.getloadavg()],
-    }
+    return machine.machine_info()
 
 
 def code_version() -> dict[str, Any]:

@@ -27,7 +27,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import platform
 import shutil
 import sqlite3
 import statistics
@@ -45,6 +44,7 @@ import httpx
 import uvloop
 from tests.acceptance.server import free_port
 
+from bench import machine
 from meterd.closing import PeriodCloser
 from meterd.config.loader import parse_config
 from meterd.config.model import SystemConfig
@@ -156,31 +156,17 @@ class ReceiverProcess:
 
 
 def machine_info() -> dict[str, Any]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    info = machine.machine_info()
+    del info["loadavg_1_5_15"]
     return {
-        "cores": os.cpu_count(),
-        "cpu_model": model,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
+        **info,
         "event_loop": f"uvloop {metadata.version('uvloop')}",
         "httpx": httpx.__version__,
         "load_average_at_start": load_average(),
     }
 
 
-def load_average() -> list[float] | None:
-    try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except OSError:
-        return None
+load_average = machine.load_average
 
 
 def environment_notes() -> list[str]:
