@@ -13,9 +13,6 @@ FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::numeric[], %b:
 ON CONFLICT (id) DO NOTHING
 RETURNING seq;
 
--- name: existing_ids
-SELECT id FROM events WHERE id = ANY(%s::text[]);
-
 -- name: upsert_rollups
 INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
                      first_ts, first_seq, first_value, last_ts, last_seq, last_value)
