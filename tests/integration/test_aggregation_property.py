@@ -197,8 +197,10 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     if pause_after is not None:
         # Ingest refuses events more than MAX_FUTURE_MS ahead of their arrival, so
         # nothing sent before the pause lies further than that past its `now`.
-        sent = [e.ts_ms for step in steps[: pause_after + 1] for b in step for e in b]
-        pause_now = max(pause_now, max(sent) - MAX_FUTURE_MS)
+        latest = max(e.ts_ms for step in steps[: pause_after + 1] for b in step for e in b)
+        if pause_now < latest - MAX_FUTURE_MS:
+            soon_after = latest // QUARTER * QUARTER + draw(st.integers(0, 8)) * QUARTER
+            pause_now = max(latest - MAX_FUTURE_MS, soon_after + draw(st.sampled_from((0, -1, 1))))
     return Scenario(
         timezone=draw(st.sampled_from(TIMEZONES)),
         custom_every_ms=draw(st.sampled_from((10 * DAY, 3 * HOUR + 45 * MINUTE))),
