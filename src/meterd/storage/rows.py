@@ -9,7 +9,7 @@ import msgspec
 
 from meterd.aggregation import AggregationRow, Totals
 from meterd.rollup import Partial
-from meterd.storage.base import DeliveryRecord
+from meterd.storage.base import AttemptOutcome, DeliveryRecord
 
 _totals_encoder = msgspec.json.Encoder()
 _totals_decoder = msgspec.json.Decoder(Totals)
@@ -41,6 +41,50 @@ SELECT_DELIVERIES = (
 
 def encode_totals(totals: Totals) -> str:
     return _totals_encoder.encode(totals).decode()
+
+
+def aggregation_values(row: AggregationRow) -> tuple[Any, ...]:
+    """The columns of an aggregations insert, in schema order."""
+    return (
+        row.id,
+        row.customer_id,
+        row.period,
+        row.period_key,
+        row.period_start,
+        row.period_end,
+        row.status,
+        encode_totals(row.totals),
+        row.created_ms,
+        row.updated_ms,
+    )
+
+
+def attempt_values(outcome: AttemptOutcome) -> tuple[Any, ...]:
+    """Parameters of the `insert_attempt` query."""
+    attempt = outcome.attempt
+    return (
+        outcome.delivery_id,
+        attempt.attempted_ms,
+        attempt.status_code,
+        attempt.latency_ms,
+        attempt.response,
+        attempt.error,
+    )
+
+
+def delivery_update_values(outcome: AttemptOutcome) -> tuple[Any, ...]:
+    """Parameters of the `update_delivery_after_attempt` query."""
+    attempted = outcome.attempt.attempted_ms
+    return (
+        outcome.status,
+        outcome.next_attempt_ms,
+        outcome.dry_run,
+        outcome.attempt.error,
+        attempted,
+        outcome.status,
+        attempted,
+        outcome.delivery_id,
+    )
 
 
 def aggregation_from_row(row: tuple[Any, ...]) -> AggregationRow:

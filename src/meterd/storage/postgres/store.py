@@ -33,8 +33,10 @@ from meterd.storage.postgres.migrate import PACKAGE, migrate
 from meterd.storage.rows import (
     SELECT_DELIVERIES,
     aggregation_from_row,
+    aggregation_values,
+    attempt_values,
     delivery_from_row,
-    encode_totals,
+    delivery_update_values,
     merge_by_type,
     select_aggregations,
 )
@@ -273,18 +275,7 @@ class PostgresStore(Store):
             return set()
         columns: list[list[Any]] = [[] for _ in range(10)]
         for row in sorted(rows, key=lambda r: r.id):
-            values = (
-                row.id,
-                row.customer_id,
-                row.period,
-                row.period_key,
-                row.period_start,
-                row.period_end,
-                row.status,
-                encode_totals(row.totals),
-                row.created_ms,
-                row.updated_ms,
-            )
+            values = aggregation_values(row)
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
         cursor = await conn.execute(self._queries["upsert_aggregations"].encode(), columns)
@@ -369,31 +360,11 @@ class PostgresStore(Store):
         return None
 
     async def record_attempt(self, outcome: AttemptOutcome) -> None:
-        attempt = outcome.attempt
         async with self._connection() as conn, conn.transaction():
-            await conn.execute(
-                self._queries["insert_attempt"].encode(),
-                (
-                    outcome.delivery_id,
-                    attempt.attempted_ms,
-                    attempt.status_code,
-                    attempt.latency_ms,
-                    attempt.response,
-                    attempt.error,
-                ),
-            )
+            await conn.execute(self._queries["insert_attempt"].encode(), attempt_values(outcome))
             await conn.execute(
                 self._queries["update_delivery_after_attempt"].encode(),
-                (
-                    outcome.status,
-                    outcome.next_attempt_ms,
-                    outcome.dry_run,
-                    attempt.error,
-                    attempt.attempted_ms,
-                    outcome.status,
-                    attempt.attempted_ms,
-                    outcome.delivery_id,
-                ),
+                delivery_update_values(outcome),
             )
 
     async def list_deliveries(

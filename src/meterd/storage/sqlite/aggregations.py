@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from meterd.aggregation import AggregationRow, Status, build_rows
+from meterd.aggregation import Status, build_rows
 from meterd.config.model import Op, WebhookConfig
 from meterd.periods import BUCKET_MS, PeriodBounds
-from meterd.storage.rows import encode_totals
+from meterd.storage.rows import aggregation_values
 from meterd.storage.sqlite.rollups import partial_rows
 from meterd.webhooks.payload import outgoing_for
 
@@ -40,7 +39,7 @@ def write_period(
         row[0] for row in conn.execute(queries["closed_aggregation_ids"], (period, bounds.start_ms))
     }
     fresh = [row for row in rows if row.id not in already_closed]
-    conn.executemany(queries["upsert_aggregation"], [_stored(row) for row in fresh])
+    conn.executemany(queries["upsert_aggregation"], [aggregation_values(row) for row in fresh])
     if status == "closed":
         conn.executemany(
             queries["insert_delivery"],
@@ -52,18 +51,3 @@ def write_period(
         )
         conn.execute(queries["advance_watermark"], (period, bounds.end_ms))
     return len(fresh)
-
-
-def _stored(row: AggregationRow) -> tuple[Any, ...]:
-    return (
-        row.id,
-        row.customer_id,
-        row.period,
-        row.period_key,
-        row.period_start,
-        row.period_end,
-        row.status,
-        encode_totals(row.totals),
-        row.created_ms,
-        row.updated_ms,
-    )

@@ -30,7 +30,9 @@ from meterd.storage.base import (
 from meterd.storage.rows import (
     SELECT_DELIVERIES,
     aggregation_from_row,
+    attempt_values,
     delivery_from_row,
+    delivery_update_values,
     merge_by_type,
     select_aggregations,
 )
@@ -292,32 +294,10 @@ class SQLiteStore(Store):
         await self.writer.call(lambda conn: conn.execute(sql))
 
     async def record_attempt(self, outcome: AttemptOutcome) -> None:
-        attempt = outcome.attempt
-
         def record(conn: sqlite3.Connection) -> None:
+            conn.execute(self._queries["insert_attempt"], attempt_values(outcome))
             conn.execute(
-                self._queries["insert_attempt"],
-                (
-                    outcome.delivery_id,
-                    attempt.attempted_ms,
-                    attempt.status_code,
-                    attempt.latency_ms,
-                    attempt.response,
-                    attempt.error,
-                ),
-            )
-            conn.execute(
-                self._queries["update_delivery_after_attempt"],
-                (
-                    outcome.status,
-                    outcome.next_attempt_ms,
-                    outcome.dry_run,
-                    attempt.error,
-                    attempt.attempted_ms,
-                    outcome.status,
-                    attempt.attempted_ms,
-                    outcome.delivery_id,
-                ),
+                self._queries["update_delivery_after_attempt"], delivery_update_values(outcome)
             )
 
         await self.writer.call(record)
