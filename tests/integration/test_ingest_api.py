@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -249,3 +250,20 @@ async def test_batch_with_one_bad_value_after_good_ones_stores_nothing(
     assert response.status_code == 422
     assert response.json()["validationErrors"][0]["index"] == 50
     assert await stored_events(store) == []
+
+
+async def test_a_body_sent_in_chunks_is_read_whole_and_limited(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    async def chunks(body: bytes, size: int) -> AsyncIterator[bytes]:
+        for start in range(0, len(body), size):
+            yield body[start : start + size]
+
+    event = b'{"customerId": "chunky", "value": 7, "id": "chunked-1"}'
+    response = await client.post("/usage/api.calls", content=chunks(event, 5))
+    assert response.status_code == 201, response.text
+    assert response.json()["id"] == "chunked-1"
+    huge = b'{"customerId": "c", "value": 1, "metadata": "' + b"x" * 6_000_000 + b'"}'
+    response = await client.post("/usage/api.calls", content=chunks(huge, 1 << 20))
+    assert response.status_code == 413
+    assert [e.id for e in await stored_events(store)] == ["chunked-1"]

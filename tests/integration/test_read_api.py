@@ -208,3 +208,11 @@ def test_openapi_documents_every_route(app: Starlette) -> None:
         for method in route.methods or ():
             if method != "HEAD":
                 assert (method, path) in documented
+
+
+async def test_ingest_routes_refuse_other_methods_naming_post(client: httpx.AsyncClient) -> None:
+    for path in ("/usage/api.calls", "/usagebatch"):
+        wrong = await client.get(path)
+        assert wrong.status_code == 405
+        assert wrong.headers["allow"] == "POST"
+        assert wrong.json() == {"error": "Method Not Allowed", "path": path}

@@ -18,7 +18,7 @@ from meterd.http.auth import ApiKeyMiddleware, KeyRing
 from meterd.http.deliveries import delivery_routes
 from meterd.http.docs import docs_routes
 from meterd.http.events import events_routes
-from meterd.http.ingest import ingest_routes
+from meterd.http.ingest import IngestRoutes
 from meterd.http.meta import meta_routes
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
@@ -59,7 +59,6 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
 
     routes = [
         *meta_routes(config, store),
-        *ingest_routes(settings, config, store),
         *events_routes(config, store),
         *aggregation_routes(config, store, closer, on_closed=wake_worker),
         *delivery_routes(store, on_redeliver=wake_worker),
@@ -67,7 +66,10 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     ]
     return Starlette(
         routes=routes,
-        middleware=[Middleware(ApiKeyMiddleware, keyring=KeyRing(store, settings.api_keys))],
+        middleware=[
+            Middleware(ApiKeyMiddleware, keyring=KeyRing(store, settings.api_keys)),
+            Middleware(IngestRoutes, settings=settings, config=config, store=store),
+        ],
         exception_handlers={
             MeterdError: responses.meterd_error,
             HTTPException: responses.http_error,

@@ -1,25 +1,33 @@
-"""Reading request bodies with a size limit."""
+"""Reading request bodies with a size limit, straight from ASGI `receive`."""
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect
+from starlette.types import Receive
 
 from meterd.errors import PayloadTooLarge
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The whole body, or PayloadTooLarge as soon as it passes `limit` bytes."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+async def read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
+    """The whole body, or PayloadTooLarge as soon as it passes `limit` bytes.
+
+    `declared` is the Content-Length header, checked before anything is read.
+    """
+    if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks = []
+    chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
+        if not message.get("more_body", False):
+            return chunk if not chunks else b"".join([*chunks, chunk])
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

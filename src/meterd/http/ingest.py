@@ -1,19 +1,29 @@
-"""POST /usage/{eventType} and POST /usagebatch."""
+"""POST /usage/{eventType} and POST /usagebatch, on bare ASGI.
+
+Ingest is meterd's hot path. At ten thousand requests a second, Starlette's
+routing, Request objects and exception middleware cost more than the work
+itself, so these two routes are an ASGI middleware that answers them directly
+and passes every other request on. API keys are checked before (auth.py);
+MeterdError answers come from the one error mapping in responses.py.
+"""
 
 from __future__ import annotations
 
 import msgspec
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterd.config.model import SystemConfig
+from meterd.errors import MeterdError
 from meterd.http.body import read_body
-from meterd.http.responses import JSONResponse
+from meterd.http.responses import error_response, meterd_error_response
 from meterd.ingest import parse_batch, parse_usage
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
+
+USAGE_PREFIX = "/usage/"
+BATCH_PATH = "/usagebatch"
 
 
 class UsageCaptured(msgspec.Struct, rename="camel"):
@@ -31,39 +41,93 @@ class BatchCaptured(msgspec.Struct):
     duplicates: int
 
 
-def ingest_routes(settings: ServerSettings, config: SystemConfig, store: Store) -> list[Route]:
-    known_types = frozenset(config.events)
+_encode = msgspec.json.Encoder().encode
 
-    async def capture_usage(request: Request) -> Response:
+
+class IngestRoutes:
+    """Answers the two ingest routes; every other request goes on to `app`."""
+
+    def __init__(
+        self, app: ASGIApp, settings: ServerSettings, config: SystemConfig, store: Store
+    ) -> None:
+        self.app = app
+        self._store = store
+        self._known_types = frozenset(config.events)
+        self._max_batch_size = config.max_batch_size
+        self._max_body_bytes = settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        event_type = path[len(USAGE_PREFIX) :] if path.startswith(USAGE_PREFIX) else None
+        if path != BATCH_PATH and (not event_type or "/" in event_type):
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] != "POST":
+            refusal = error_response(405, "Method Not Allowed", {"Allow": "POST"}, path=path)
+            await refusal(scope, receive, send)
+            return
+        try:
+            if event_type is None:
+                body = await self._capture_batch(scope, receive)
+            else:
+                body = await self._capture_usage(scope, receive, event_type)
+        except MeterdError as error:
+            await meterd_error_response(error)(scope, receive, send)
+            return
+        except ClientDisconnect:
+            return
+        await send(_created_start(len(body)))
+        await send({"type": "http.response.body", "body": body})
+
+    async def _capture_usage(self, scope: Scope, receive: Receive, event_type: str) -> bytes:
+        headers = _headers(scope)
         event = parse_usage(
-            await read_body(request, settings.max_body_bytes),
-            event_type=request.path_params["eventType"],
-            idempotency_key=request.headers.get("idempotency-key"),
-            known_types=known_types,
+            await read_body(receive, headers.get(b"content-length"), self._max_body_bytes),
+            event_type=event_type,
+            idempotency_key=_text(headers.get(b"idempotency-key")),
+            known_types=self._known_types,
             received_ms=now_ms(),
         )
-        [stored] = await store.ingest([event])
-        return JSONResponse(
+        [stored] = await self._store.ingest([event])
+        return _encode(
             UsageCaptured(
                 "Event captured", event.event_type, event.customer_id, event.id, not stored
-            ),
-            status_code=201,
+            )
         )
 
-    async def capture_batch(request: Request) -> Response:
+    async def _capture_batch(self, scope: Scope, receive: Receive) -> bytes:
+        headers = _headers(scope)
         events = parse_batch(
-            await read_body(request, settings.max_body_bytes),
-            known_types=known_types,
-            max_batch_size=config.max_batch_size,
+            await read_body(receive, headers.get(b"content-length"), self._max_body_bytes),
+            known_types=self._known_types,
+            max_batch_size=self._max_batch_size,
             received_ms=now_ms(),
         )
-        stored = sum(await store.ingest(events))
-        return JSONResponse(
-            BatchCaptured("Events captured", len(events), stored, len(events) - stored),
-            status_code=201,
-        )
+        stored = sum(await self._store.ingest(events))
+        return _encode(BatchCaptured("Events captured", len(events), stored, len(events) - stored))
 
-    return [
-        Route("/usage/{eventType}", capture_usage, methods=["POST"]),
-        Route("/usagebatch", capture_batch, methods=["POST"]),
-    ]
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    # ASGI servers send lower-case names; the first of a repeated header wins.
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        headers.setdefault(name, value)
+    return headers
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode("latin-1")
+
+
+def _created_start(length: int) -> Message:
+    return {
+        "type": "http.response.start",
+        "status": 201,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(length).encode()),
+        ],
+    }

@@ -36,18 +36,25 @@ class JSONResponse(Response):
         return _encoder.encode(content)
 
 
-def error_response(status_code: int, message: str, **details: Any) -> JSONResponse:
-    headers = {"Retry-After": "1"} if status_code == 503 else None
+def error_response(
+    status_code: int, message: str, headers: dict[str, str] | None = None, **details: Any
+) -> JSONResponse:
+    if status_code == 503:
+        headers = {"Retry-After": "1", **(headers or {})}
     return JSONResponse({"error": message, **details}, status_code=status_code, headers=headers)
+
+
+def meterd_error_response(error: errors.MeterdError) -> JSONResponse:
+    status = next(
+        (code for cls, code in STATUS_CODES.items() if isinstance(error, cls)),
+        500,
+    )
+    return error_response(status, error.message, **error.details)
 
 
 async def meterd_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, errors.MeterdError)
-    status = next(
-        (code for cls, code in STATUS_CODES.items() if isinstance(exc, cls)),
-        500,
-    )
-    return error_response(status, exc.message, **exc.details)
+    return meterd_error_response(exc)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
