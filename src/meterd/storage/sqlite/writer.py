@@ -63,6 +63,11 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    for future, result in results:
+        _settle(future, result, None)
+
+
 _STOP = object()
 
 
@@ -159,11 +164,15 @@ class Writer:
                 job.fail(error)
             return
         self.ingest_transactions += 1
+        # One wake-up of the event loop for the whole group, not one per request.
+        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
         start = 0
         for job in jobs:
             end = start + len(job.events)
-            job.resolve(stored[start:end])
+            settled.setdefault(job.loop, []).append((job.future, stored[start:end]))
             start = end
+        for loop, results in settled.items():
+            loop.call_soon_threadsafe(_settle_all, results)
 
     def _run_call(self, conn: sqlite3.Connection, job: _CallJob) -> None:
         try:
