@@ -15,6 +15,7 @@ from meterd.rollup import (
     format_exact,
     parse_exact,
 )
+from meterd.storage.sqlite.multirow import insert_rows
 
 _INT64 = 2**63
 
@@ -41,7 +42,8 @@ def register_functions(conn: sqlite3.Connection) -> None:
 def upsert_partials(
     conn: sqlite3.Connection, sql: str, partials: Mapping[BucketKey, Partial]
 ) -> None:
-    conn.executemany(
+    insert_rows(
+        conn,
         sql,
         [
             (

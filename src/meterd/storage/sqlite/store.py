@@ -40,6 +40,7 @@ from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.storage.sqlite import aggregations, rollups
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
+from meterd.storage.sqlite.multirow import insert_rows
 from meterd.storage.sqlite.writer import Writer
 from meterd.timeutil import now_ms
 
@@ -173,7 +174,7 @@ class SQLiteStore(Store):
                     event.received_ms,
                 )
             )
-        conn.executemany(self._queries["insert_event"], rows)
+        insert_rows(conn, self._queries["insert_event"], rows)
         rollups.upsert_partials(conn, self._queries["upsert_rollup"], fold(points))
         return stored
 

@@ -24,7 +24,11 @@ INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, max
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
     count = count + excluded.count,
-    total = exact_add(total, excluded.total),
+    -- Integers that cannot overflow add in SQL; anything else calls back into Python.
+    total = iif(typeof(total) = 'integer' AND typeof(excluded.total) = 'integer'
+                AND total BETWEEN -4611686018427387904 AND 4611686018427387903
+                AND excluded.total BETWEEN -4611686018427387904 AND 4611686018427387903,
+                total + excluded.total, exact_add(total, excluded.total)),
     minimum = min(minimum, excluded.minimum),
     maximum = max(maximum, excluded.maximum),
     first_value = iif((excluded.first_ts, excluded.first_seq) < (first_ts, first_seq),
