@@ -31,12 +31,6 @@ class _Job:
         self.loop = asyncio.get_running_loop()
         self.future: asyncio.Future[Any] = self.loop.create_future()
 
-    def resolve(self, result: Any) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.future, result, None)
-
-    def fail(self, error: BaseException) -> None:
-        self.loop.call_soon_threadsafe(_settle, self.future, None, error)
-
 
 class _IngestJob(_Job):
     __slots__ = ("events",)
@@ -63,9 +57,12 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
-def _settle_all(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
-    for future, result in results:
-        _settle(future, result, None)
+_Settlement = tuple[asyncio.Future[Any], Any, BaseException | None]
+
+
+def _settle_all(settlements: list[_Settlement]) -> None:
+    for future, result, error in settlements:
+        _settle(future, result, error)
 
 
 _STOP = object()
@@ -128,9 +125,9 @@ class Writer:
                 ingest_jobs = [job for job in jobs if isinstance(job, _IngestJob)]
                 if ingest_jobs:
                     self._run_ingest(conn, ingest_jobs)
-                for job in jobs:
-                    if isinstance(job, _CallJob):
-                        self._run_call(conn, job)
+                call_jobs = [job for job in jobs if isinstance(job, _CallJob)]
+                if call_jobs:
+                    self._run_calls(conn, call_jobs)
                 if stop:
                     return
         finally:
@@ -160,27 +157,66 @@ class Writer:
         try:
             stored = _in_transaction(conn, lambda c: self._ingest(c, events))
         except BaseException as error:  # noqa: B036 - every waiter must hear of the failure
-            for job in jobs:
-                job.fail(error)
+            _settle_jobs([(job, None, error) for job in jobs])
             return
         self.ingest_transactions += 1
-        # One wake-up of the event loop for the whole group, not one per request.
-        settled: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Any], Any]]] = {}
+        outcomes: list[_Outcome] = []
         start = 0
         for job in jobs:
             end = start + len(job.events)
-            settled.setdefault(job.loop, []).append((job.future, stored[start:end]))
+            outcomes.append((job, stored[start:end], None))
             start = end
-        for loop, results in settled.items():
-            loop.call_soon_threadsafe(_settle_all, results)
+        _settle_jobs(outcomes)
 
-    def _run_call(self, conn: sqlite3.Connection, job: _CallJob) -> None:
+    def _run_calls(self, conn: sqlite3.Connection, jobs: list[_CallJob]) -> None:
+        """Every queued call in one transaction, so they share one commit.
+
+        Each call runs in a savepoint of its own: a call that fails undoes only its
+        own writes. Nobody hears of a result before the commit.
+        """
         try:
-            result = _in_transaction(conn, job.fn)
-        except BaseException as error:  # noqa: B036
-            job.fail(error)
-            return
-        job.resolve(result)
+            conn.execute("BEGIN IMMEDIATE")
+            outcomes = [_in_savepoint(conn, job) for job in jobs]
+            conn.execute("COMMIT")
+        except BaseException as error:  # noqa: B036 - every waiter must hear of the failure
+            _rollback(conn)
+            failure = _storage_error(error)
+            outcomes = [(job, None, failure) for job in jobs]
+        _settle_jobs(outcomes)
+
+
+_Outcome = tuple[_Job, Any, BaseException | None]
+
+
+def _in_savepoint(conn: sqlite3.Connection, job: _CallJob) -> _Outcome:
+    conn.execute("SAVEPOINT call")
+    try:
+        result = job.fn(conn)
+    except BaseException as error:  # noqa: B036 - the call's waiter hears of it
+        if not conn.in_transaction:
+            raise  # SQLite rolled the whole transaction back (a full disk does that)
+        conn.execute("ROLLBACK TO call")
+        conn.execute("RELEASE call")
+        return job, None, _storage_error(error)
+    conn.execute("RELEASE call")
+    return job, result, None
+
+
+def _settle_jobs(outcomes: list[_Outcome]) -> None:
+    """Answer every job, with one wake-up per event loop rather than one per job."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Settlement]] = {}
+    for job, result, error in outcomes:
+        by_loop.setdefault(job.loop, []).append((job.future, result, error))
+    for loop, settlements in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, settlements)
+
+
+def _storage_error(error: BaseException) -> BaseException:
+    if isinstance(error, sqlite3.OperationalError):
+        failure = StorageUnavailable(f"the database could not be written: {error}")
+        failure.__cause__ = error
+        return failure
+    return error
 
 
 def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -188,12 +224,9 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
         conn.execute("BEGIN IMMEDIATE")
         result = fn(conn)
         conn.execute("COMMIT")
-    except sqlite3.OperationalError as error:
+    except BaseException as error:
         _rollback(conn)
-        raise StorageUnavailable(f"the database could not be written: {error}") from error
-    except BaseException:
-        _rollback(conn)
-        raise
+        raise _storage_error(error)  # noqa: B904 - the cause is kept on the error
     return result
 
 
