@@ -1,0 +1,56 @@
+"""`python -m bench --smoke`: every benchmark still runs end to end, at a tiny size."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+FIGURES = {
+    "single_event_ingest",
+    "noop_ping",
+    "batch_ingest",
+    "batch_peak_rss",
+    "usage_p50_20000",
+    "usage_p99_20000",
+    "period_close",
+    "webhook_deliveries",
+}
+# Figures measured next to a limit, whose ratio the summary must give.
+WITH_LIMIT = {
+    "single_event_ingest",
+    "batch_ingest",
+    "usage_p50_20000",
+    "usage_p99_20000",
+    "webhook_deliveries",
+}
+
+
+def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "summary.json"
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--workdir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-4000:]
+    summary = json.loads(out.read_text())
+    assert summary["mode"] == "smoke"
+    assert summary["problems"] == []
+    assert summary["machine"]["cores"] >= 1
+    figures = {figure["key"]: figure for figure in summary["figures"]}
+    assert set(figures) == FIGURES
+    for key, figure in figures.items():
+        assert figure["value"] > 0, key
+        assert figure["runs"] and all(run > 0 for run in figure["runs"]), key
+        if key in WITH_LIMIT:
+            assert figure["limit_value"] > 0 and figure["ratio"] > 0, key
+    assert "meterd benchmarks (smoke)" in finished.stdout
