@@ -41,6 +41,7 @@ class PeriodCloser:
         closed record is never rewritten. Periods with no events are skipped.
         """
         cutoff = now - self.grace_ms
+        await self.store.compact_rollups(cutoff)
         closed = 0
         for calendar in self.calendars.values():
             closed += await self._close_calendar(calendar, cutoff, now)

@@ -122,11 +122,13 @@ def bucket_of(ts_ms: int) -> int:
     return ts_ms // BUCKET_MS
 
 
-def fold(events: Iterable[tuple[str, str, Point]]) -> dict[BucketKey, Partial]:
-    """Group (customer_id, event_type, point) triples into per-bucket partials."""
+def fold(
+    events: Iterable[tuple[str, str, Point]], bucket_ms: int = BUCKET_MS
+) -> dict[BucketKey, Partial]:
+    """Group (customer_id, event_type, point) triples into partials per `bucket_ms`."""
     partials: dict[BucketKey, Partial] = {}
     for customer_id, event_type, point in events:
-        key = (customer_id, event_type, point.ts_ms // BUCKET_MS)
+        key = (customer_id, event_type, point.ts_ms // bucket_ms)
         known = partials.get(key)
         partials[key] = partial_of(point) if known is None else known.merge(partial_of(point))
     return partials

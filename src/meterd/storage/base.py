@@ -145,6 +145,13 @@ class Store(abc.ABC):
     async def first_data_ms(self, from_ms: int | None) -> int | None:
         """Start of the earliest rollup bucket at or after `from_ms` (any, if None)."""
 
+    async def compact_rollups(self, before_ms: int) -> int:
+        """Fold whole days before `before_ms` into coarser partials, if the backend keeps any.
+
+        Only a speed-up for reading long periods; returns the days folded.
+        """
+        return 0
+
     @abc.abstractmethod
     async def watermark(self, period: str) -> int | None:
         """Every `period` period ending at or before this instant is closed."""

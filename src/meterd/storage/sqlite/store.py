@@ -38,7 +38,7 @@ from meterd.storage.rows import (
 )
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
-from meterd.storage.sqlite import aggregations, rollups
+from meterd.storage.sqlite import aggregations, daily, rollups
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
 from meterd.storage.sqlite.writer import Writer
@@ -62,7 +62,7 @@ class SQLiteStore(Store):
         self.path = path
         self._synchronous = synchronous
         self._max_pending = max_pending_events
-        self._queries = read_queries(PACKAGE)
+        self._queries = _queries()
         self._writer: Writer | None = None
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
@@ -147,8 +147,10 @@ class SQLiteStore(Store):
 
     def _insert_events(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
         """Runs in the writer's transaction: skip known ids, insert the rest."""
+        q = self._queries
         existing = _existing_ids(conn, {event.id for event in events})
-        seq = conn.execute(self._queries["max_seq"]).fetchone()[0]
+        seq = conn.execute(q["max_seq"]).fetchone()[0]
+        compacted = daily.days_until(conn, q)
         stored: list[bool] = []
         rows = []
         points = []
@@ -174,8 +176,11 @@ class SQLiteStore(Store):
                     event.received_ms,
                 )
             )
-        insert_rows(conn, self._queries["insert_event"], rows)
-        rollups.upsert_partials(conn, self._queries["upsert_rollup"], fold(points))
+        insert_rows(conn, q["insert_event"], rows)
+        rollups.upsert_partials(conn, q["upsert_rollup"], fold(points))
+        late = daily.late_partials(points, compacted)
+        if late:
+            rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
         return stored
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
@@ -189,27 +194,27 @@ class SQLiteStore(Store):
     # -- rollups and aggregation records ----------------------------------
 
     async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
-        params = {
-            "customer": customer_id,
-            "start": bounds.start_ms // BUCKET_MS,
-            "end": bounds.end_ms // BUCKET_MS,
-        }
         q = self._queries
 
         def read(conn: sqlite3.Connection) -> dict[str, Partial]:
+            # One snapshot: the compaction mark and the rows it describes.
+            conn.execute("BEGIN")
             try:
-                return rollups.folded_partials(
-                    conn.execute(q["customer_totals"], params).fetchall(),
-                    conn.execute(q["customer_firsts"], params).fetchall(),
-                    conn.execute(q["customer_lasts"], params).fetchall(),
-                )
-            except sqlite3.OperationalError as error:
-                if "integer overflow" not in str(error):
-                    raise
-            # Integer totals beyond 2**63: fold in Python, where integers do not overflow.
-            span = (customer_id, params["start"], params["end"])
-            rows = conn.execute(q["customer_rollups"], span)
-            return merge_by_type(rollups.partial_rows(rows))
+                params = daily.span_params(customer_id, bounds, daily.days_until(conn, q))
+                try:
+                    return rollups.folded_partials(
+                        conn.execute(q["customer_totals"], params).fetchall(),
+                        conn.execute(q["customer_firsts"], params).fetchall(),
+                        conn.execute(q["customer_lasts"], params).fetchall(),
+                    )
+                except sqlite3.OperationalError as error:
+                    if "integer overflow" not in str(error):
+                        raise
+                # Integer totals beyond 2**63: fold in Python, where integers do not overflow.
+                rows = conn.execute(q["customer_rollups"], params)
+                return merge_by_type(rollups.partial_rows(rows))
+            finally:
+                conn.execute("COMMIT")
 
         return await self._read(read)
 
@@ -261,8 +266,18 @@ class SQLiteStore(Store):
     async def rebuild_rollups(self) -> int:
         return await self.writer.call(self._rebuild_rollups)
 
+    async def compact_rollups(self, before_ms: int) -> int:
+        days = 0
+        while step := await self.writer.call(
+            lambda conn: daily.compact_step(conn, self._queries, before_ms)
+        ):
+            days += step
+        return days
+
     def _rebuild_rollups(self, conn: sqlite3.Connection) -> int:
-        conn.execute(self._queries["delete_rollups"])
+        # The daily rows are folded again from the new rollups by the next compaction.
+        for name in ("delete_rollups", "delete_daily_rollups", "reset_compaction"):
+            conn.execute(self._queries[name])
         folded = 0
         last_seq = 0
         while True:
@@ -360,6 +375,14 @@ class SQLiteStore(Store):
     async def active_api_key_hashes(self) -> set[str]:
         sql = self._queries["active_api_key_hashes"]
         return await self._read(lambda conn: {row[0] for row in conn.execute(sql)})
+
+
+def _queries() -> dict[str, str]:
+    queries = read_queries(PACKAGE)
+    queries["upsert_daily_rollup"] = daily.upsert_sql(queries["upsert_rollup"])
+    for name in ("customer_totals", "customer_firsts", "customer_lasts", "customer_rollups"):
+        queries[name] = queries["customer_span"] + "\n" + queries[name]
+    return queries
 
 
 def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:

@@ -42,11 +42,38 @@ ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
                    excluded.last_seq, last_seq),
     last_ts = max(last_ts, excluded.last_ts);
 
+-- name: customer_span
+-- Prefixed to the customer_* queries: one customer's partials over [start, end) in
+-- 15-minute buckets, with the whole compacted days in between read from daily_rollups
+-- (days first_day..end_day-1 cover buckets fine_end..fine_start-1).
+WITH span AS (
+    SELECT * FROM rollups
+    WHERE customer_id = :customer AND bucket >= :start AND bucket < :fine_end
+    UNION ALL
+    SELECT * FROM daily_rollups
+    WHERE customer_id = :customer AND bucket >= :first_day AND bucket < :end_day
+    UNION ALL
+    SELECT * FROM rollups
+    WHERE customer_id = :customer AND bucket >= :fine_start AND bucket < :end
+)
+
 -- name: customer_rollups
 SELECT customer_id, event_type, count, total, minimum, maximum,
        first_ts, first_seq, first_value, last_ts, last_seq, last_value
-FROM rollups
-WHERE customer_id = ? AND bucket >= ? AND bucket < ?;
+FROM span;
+
+-- name: compacted_days
+SELECT days_until FROM rollup_compaction;
+
+-- name: set_compacted_days
+INSERT INTO rollup_compaction (id, days_until) VALUES (1, ?)
+ON CONFLICT (id) DO UPDATE SET days_until = excluded.days_until;
+
+-- name: delete_daily_rollups
+DELETE FROM daily_rollups;
+
+-- name: reset_compaction
+DELETE FROM rollup_compaction;
 
 -- name: period_rollups
 SELECT customer_id, event_type, count, total, minimum, maximum,
@@ -140,17 +167,17 @@ SELECT event_type, sum(count),
        sum(iif(typeof(total) = 'integer', total, 0)),
        group_concat(iif(typeof(total) = 'text', total, NULL), ' '),
        min(minimum), max(maximum)
-FROM rollups WHERE customer_id = :customer AND bucket >= :start AND bucket < :end
+FROM span
 GROUP BY event_type;
 
 -- name: customer_firsts
 -- The bare columns come from the row holding min(first_ts). That row is unique: a
 -- rollup row's events all lie in its own bucket, so no two rows share a first_ts.
 SELECT event_type, first_seq, first_value, min(first_ts)
-FROM rollups WHERE customer_id = :customer AND bucket >= :start AND bucket < :end
+FROM span
 GROUP BY event_type;
 
 -- name: customer_lasts
 SELECT event_type, last_seq, last_value, max(last_ts)
-FROM rollups WHERE customer_id = :customer AND bucket >= :start AND bucket < :end
+FROM span
 GROUP BY event_type;
