@@ -56,12 +56,10 @@ from meterd.config.loader import parse_config
 from meterd.config.model import SystemConfig
 from meterd.http.aggregations import usage_of
 from meterd.ingest import NewEvent
-from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
-from meterd.storage.sqlfiles import read_queries
-from meterd.storage.sqlite import rollups
-from meterd.storage.sqlite.migrate import PACKAGE
-from meterd.storage.sqlite.store import SQLiteStore
+from meterd.storage.sqlite import daily, rollups
+from meterd.storage.sqlite.store import SQLiteStore, store_queries
 from meterd.timeutil import datetime_to_ms, format_ms, now_ms
 
 RESULTS = Path(__file__).parent / "results" / "usage_latency.json"
@@ -518,15 +516,16 @@ def merged_partials(decoded: Iterable[tuple[str, str, Partial]]) -> dict[str, Pa
 
 def breakdown_phase(path: Path, bounds: PeriodBounds, customer: str) -> dict[str, Any]:
     """Where one read of `customer`'s period goes: SQL fetch, row decoding, merging."""
-    sql = read_queries(PACKAGE)["customer_rollups"]
-    params = (customer, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
-    grouped = (
-        "SELECT event_type, sum(count), min(minimum), max(maximum) FROM rollups"
-        " WHERE customer_id = ? AND bucket >= ? AND bucket < ? GROUP BY event_type"
+    queries = store_queries()
+    sql = queries["customer_rollups"]
+    grouped = queries["customer_span"] + (
+        " SELECT event_type, sum(count), min(minimum), max(maximum) FROM span GROUP BY event_type"
     )
     fetch, decode, merge, in_sql = [], [], [], []
     rows: list[tuple[Any, ...]] = []
     with read_connection(path) as conn:
+        # The rows meterd reads: compacted whole days from daily_rollups, the edges in buckets.
+        params = daily.span_params(customer, bounds, daily.days_until(conn, queries))
         conn.execute(sql, params).fetchall()
         began = time.perf_counter()
         for _ in range(BREAKDOWN_REPS):

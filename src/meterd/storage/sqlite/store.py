@@ -62,7 +62,7 @@ class SQLiteStore(Store):
         self.path = path
         self._synchronous = synchronous
         self._max_pending = max_pending_events
-        self._queries = _queries()
+        self._queries = store_queries()
         self._writer: Writer | None = None
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
@@ -377,7 +377,8 @@ class SQLiteStore(Store):
         return await self._read(lambda conn: {row[0] for row in conn.execute(sql)})
 
 
-def _queries() -> dict[str, str]:
+def store_queries() -> dict[str, str]:
+    """The named queries, with those built from others (daily upsert, customer span)."""
     queries = read_queries(PACKAGE)
     queries["upsert_daily_rollup"] = daily.upsert_sql(queries["upsert_rollup"])
     for name in ("customer_totals", "customer_firsts", "customer_lasts", "customer_rollups"):
