@@ -214,7 +214,8 @@ class SQLiteStore(Store):
                 rows = conn.execute(q["customer_rollups"], params)
                 return merge_by_type(rollups.partial_rows(rows))
             finally:
-                conn.execute("COMMIT")
+                if conn.in_transaction:  # a read: ending the snapshot, nothing to keep
+                    conn.execute("ROLLBACK")
 
         return await self._read(read)
 
