@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import statistics
-import subprocess
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -139,37 +138,6 @@ def machine_line(info: dict[str, Any]) -> str:
     )
 
 
-def code_version() -> dict[str, Any]:
-    """Which meterd was measured: git HEAD and how many paths under src/ differ from it."""
-    import meterd
-
-    root = Path(__file__).resolve().parent.parent
-    source = Path(meterd.__file__).resolve().parent
-    info: dict[str, Any] = {"meterd_source": str(source)}
-    if not source.is_relative_to(root):
-        return info  # a copy outside this checkout: its git state says nothing about it
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return info
-    info["git_commit"] = head.stdout.strip() or None
-    info["src_changes_in_worktree"] = len(changed.stdout.splitlines())
-    return info
-
-
 def start_info() -> dict[str, Any]:
     return {"ran_at": format_ms(now_ms()), **machine.machine_info()}
 
@@ -191,7 +159,7 @@ def write_summary(
         "mode": mode,
         "ran_at": info.pop("ran_at"),
         "machine": info,
-        "code": code_version(),
+        "code": machine.code_version(),
         "parameters": parameters,
         "figures": [figure.to_json() for figure in figures],
         "problems": list(problems),

@@ -66,6 +66,13 @@ from meterd.settings import ServerSettings
 from meterd.storage.postgres.store import PostgresStore
 from meterd.timeutil import format_ms, ms_to_datetime, now_ms
 
+# The files whose uncommitted changes the results name.
+INGEST_PATH = (
+    "src/meterd/storage/postgres",
+    "src/meterd/ingest.py",
+    "src/meterd/http/ingest.py",
+    "src/meterd/rollup.py",
+)
 RESULTS = Path(__file__).parent / "results" / "postgres_ingest.json"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SEED = 7
@@ -148,35 +155,6 @@ def machine_info(url: str) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         pg = {name: _show(conn, name) for name in (*settings, "shared_buffers", "max_wal_size")}
     return {**machine.machine_info(), "psycopg": psycopg.__version__, "postgresql": pg}
-
-
-def code_version() -> dict[str, Any]:
-    """Which meterd was measured: git HEAD and the ingest path's uncommitted files (read-only)."""
-    import meterd
-
-    source = Path(meterd.__file__).resolve().parent
-    paths = ["storage/postgres", "ingest.py", "http/ingest.py", "rollup.py"]
-    info: dict[str, Any] = {"meterd_source": str(source)}
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=source,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        changed = subprocess.run(
-            ["git", "status", "--porcelain", "--", *paths],
-            cwd=source,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return info
-    info["git_head"] = head.stdout.strip() or None
-    info["ingest_path_changes"] = [line[3:] for line in changed.stdout.splitlines()]
-    return info
 
 
 def _show(conn: psycopg.Connection[tuple[Any, ...]], name: str) -> str:
@@ -724,10 +702,10 @@ def print_report(results: dict[str, Any]) -> None:
         f" {d['rollup_rows_written']:,} rollup rows for them"
     )
     code = results["code"]
-    if code.get("git_head"):
-        changes = ", ".join(code["ingest_path_changes"]) or "none"
+    if code.get("git_commit"):
+        changes = ", ".join(code["uncommitted"]) or "none"
         print(
-            f"code: meterd at git {code['git_head']}; uncommitted changes on the ingest path:"
+            f"code: meterd at git {code['git_commit']}; uncommitted changes on the ingest path:"
             f" {changes}"
         )
     print()
@@ -831,7 +809,7 @@ def _is_local(url: str) -> bool:
 
 
 def run_all(opts: Options, workdir: Path) -> int:
-    machine = machine_info(opts.url)
+    machine_at_start = machine_info(opts.url)
     config = {**CONFIG, "maxBatchSize": max(1_000, opts.batch)}
     (workdir / "systemconfig.json").write_text(json.dumps(config))
     started = time.monotonic()
@@ -864,8 +842,8 @@ def run_all(opts: Options, workdir: Path) -> int:
     results: dict[str, Any] = {
         "benchmark": "postgres_ingest",
         "ran_at": format_ms(now_ms()),
-        "machine": {**machine, "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "code": code_version(),
+        "machine": {**machine_at_start, "loadavg_1_5_15_at_end": machine.load_average()},
+        "code": machine.code_version(INGEST_PATH),
         "parameters": {**asdict(opts), "url": opts.url, "close_interval": CLOSE_INTERVAL},
         "data": {
             "customers": CUSTOMERS,

@@ -30,13 +30,11 @@ import io
 import itertools
 import json
 import math
-import os
 import pstats
 import random
 import secrets
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -141,31 +139,6 @@ def summary(samples_ms: Sequence[float]) -> dict[str, float | int]:
 
 def machine_info() -> dict[str, Any]:
     return machine.machine_info()
-
-
-def code_version() -> dict[str, Any]:
-    """Which meterd was measured: its source directory and, read-only, the git state."""
-    import meterd
-
-    source = Path(meterd.__file__).resolve().parent
-    info: dict[str, Any] = {"meterd_source": str(source)}
-    if not source.is_relative_to(Path.cwd()):
-        return info  # a copy outside this checkout: its git state says nothing about it
-    try:
-        head = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "src"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        info["git_head"] = head.stdout.strip()
-        info["src_changes_in_worktree"] = len(dirty.stdout.splitlines())
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return info
 
 
 def timed_ms(start_ns: int) -> float:
@@ -709,9 +682,8 @@ def print_report(results: dict[str, Any]) -> None:
     )
     code = results["code"]
     git = (
-        f", git HEAD {code['git_head']}, {code['src_changes_in_worktree']} changed paths"
-        " under src/ in the worktree"
-        if "git_head" in code
+        f", git HEAD {code['git_commit']}, {len(code['uncommitted'])} changed paths"
+        if "git_commit" in code
         else ""
     )
     print(f"code: meterd from {code['meterd_source']}{git}")
@@ -795,7 +767,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
 
 def run(opts: Options, workdir: Path, path: Path) -> int:
     report = Report()
-    machine = machine_info()
+    machine_at_start = machine_info()
     config = parse_config(json.dumps(CONFIG).encode(), "<bench config>")
     load_info = asyncio.run(load(path, opts, config, report))
     customers = int(load_info.get("customers", opts.customers))
@@ -819,8 +791,8 @@ def run(opts: Options, workdir: Path, path: Path) -> int:
     results: dict[str, Any] = {
         "benchmark": "usage_latency",
         "ran_at": format_ms(now_ms()),
-        "machine": {**machine, "loadavg_1_5_15_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "code": code_version(),
+        "machine": {**machine_at_start, "loadavg_1_5_15_at_end": machine.load_average()},
+        "code": machine.code_version(),
         "parameters": {
             "events": opts.events,
             "customers": opts.customers,
