@@ -160,7 +160,7 @@ def meterd_run(workdir: Path, db: Path, data: Data, processes: int) -> MeterdRun
             headers,
             shares,
             BUDGET_S,
-            on_release=lambda: cpu.append(process_cpu_s(pid)),
+            on_release=lambda pids: cpu.append(process_cpu_s(pid)),
         )
         cpu.append(process_cpu_s(pid))
         rss = peak_rss_mb(pid)

@@ -129,11 +129,13 @@ def run_clients(
     headers: dict[str, str],
     shares: Sequence[Sequence[bytes | None]],
     budget_s: float,
-    on_release: Callable[[], object] = lambda: None,
+    on_release: Callable[[list[int]], object] = lambda pids: None,
+    on_done: Callable[[], object] = lambda: None,
 ) -> LoadResult:
     """One process per share, released together; waits for all of them, bounded in time.
 
-    `on_release` runs when every client is connected, just before they are let go.
+    `on_release` gets the clients' pids when every client is connected, just before
+    they are let go; `on_done` runs when the last one has reported, before they exit.
     """
     context = multiprocessing.get_context("spawn")
     ready, go = context.Barrier(len(shares) + 1), context.Barrier(len(shares) + 1)
@@ -152,13 +154,14 @@ def run_clients(
             process.start()
         try:
             ready.wait(timeout=START_TIMEOUT_S)
-            on_release()
+            on_release([process.pid or 0 for process in processes])
             go.wait(timeout=START_TIMEOUT_S)
         except threading.BrokenBarrierError:
             errors = _first_errors(results)
             raise RuntimeError(f"a client process failed to start: {errors}") from None
         timeout = budget_s + REQUEST_TIMEOUT_S + 10
         reports = [results.get(timeout=timeout) for _ in processes]
+        on_done()
     finally:
         for process in processes:
             if process.pid is None:

@@ -34,7 +34,6 @@ import argparse
 import asyncio
 import functools
 import json
-import multiprocessing
 import os
 import random
 import secrets
@@ -46,10 +45,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
-from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -59,7 +57,7 @@ import msgspec
 import psycopg
 from tests.acceptance.server import free_port
 
-from bench import machine
+from bench import clients, machine
 from meterd.ingest import NewEvent
 from meterd.rollup import exact
 from meterd.settings import ServerSettings
@@ -92,8 +90,6 @@ COPY_SQL = (
 )
 TARGET_EVENTS_PER_S = 40_000
 SERVER_START_TIMEOUT_S = 60.0
-CLIENT_START_TIMEOUT_S = 60.0
-REQUEST_TIMEOUT_S = 60.0
 # Leaves the server's scheduler idle while it is timed: this measures ingest, not closing.
 CLOSE_INTERVAL = "1h"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -122,15 +118,6 @@ class Data:
     event_batches: list[list[NewEvent]]
     first_ts_ms: int
     last_ts_ms: int
-
-
-@dataclass
-class ClientResult:
-    first_send: float = float("inf")
-    last_done: float = float("-inf")
-    statuses: dict[int, int] = field(default_factory=dict)
-    stored: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -504,124 +491,54 @@ def _wait_ready(process: subprocess.Popen[bytes], server: Server, workers: int) 
     raise RuntimeError("meterd did not start:\n" + server.log.read_text(errors="replace"))
 
 
-def post_share(
-    base_url: str,
-    api_key: str,
-    bodies: list[bytes],
-    ready: Barrier,
-    go: Barrier,
-    results: multiprocessing.Queue[ClientResult],
-    budget_s: float,
-) -> None:
-    """One client process: connect, wait for the others, post its bodies one after another."""
-    result = ClientResult()
-    headers = {"x-apikey": api_key, "content-type": "application/json"}
-    try:
-        with httpx.Client(base_url=base_url, headers=headers, timeout=REQUEST_TIMEOUT_S) as client:
-            client.get("/ping")  # opens the keep-alive connection before the clock starts
-            ready.wait(timeout=CLIENT_START_TIMEOUT_S)
-            go.wait(timeout=CLIENT_START_TIMEOUT_S)
-            result.first_send = time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
-            deadline = result.first_send + budget_s
-            for body in bodies:
-                if time.monotonic() > deadline:
-                    result.errors.append("budget exhausted")
-                    break
-                _post(client, body, result)
-    except Exception as error:  # reported to the parent, which fails the run
-        result.errors.append(repr(error))
-    results.put(result)
-
-
-def _post(client: httpx.Client, body: bytes, result: ClientResult) -> None:
-    try:
-        response = client.post("/usagebatch", content=body)
-    except httpx.HTTPError as error:
-        result.errors.append(repr(error))
-        return
-    result.last_done = time.monotonic()
-    result.statuses[response.status_code] = result.statuses.get(response.status_code, 0) + 1
-    if response.status_code == 201:
-        result.stored += int(response.json()["stored"])
-    elif len(result.errors) < 5:
-        result.errors.append(f"{response.status_code}: {response.text[:200]}")
-
-
 def http_run(base_url: str, data: Data, opts: Options, workers: int, workdir: Path) -> Run:
     """`meterd serve --workers W` on a fresh schema, loaded by K client processes."""
     api_key = "mk_bench_" + secrets.token_hex(16)
     max_body = max(ServerSettings.max_body_bytes, 2 * max(len(b) for b in data.bodies))
     figure = f"HTTP /usagebatch, {workers} worker{'s' if workers > 1 else ''}"
+    headers = {"x-apikey": api_key, "content-type": "application/json"}
+    shares = [data.bodies[share :: opts.clients] for share in range(opts.clients)]
     with fresh_schema(base_url) as schema:
         with meterd_server(schema.url, workers, workdir, api_key, max_body) as server:
-            run = _drive_clients(figure, schema, server, api_key, data, opts)
+            parties = {"meterd": [server.pid]}
+            samples: list[CpuSample] = []
+
+            def released(pids: list[int]) -> None:
+                parties["load_generator"] = pids
+                samples.append(CpuSample.take(schema, parties))
+
+            load = clients.run_clients(
+                server.base_url,
+                "/usagebatch",
+                headers,
+                shares,
+                opts.budget_s,
+                on_release=released,
+                on_done=lambda: samples.append(CpuSample.take(schema, parties)),
+            )
+            used = samples[1].since(samples[0])
+        run = _http_result(figure, load, used, opts)
         _check_counts(run, schema.url, opts.events, rollups=True)
     return run
 
 
-def _drive_clients(
-    figure: str, schema: Schema, server: Server, api_key: str, data: Data, opts: Options
-) -> Run:
-    context = multiprocessing.get_context("spawn")
-    ready, go = context.Barrier(opts.clients + 1), context.Barrier(opts.clients + 1)
-    results: multiprocessing.Queue[ClientResult] = context.Queue()
-    processes = [
-        context.Process(
-            target=post_share,
-            args=(
-                server.base_url,
-                api_key,
-                data.bodies[share :: opts.clients],
-                ready,
-                go,
-                results,
-                opts.budget_s,
-            ),
-            name=f"bench-client-{share}",
-        )
-        for share in range(opts.clients)
-    ]
-    try:
-        for process in processes:
-            process.start()
-        parties = {"meterd": [server.pid], "load_generator": [p.pid or 0 for p in processes]}
-        ready.wait(timeout=CLIENT_START_TIMEOUT_S)  # every client started and connected
-        cpu = CpuSample.take(schema, parties)
-        go.wait(timeout=CLIENT_START_TIMEOUT_S)
-        released = time.monotonic()
-        clients = [results.get(timeout=opts.budget_s + REQUEST_TIMEOUT_S + 10) for _ in processes]
-        used = CpuSample.take(schema, parties).since(cpu)
-    finally:
-        for process in processes:
-            if process.pid is None:
-                continue  # never started
-            process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=10)
-    return _http_result(figure, clients, used, released, opts)
-
-
 def _http_result(
-    figure: str, clients: list[ClientResult], used: dict[str, float], released: float, opts: Options
+    figure: str, load: clients.LoadResult, used: dict[str, float], opts: Options
 ) -> Run:
-    statuses: dict[int, int] = {}
-    for client in clients:
-        for status, count in client.statuses.items():
-            statuses[status] = statuses.get(status, 0) + count
-    stored = sum(client.stored for client in clients)
-    seconds = max(c.last_done for c in clients) - min(c.first_send for c in clients)
+    statuses = load.statuses
     checks: dict[str, Any] = {
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "stored": stored,
-        "latest_client_start_s": round(max(c.first_send for c in clients) - released, 4),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "stored": load.stored,
+        "client_start_spread_s": round(
+            max(c.first_send for c in load.clients) - min(c.first_send for c in load.clients), 4
+        ),
     }
-    run = Run(figure, stored, seconds, used, checks, [])
+    run = Run(figure, load.stored, load.seconds, used, checks, [])
     if set(statuses) != {201} or statuses[201] != len(range(0, opts.events, opts.batch)):
         run.problems.append(f"answers by status: {checks['statuses']}")
-    if stored != opts.events:
-        run.problems.append(f"201s stored {stored:,} events, {opts.events:,} expected")
-    for client in clients:
+    if load.stored != opts.events:
+        run.problems.append(f"201s stored {load.stored:,} events, {opts.events:,} expected")
+    for client in load.clients:
         run.problems.extend(client.errors[:3])
     return run
 
