@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from bench import clients
+from bench.events import EVENT_TYPES, METADATA, batch_item, sample_value
 from bench.figures import Figure, PartResult, median
 from bench.server import (
     new_api_key,
@@ -38,14 +39,12 @@ from bench.server import (
     stored_events,
 )
 from meterd.storage.sqlite.migrate import migrate
-from meterd.timeutil import format_ms, now_ms
+from meterd.timeutil import now_ms
 
 BATCH = 1_000
 CUSTOMERS = 5_000
 SEED = 11
-EVENT_TYPES = ("api.calls", "storage.bytes", "response.time.ms")
 EVENT_TYPE_WEIGHTS = (0.7, 0.1, 0.2)
-METADATA = b'{"region":"eu-1","plan":"pro"}'
 HOUR_MS = 3_600_000
 INSERT_SQL = (
     "INSERT INTO events (seq, id, event_type, customer_id, value, metadata, ts, received_at)"
@@ -78,35 +77,18 @@ def make_data(events: int, now: int) -> Data:
         rows: list[Row] = []
         for index in range(start, min(start + BATCH, events)):
             event_type = rng.choices(EVENT_TYPES, weights=EVENT_TYPE_WEIGHTS)[0]
-            value = _value(rng, event_type)
+            value = sample_value(rng, event_type)
             customer = f"cust_{rng.randrange(CUSTOMERS):05d}"
             ts = now - rng.randrange(HOUR_MS)
             metadata = METADATA if index % 2 == 0 else None
             event_id = f"batch{SEED}_{index:09d}"
-            item: dict[str, Any] = {
-                "id": event_id,
-                "eventType": event_type,
-                "customerId": customer,
-                "value": value,
-                "timestamp": format_ms(ts),
-            }
-            if metadata is not None:
-                item["metadata"] = msgspec.Raw(metadata)
-            items.append(item)
+            items.append(batch_item(event_id, event_type, customer, value, ts, metadata))
             text = None if metadata is None else metadata.decode()
             # meterd parses value as a float; store what it would store.
             rows.append((index + 1, event_id, event_type, customer, float(value), text, ts, now))
         bodies.append(encoder.encode(items))
         row_batches.append(rows)
     return Data(bodies, row_batches)
-
-
-def _value(rng: random.Random, event_type: str) -> int | float:
-    if event_type == "api.calls":
-        return rng.randint(1, 20)
-    if event_type == "storage.bytes":
-        return rng.randint(1_000, 5_000_000_000)
-    return round(rng.uniform(2.0, 900.0), 1)
 
 
 def raw_insert(db: Path, data: Data) -> float:

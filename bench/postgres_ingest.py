@@ -58,6 +58,7 @@ import psycopg
 from tests.acceptance.server import free_port
 
 from bench import clients, machine
+from bench.events import EVENT_TYPES, METADATA, batch_item, sample_value
 from meterd.ingest import NewEvent
 from meterd.rollup import exact
 from meterd.settings import ServerSettings
@@ -75,7 +76,6 @@ RESULTS = Path(__file__).parent / "results" / "postgres_ingest.json"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 SEED = 7
 CUSTOMERS = 10_000
-EVENT_TYPES = ("api.calls", "storage.bytes", "response.time.ms")
 CONFIG: dict[str, Any] = {
     "periods": ["hourly", "daily", "monthly"],
     "events": {
@@ -238,21 +238,12 @@ def make_data(events: int, batch: int, now: int) -> Data:
         items, rows, news = [], [], []
         for index in range(start, min(start + batch, events)):
             event_type = rng.choices(EVENT_TYPES, weights=(0.7, 0.1, 0.2))[0]
-            value = _value(rng, event_type)
+            value = sample_value(rng, event_type)
             customer = f"cust_{rng.randrange(CUSTOMERS):05d}"
             ts = rng.randint(month_start, last_ts)
-            metadata = b'{"region":"eu-1","plan":"pro"}' if index % 2 == 0 else None
+            metadata = METADATA if index % 2 == 0 else None
             event_id = f"evt_{SEED}_{index:09d}"
-            item: dict[str, Any] = {
-                "id": event_id,
-                "eventType": event_type,
-                "customerId": customer,
-                "value": value,
-                "timestamp": format_ms(ts),
-            }
-            if metadata is not None:
-                item["metadata"] = msgspec.Raw(metadata)
-            items.append(item)
+            items.append(batch_item(event_id, event_type, customer, value, ts, metadata))
             text_metadata = None if metadata is None else metadata.decode()
             rows.append(
                 (
@@ -271,14 +262,6 @@ def make_data(events: int, batch: int, now: int) -> Data:
         copy_batches.append(rows)
         event_batches.append(news)
     return Data(bodies, copy_batches, event_batches, month_start, last_ts)
-
-
-def _value(rng: random.Random, event_type: str) -> int | float:
-    if event_type == "api.calls":
-        return rng.randint(1, 20)
-    if event_type == "storage.bytes":
-        return rng.randint(1_000, 5_000_000_000)
-    return round(rng.uniform(2.0, 900.0), 1)
 
 
 # -- schemas -----------------------------------------------------------------------
