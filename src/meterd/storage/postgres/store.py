@@ -43,7 +43,7 @@ from meterd.storage.rows import (
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.timeutil import now_ms
-from meterd.webhooks.payload import outgoing_for
+from meterd.messages import outgoing_for
 
 REBUILD_CHUNK = 50_000
 CONNECT_TIMEOUT_S = 2.0

@@ -1,4 +1,5 @@
-"""The `aggregation.completed` payload and which webhooks receive it."""
+"""Outgoing webhook messages, shaped here (below storage) and written to the outbox by the
+caller's transaction: `aggregation.completed` today."""
 
 from __future__ import annotations
 
