@@ -17,6 +17,7 @@ from rich.table import Table
 from meterd.apikeys import display_prefix, generate_key, hash_key
 from meterd.config.loader import ConfigError, load_config, sample_config
 from meterd.config.model import SystemConfig
+from meterd.config.schema import schema_text
 from meterd.durations import parse_duration
 from meterd.errors import MeterdError
 from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
@@ -271,6 +272,16 @@ def config_check(path: str) -> None:
         f"{path}: OK ({len(loaded.events)} event types, {len(loaded.periods)} periods, "
         f"{len(loaded.webhooks)} webhooks)"
     )
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of systemconfig.json.
+
+    Save it next to the config and add "$schema": "./systemconfig.schema.json" to the
+    config: editors then complete keys and underline mistakes.
+    """
+    click.echo(schema_text(), nl=False)
 
 
 @main.group()

@@ -575,7 +575,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "event not an object",
         document(events={"api.calls": True}),
-        'events."api.calls": expected an object, got true',
+        'events."api.calls": expected an object like {"op": "sum"}, got true',
     ),
     (
         "event unknown key",

@@ -15,6 +15,7 @@ from meterd.aggregation import AggregationRow, Status, build_rows
 from meterd.config.model import Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
+from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import BucketKey, Partial, Point, exact, fold
 from meterd.storage.base import (
@@ -43,7 +44,6 @@ from meterd.storage.rows import (
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.timeutil import now_ms
-from meterd.messages import outgoing_for
 
 REBUILD_CHUNK = 50_000
 CONNECT_TIMEOUT_S = 2.0

@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 
 from meterd.aggregation import Status, build_rows
 from meterd.config.model import Op, WebhookConfig
+from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.storage.rows import aggregation_values
 from meterd.storage.sqlite.rollups import partial_rows
-from meterd.messages import outgoing_for
 
 
 def write_period(
