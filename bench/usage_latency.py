@@ -52,13 +52,13 @@ from meterd.aggregation import calendars_for
 from meterd.closing import PeriodCloser
 from meterd.config.loader import parse_config
 from meterd.config.model import SystemConfig
-from meterd.http.aggregations import usage_of
 from meterd.ingest import NewEvent
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
 from meterd.storage.sqlite import daily, rollups
 from meterd.storage.sqlite.store import SQLiteStore, store_queries
 from meterd.timeutil import datetime_to_ms, format_ms, now_ms
+from meterd.usage import usage_of
 
 RESULTS = Path(__file__).parent / "results" / "usage_latency.json"
 SEED = 42
@@ -463,7 +463,16 @@ async def in_process_phase(
             plan, opts.query_budget_s, lambda c: store.customer_partials(c, bounds)
         )
         usage = await _timed_loop(
-            plan, opts.query_budget_s, lambda c: usage_of(store, closer, c, "monthly", bounds)
+            plan,
+            opts.query_budget_s,
+            lambda c: usage_of(
+                store,
+                ops=closer.ops,
+                customer_id=c,
+                period="monthly",
+                bounds=bounds,
+                now_ms=now_ms(),
+            ),
         )
     finally:
         await store.close()

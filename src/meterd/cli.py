@@ -11,8 +11,6 @@ from typing import TypeVar
 
 import click
 import uvicorn
-from rich.console import Console
-from rich.table import Table
 
 from meterd.apikeys import display_prefix, generate_key, hash_key
 from meterd.config.loader import ConfigError, load_config, sample_config
@@ -22,8 +20,10 @@ from meterd.durations import parse_duration
 from meterd.errors import MeterdError
 from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
 from meterd.storage import open_store
-from meterd.storage.base import Store
+from meterd.storage.base import DeliveryRecord, Store
+from meterd.terminal import print_json, print_table
 from meterd.timeutil import format_ms, now_ms, parse_iso_ms
+from meterd.usage import usage_of
 
 T = TypeVar("T")
 
@@ -171,47 +171,66 @@ def _redacted(url: str) -> str:
     return scheme + sep + credentials + at + host
 
 
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
+
+
 @main.command()
 @click.option("--customer", "customer_id", required=True, help="The customer id.")
 @click.option("--period", default=None, help="A configured period [default: monthly].")
 @click.option("--at", "at", default=None, help="Any instant in the period [default: now].")
 @config_option
 @db_option
+@json_option
 def usage(
-    customer_id: str, period: str | None, at: str | None, config_path: str | None, database_url: str
+    customer_id: str,
+    period: str | None,
+    at: str | None,
+    config_path: str | None,
+    database_url: str,
+    as_json: bool,
 ) -> None:
     """Print a customer's live usage for one period, from the rollups."""
     from meterd.aggregation import default_period
     from meterd.closing import PeriodCloser
-    from meterd.http.aggregations import usage_of
 
-    closer = PeriodCloser(_open_or_exit(database_url), _load_config_or_exit(config_path))
+    config = _load_config_or_exit(config_path)
+    closer = PeriodCloser(_open_existing_or_exit(database_url), config)
     name = period or default_period(closer.calendars)
     calendar = closer.calendars.get(name)
     if calendar is None:
         raise click.BadParameter(f"{name!r} is not configured", param_hint="--period")
+    now = now_ms()
     try:
-        bounds = calendar.bounds_at(now_ms() if at is None else parse_iso_ms(at))
+        bounds = calendar.bounds_at(now if at is None else parse_iso_ms(at))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--at") from None
-    result = _run(closer.store, lambda: usage_of(closer.store, closer, customer_id, name, bounds))
-    table = Table(
-        "event type",
-        "value",
-        "events",
+    result = _run(
+        closer.store,
+        lambda: usage_of(
+            closer.store,
+            ops=closer.ops,
+            customer_id=customer_id,
+            period=name,
+            bounds=bounds,
+            now_ms=now,
+        ),
+    )
+    if as_json:
+        print_json(result)
+        return
+    print_table(
+        ("event type", "value", "events"),
+        ((kind, value, result.event_counts[kind]) for kind, value in result.events.items()),
         title=f"{customer_id} · {name} {result.period_key} ({result.status})",
         caption=f"{result.period_start} – {result.period_end}, as of {result.as_of}",
     )
-    for event_type, value in result.events.items():
-        table.add_row(event_type, str(value), str(result.event_counts[event_type]))
-    Console().print(table)
 
 
 @main.command()
 @db_option
 def rebuild(database_url: str) -> None:
     """Recompute every rollup from the raw events (they are the source of truth)."""
-    store = _open_or_exit(database_url)
+    store = _open_existing_or_exit(database_url)
     folded = _run(store, store.rebuild_rollups)
     click.echo(f"Rebuilt rollups from {folded} events.")
 
@@ -221,27 +240,57 @@ def rebuild(database_url: str) -> None:
 @click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None)
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 @db_option
-def deliveries(failed: bool, status: str | None, limit: int, database_url: str) -> None:
+@json_option
+def deliveries(
+    failed: bool, status: str | None, limit: int, database_url: str, as_json: bool
+) -> None:
     """List webhook deliveries, newest first."""
-    store = _open_or_exit(database_url)
+    store = _open_existing_or_exit(database_url)
     wanted = "failed" if failed else status
     records = _run(
         store,
         lambda: store.list_deliveries(status=wanted, limit=limit, before_id=None),  # type: ignore[arg-type]
     )
-    table = Table("id", "status", "attempts", "aggregation", "url", "last error", "updated")
-    for record in records:
-        label = record.status + (" (dry run)" if record.dry_run else "")
-        table.add_row(
-            str(record.id),
-            label,
-            str(record.attempts),
-            record.aggregation_id,
-            record.url,
-            record.last_error or "",
-            format_ms(record.updated_ms),
-        )
-    Console().print(table)
+    if as_json:
+        print_json([_delivery_json(record) for record in records])
+        return
+    print_table(
+        ("id", "status", "attempts", "aggregation", "url", "last error", "updated"),
+        (
+            (
+                record.id,
+                record.status + (" (dry run)" if record.dry_run else ""),
+                record.attempts,
+                record.aggregation_id,
+                record.url,
+                record.last_error,
+                format_ms(record.updated_ms),
+            )
+            for record in records
+        ),
+    )
+
+
+def _delivery_json(record: DeliveryRecord) -> dict[str, object]:
+    # The field names of GET /deliveries.
+    return {
+        "id": record.id,
+        "webhookId": record.message_id,
+        "aggregationId": record.aggregation_id,
+        "url": record.url,
+        "status": record.status,
+        "attempts": record.attempts,
+        "nextAttemptAt": _time(record.next_attempt_ms),
+        "deliveredAt": _time(record.delivered_ms),
+        "dryRun": record.dry_run,
+        "lastError": record.last_error,
+        "createdAt": format_ms(record.created_ms),
+        "updatedAt": format_ms(record.updated_ms),
+    }
+
+
+def _time(ms: int | None) -> str | None:
+    return None if ms is None else format_ms(ms)
 
 
 @main.command()
@@ -249,7 +298,7 @@ def deliveries(failed: bool, status: str | None, limit: int, database_url: str) 
 @db_option
 def redeliver(delivery_id: int, database_url: str) -> None:
     """Send a delivery again: due now, with a fresh retry schedule."""
-    store = _open_or_exit(database_url)
+    store = _open_existing_or_exit(database_url)
     record = _run(store, lambda: store.redeliver(delivery_id, now_ms=now_ms()))
     if record is None:
         raise click.ClickException(f"no delivery with id {delivery_id}")
@@ -306,17 +355,38 @@ def keys_create(name: str, database_url: str) -> None:
 
 @keys.command("list")
 @db_option
-def keys_list(database_url: str) -> None:
+@json_option
+def keys_list(database_url: str, as_json: bool) -> None:
     """List keys (their prefixes only)."""
-    store = _open_or_exit(database_url)
+    store = _open_existing_or_exit(database_url)
     records = _run(store, store.list_api_keys)
-    table = Table("id", "name", "prefix", "created", "revoked")
-    for record in records:
-        revoked = format_ms(record.revoked_ms) if record.revoked_ms is not None else ""
-        table.add_row(
-            str(record.id), record.name, record.prefix + "…", format_ms(record.created_ms), revoked
+    if as_json:
+        print_json(
+            [
+                {
+                    "id": record.id,
+                    "name": record.name,
+                    "prefix": record.prefix,
+                    "createdAt": format_ms(record.created_ms),
+                    "revokedAt": _time(record.revoked_ms),
+                }
+                for record in records
+            ]
         )
-    Console().print(table)
+        return
+    print_table(
+        ("id", "name", "prefix", "created", "revoked"),
+        (
+            (
+                record.id,
+                record.name,
+                record.prefix + "…",
+                format_ms(record.created_ms),
+                _time(record.revoked_ms),
+            )
+            for record in records
+        ),
+    )
 
 
 @keys.command("revoke")
@@ -324,7 +394,7 @@ def keys_list(database_url: str) -> None:
 @db_option
 def keys_revoke(key_id: int, database_url: str) -> None:
     """Revoke a key by id; running servers stop accepting it within seconds."""
-    store = _open_or_exit(database_url)
+    store = _open_existing_or_exit(database_url)
     if not _run(store, lambda: store.revoke_api_key(key_id)):
         raise click.ClickException(f"no active key with id {key_id}")
     click.echo(f"Revoked key {key_id}.")
@@ -365,6 +435,24 @@ def _duration_or_exit(option: str, text: str) -> int:
 def _env_api_keys() -> tuple[str, ...]:
     raw = os.environ.get("METERD_API_KEYS", "")
     return tuple(key.strip() for key in raw.split(",") if key.strip())
+
+
+def _open_existing_or_exit(database_url: str) -> Store:
+    """The store of a database that must exist already: commands that read never create one.
+
+    Says on stderr which database is read, since the default is relative to the folder.
+    """
+    if database_url.startswith("sqlite:///"):
+        path = Path(database_url.removeprefix("sqlite:///")).absolute()
+        if not path.is_file():
+            raise click.ClickException(
+                f"no database at {path}: give --db (or METERD_DATABASE_URL), or run this"
+                " where `meterd serve` keeps its meterd.db"
+            )
+        click.echo(f"database: {path}", err=True)
+    else:
+        click.echo(f"database: {_redacted(database_url)}", err=True)
+    return _open_or_exit(database_url)
 
 
 def _open_or_exit(database_url: str) -> Store:

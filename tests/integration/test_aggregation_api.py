@@ -10,12 +10,12 @@ import pytest
 
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig
-from meterd.http.aggregations import usage_of
 from meterd.ingest import NewEvent
 from meterd.periods import PeriodCalendar
 from meterd.rollup import Partial
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms, parse_iso_ms
+from meterd.usage import usage_of
 from tests.conftest import make_config
 
 OPS = ("sum", "avg", "min", "max", "count", "first", "last")
@@ -219,7 +219,14 @@ async def test_changing_an_op_changes_open_values_without_migration(
             changed = make_config(periods=config.periods, events={"t.sum": EventTypeConfig(op)})  # type: ignore[arg-type]
             closer = PeriodCloser(store, changed)
             bounds = closer.calendars["monthly"].bounds_at(now)
-            usage = await usage_of(store, closer, "x", "monthly", bounds)
+            usage = await usage_of(
+                store,
+                ops=closer.ops,
+                customer_id="x",
+                period="monthly",
+                bounds=bounds,
+                now_ms=now,
+            )
             assert usage.events == {"t.sum": expected}
     finally:
         await store.close()

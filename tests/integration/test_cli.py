@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from meterd.cli import main
@@ -63,3 +64,114 @@ def test_usage_and_rebuild(tmp_path: Path) -> None:
     assert re.search(r"api\.calls\s*│\s*3\s*│\s*6", shown), shown
     assert "Rebuilt rollups from 6 events." in run("rebuild", "--db", db)
     assert run("usage", *args, "--db", db).split("as of")[0] == shown.split("as of")[0]
+
+
+# --- values are text, the database is named, JSON and whole tables ----------------
+
+EVIL = "evil[/bold] [link=https://attacker.example]click[/link] :smile:"
+LONG_URL = "http://127.0.0.1:9/" + "h" * 200
+
+
+def run_split(*args: str) -> tuple[str, str]:
+    """stdout and stderr of a command that must succeed."""
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout, result.stderr
+
+
+def closed_period_with_a_delivery(tmp_path: Path) -> tuple[str, Path]:
+    """A database whose customer id is rich markup, with one closed record to deliver."""
+    import asyncio
+
+    from meterd.closing import PeriodCloser
+    from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig, WebhookConfig
+    from meterd.ingest import NewEvent
+    from meterd.storage.sqlite.store import SQLiteStore
+    from meterd.timeutil import parse_iso_ms
+
+    config_path = tmp_path / "systemconfig.json"
+    config_path.write_text(
+        json.dumps({"periods": ["daily"], "events": {"api.calls": {"op": "sum"}}})
+    )
+    config = SystemConfig(
+        periods=(PeriodConfig("daily"),),
+        events={"api.calls": EventTypeConfig("sum")},
+        webhooks=(WebhookConfig(url=LONG_URL, secrets=("s",)),),
+    )
+
+    async def load() -> None:
+        store = SQLiteStore(str(tmp_path / "m.db"))
+        await store.open()
+        ts = parse_iso_ms("2025-01-15T10:00:00Z")
+        await store.ingest([NewEvent("e1", "api.calls", EVIL, 2.0, None, ts, ts)])
+        await PeriodCloser(store, config).close_completed(parse_iso_ms("2025-02-01T00:00:00Z"))
+        await store.close()
+
+    asyncio.run(load())
+    return f"sqlite:///{tmp_path / 'm.db'}", config_path
+
+
+def test_markup_in_values_is_printed_as_text(tmp_path: Path) -> None:
+    db, config = closed_period_with_a_delivery(tmp_path)
+    shown, _ = run_split("deliveries", "--db", db)
+    assert f"{EVIL}_daily_20250115" in shown
+    args = ["--customer", EVIL, "--at", "2025-01-15T12:00:00Z", "--config", str(config)]
+    shown, _ = run_split("usage", *args, "--db", db)
+    assert EVIL in shown
+    assert "\x1b]8;" not in shown  # no terminal hyperlink
+
+
+def test_tables_are_not_cut_when_stdout_is_not_a_terminal(tmp_path: Path) -> None:
+    db, _ = closed_period_with_a_delivery(tmp_path)
+    shown, _ = run_split("deliveries", "--db", db)
+    assert LONG_URL in shown
+    assert "…" not in shown
+
+
+def test_listing_commands_print_json(tmp_path: Path) -> None:
+    db, config = closed_period_with_a_delivery(tmp_path)
+    (delivery,) = json.loads(run_split("deliveries", "--json", "--db", db)[0])
+    assert delivery["aggregationId"] == f"{EVIL}_daily_20250115"
+    assert delivery["url"] == LONG_URL
+    assert delivery["status"] == "pending"
+    args = ["--customer", EVIL, "--at", "2025-01-15T12:00:00Z", "--config", str(config)]
+    usage = json.loads(run_split("usage", *args, "--json", "--db", db)[0])
+    assert usage["customerId"] == EVIL
+    assert usage["events"] == {"api.calls": 2}
+    assert usage["status"] == "closed"
+    run("keys", "create", "--name", EVIL, "--db", db)
+    (key,) = json.loads(run_split("keys", "list", "--json", "--db", db)[0])
+    assert key["name"] == EVIL
+    assert key["revokedAt"] is None
+
+
+def test_read_commands_name_the_database_they_read(tmp_path: Path) -> None:
+    db, _ = closed_period_with_a_delivery(tmp_path)
+    _, said = run_split("deliveries", "--db", db)
+    assert said == f"database: {tmp_path / 'm.db'}\n"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["deliveries"],
+        ["keys", "list"],
+        ["keys", "revoke", "1"],
+        ["redeliver", "1"],
+        ["rebuild"],
+        ["usage", "--customer", "c"],
+    ],
+)
+def test_a_database_that_does_not_exist_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("METERD_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 1, result.output
+    assert f"no database at {tmp_path / 'meterd.db'}" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+    elsewhere = tmp_path / "other" / "m.db"
+    result = CliRunner().invoke(main, [*command, "--db", f"sqlite:///{elsewhere}"])
+    assert f"no database at {elsewhere}" in result.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -14,7 +14,6 @@ from meterd.aggregation import (
     Status,
     default_period,
     split_aggregation_id,
-    totals_of,
 )
 from meterd.closing import AggregationCounts, PeriodCloser
 from meterd.config.model import SystemConfig
@@ -22,9 +21,9 @@ from meterd.errors import InvalidRequest, NotFound
 from meterd.http.events import event_page, page
 from meterd.http.params import decode_cursor, int_cursor, is_integer, limit_param, time_param
 from meterd.http.responses import JSONResponse
-from meterd.periods import PeriodBounds
 from meterd.storage.base import AggregationQuery, EventQuery, Store
 from meterd.timeutil import format_ms, now_ms
+from meterd.usage import usage_of
 
 
 class WebhookStatus(msgspec.Struct, rename="camel"):
@@ -50,21 +49,6 @@ class AggregationOut(msgspec.Struct, rename="camel"):
     created_at: str
     updated_at: str
     webhook_status: WebhookStatus
-
-
-class UsageOut(msgspec.Struct, rename="camel"):
-    """Live values of one customer's period, computed from the rollups at `asOf`."""
-
-    customer_id: str
-    period: str
-    period_key: str
-    period_start: str
-    period_end: str
-    status: Status
-    events: dict[str, int | float]
-    event_counts: dict[str, int]
-    event_count: int
-    as_of: str
 
 
 class TriggerOut(AggregationCounts):
@@ -153,7 +137,14 @@ def aggregation_routes(
         now = now_ms()
         at = time_param(params, "at")
         bounds = calendar.bounds_at(now if at is None else at)
-        usage = await usage_of(store, closer, request.path_params["customerId"], name, bounds)
+        usage = await usage_of(
+            store,
+            ops=closer.ops,
+            customer_id=request.path_params["customerId"],
+            period=name,
+            bounds=bounds,
+            now_ms=now,
+        )
         return JSONResponse(usage)
 
     return [
@@ -162,25 +153,3 @@ def aggregation_routes(
         Route("/aggregations/{id:path}/events", aggregation_events, methods=["GET"]),
         Route("/customers/{customerId:path}/usage", customer_usage, methods=["GET"]),
     ]
-
-
-async def usage_of(
-    store: Store, closer: PeriodCloser, customer_id: str, period: str, bounds: PeriodBounds
-) -> UsageOut:
-    """A customer's live values for one period, straight from the rollups."""
-    partials = await store.customer_partials(customer_id, bounds)
-    totals = totals_of(partials, closer.ops)
-    watermark = await store.watermark(period)
-    closed = watermark is not None and bounds.end_ms <= watermark
-    return UsageOut(
-        customer_id=customer_id,
-        period=period,
-        period_key=bounds.key,
-        period_start=format_ms(bounds.start_ms),
-        period_end=format_ms(bounds.last_ms),
-        status="closed" if closed else "open",
-        events=totals.events,
-        event_counts=totals.event_counts,
-        event_count=totals.event_count,
-        as_of=format_ms(now_ms()),
-    )

@@ -12,12 +12,13 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from meterd import __version__
-from meterd.http.aggregations import AggregationOut, TriggerOut, UsageOut
+from meterd.http.aggregations import AggregationOut, TriggerOut
 from meterd.http.deliveries import DeliveryOut
 from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
 from meterd.http.ingest import BatchCaptured, UsageCaptured
 from meterd.http.responses import JSONResponse
 from meterd.ingest import BatchEventIn, UsageIn, ValidationProblem
+from meterd.usage import UsageOut
 
 
 class ErrorBody(msgspec.Struct):

@@ -1,0 +1,56 @@
+"""A customer's live usage for one period: the service HTTP and the CLI both call."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from meterd.aggregation import Status, totals_of
+from meterd.config.model import Op
+from meterd.periods import PeriodBounds
+from meterd.storage.base import Store
+from meterd.timeutil import format_ms
+
+
+class UsageOut(msgspec.Struct, rename="camel"):
+    """Live values of one customer's period, computed from the rollups at `asOf`."""
+
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: str
+    period_end: str
+    status: Status
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    as_of: str
+
+
+async def usage_of(
+    store: Store,
+    *,
+    ops: Mapping[str, Op],
+    customer_id: str,
+    period: str,
+    bounds: PeriodBounds,
+    now_ms: int,
+) -> UsageOut:
+    """A customer's live values for one period, straight from the rollups."""
+    partials = await store.customer_partials(customer_id, bounds)
+    totals = totals_of(partials, ops)
+    watermark = await store.watermark(period)
+    closed = watermark is not None and bounds.end_ms <= watermark
+    return UsageOut(
+        customer_id=customer_id,
+        period=period,
+        period_key=bounds.key,
+        period_start=format_ms(bounds.start_ms),
+        period_end=format_ms(bounds.last_ms),
+        status="closed" if closed else "open",
+        events=totals.events,
+        event_counts=totals.event_counts,
+        event_count=totals.event_count,
+        as_of=format_ms(now_ms),
+    )
