@@ -15,6 +15,9 @@ class ServerSettings:
     port: int = 8080
     # Plain keys from METERD_API_KEYS, accepted besides the hashed keys in the database.
     api_keys: tuple[str, ...] = ()
+    # How often a running server re-reads the stored key hashes: a revoked key stops
+    # working within this many seconds.
+    key_refresh_s: float = 5.0
     # Bodies above this are refused with 413 before they are parsed.
     max_body_bytes: int = 5_000_000
     # Events accepted but not yet committed; past it ingest answers 503 + Retry-After.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
 import httpx
@@ -10,8 +12,10 @@ from starlette.applications import Starlette
 from starlette.routing import Mount, Route
 
 from meterd.apikeys import display_prefix, generate_key, hash_key
-from meterd.http.auth import KeyRing
+from meterd.config.model import SystemConfig
+from meterd.http.app import create_app
 from meterd.http.docs import OPERATIONS
+from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 from tests.conftest import API_KEY
 
@@ -154,15 +158,35 @@ async def test_protected_routes_need_a_valid_key(app: Starlette, headers: dict[s
 
 async def test_bearer_token_and_database_keys_are_accepted(app: Starlette, store: Store) -> None:
     key = generate_key()
-    record = await store.add_api_key(name="t", key_hash=hash_key(key), prefix=display_prefix(key))
+    await store.add_api_key(name="t", key_hash=hash_key(key), prefix=display_prefix(key))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         assert (
             await c.get("/events", headers={"authorization": f"Bearer {API_KEY}"})
         ).status_code == 200
         assert (await c.get("/events", headers={"x-apikey": key})).status_code == 200
-        await store.revoke_api_key(record.id)
-        keyring = KeyRing(store, ())
-        assert not await keyring.accepts(key)
+
+
+async def test_a_revoked_key_is_refused_by_the_running_app(
+    settings: ServerSettings, config: SystemConfig, store: Store
+) -> None:
+    # Through the app's own cached KeyRing: after its refresh interval the revoked key's
+    # hash must be gone from the set (a reload that merged instead of replaced keeps it).
+    refresh_s = 0.2
+    app = create_app(dataclasses.replace(settings, key_refresh_s=refresh_s), config, store)
+    key, other = generate_key(), generate_key()
+    async with app.router.lifespan_context(app):
+        revoked = await store.add_api_key(name="t", key_hash=hash_key(key), prefix="p")
+        await store.add_api_key(name="u", key_hash=hash_key(other), prefix="q")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            assert (await c.get("/events", headers={"x-apikey": key})).status_code == 200
+            assert (await c.get("/events", headers={"x-apikey": other})).status_code == 200
+            await store.revoke_api_key(revoked.id)
+            await asyncio.sleep(refresh_s * 1.5)
+            assert (await c.get("/events", headers={"x-apikey": key})).status_code == 401
+            assert (await c.get("/events", headers={"x-apikey": other})).status_code == 200
+            await asyncio.sleep(refresh_s * 1.5)
+            assert (await c.get("/events", headers={"x-apikey": key})).status_code == 401
 
 
 async def test_public_routes_need_no_key(app: Starlette) -> None:

@@ -67,7 +67,9 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     return Starlette(
         routes=routes,
         middleware=[
-            Middleware(ApiKeyMiddleware, keyring=KeyRing(store, settings.api_keys)),
+            Middleware(
+                ApiKeyMiddleware, keyring=KeyRing(store, settings.api_keys, settings.key_refresh_s)
+            ),
             Middleware(IngestRoutes, settings=settings, config=config, store=store),
         ],
         exception_handlers={
