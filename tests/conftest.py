@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import uuid
@@ -73,14 +74,18 @@ def postgres_problem() -> str | None:
     return None
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+def require_postgres() -> None:
+    """Skip the calling test when PostgreSQL is not reachable (fail instead in CI)."""
     problem = postgres_problem()
     if problem is not None:
         if POSTGRES_REQUIRED:
             pytest.fail(problem)
         pytest.skip(problem + " (PostgreSQL tests skipped)")
+
+
+@contextlib.contextmanager
+def postgres_schema() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
     schema = f"meterd_test_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
         conn.execute(f"CREATE SCHEMA {schema}".encode())
@@ -90,6 +95,14 @@ def postgres_url() -> Iterator[str]:
     finally:
         with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
             conn.execute(f"DROP SCHEMA {schema} CASCADE".encode())
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema, dropped afterwards."""
+    require_postgres()
+    with postgres_schema() as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,4 +1,4 @@
-"""Random event streams through the real SQLite store and period closer, checked
+"""Random event streams through the real stores and period closer, checked
 against a naive reference computed straight from the event list.
 
 The reference shares no code with meterd's rollups, aggregation or period
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from meterd.aggregation import AggregationRow, Totals, totals_of
@@ -33,9 +33,10 @@ from meterd.closing import PeriodCloser
 from meterd.config.model import EventTypeConfig, Op, PeriodConfig, SystemConfig
 from meterd.ingest import MAX_FUTURE_MS, NewEvent
 from meterd.periods import PeriodBounds
-from meterd.storage.base import AggregationQuery, EventQuery
+from meterd.storage.base import AggregationQuery, EventQuery, Store
+from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
-from tests.conftest import make_config
+from tests.conftest import make_config, postgres_schema, require_postgres
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -460,14 +461,14 @@ def expected_flags(steps: Sequence[Step]) -> list[list[list[bool]]]:
     return result
 
 
-async def ingest_step(store: SQLiteStore, step: Step) -> list[list[bool]]:
+async def ingest_step(store: Store, step: Step) -> list[list[bool]]:
     if len(step) == 1:
         return [await store.ingest(new_events(step[0]))]
     return list(await asyncio.gather(*(store.ingest(new_events(batch)) for batch in step)))
 
 
 async def stored_arrivals(
-    store: SQLiteStore, steps: Sequence[Step], flags: Sequence[list[list[bool]]]
+    store: Store, steps: Sequence[Step], flags: Sequence[list[list[bool]]]
 ) -> list[Arrival]:
     """The events stored so far in arrival order, checked against what was sent.
 
@@ -501,7 +502,7 @@ async def stored_arrivals(
     return sorted(arrivals, key=lambda arrival: arrival.seq)
 
 
-async def all_aggregations(store: SQLiteStore, page_size: int) -> list[AggregationRow]:
+async def all_aggregations(store: Store, page_size: int) -> list[AggregationRow]:
     rows: list[AggregationRow] = []
     before: tuple[int, str] | None = None
     while True:
@@ -512,7 +513,7 @@ async def all_aggregations(store: SQLiteStore, page_size: int) -> list[Aggregati
         before = (page[-1].period_start, page[-1].id)
 
 
-async def partial_problems(store: SQLiteStore, grouped: dict[GroupKey, list[Arrival]]) -> list[str]:
+async def partial_problems(store: Store, grouped: dict[GroupKey, list[Arrival]]) -> list[str]:
     """`customer_partials` over each group's bounds gives the reference's numbers."""
     problems = []
     for group, arrivals in grouped.items():
@@ -537,8 +538,7 @@ def explain(problems: list[str], scenario: Scenario) -> str:
 # -- property 1: closing gives the reference's records ------------------------------
 
 
-async def check_closing(scenario: Scenario, path: str) -> None:
-    store = SQLiteStore(path, synchronous="OFF")
+async def check_closing(scenario: Scenario, store: Store) -> None:
     await store.open()
     try:
         closer = PeriodCloser(store, scenario.config())
@@ -596,7 +596,29 @@ async def check_closing(scenario: Scenario, path: str) -> None:
 @given(scenarios())
 def test_closed_records_match_a_naive_aggregation_of_the_events(scenario: Scenario) -> None:
     with tempfile.TemporaryDirectory() as directory:
-        asyncio.run(check_closing(scenario, str(Path(directory) / "meterd.db")))
+        store = SQLiteStore(str(Path(directory) / "meterd.db"), synchronous="OFF")
+        asyncio.run(check_closing(scenario, store))
+
+
+def test_closed_records_match_a_naive_aggregation_on_postgresql() -> None:
+    # PostgreSQL computes period rollups in its own SQL: the same property, fewer examples
+    # (each one migrates a fresh schema), so it stays a few seconds. No shrinking: on a
+    # busy machine it takes minutes; the first failing scenario is reported as found.
+    require_postgres()
+
+    @settings(
+        max_examples=15,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(scenarios())
+    def closing_on_postgresql(scenario: Scenario) -> None:
+        with postgres_schema() as url:
+            asyncio.run(check_closing(scenario, PostgresStore(url)))
+
+    closing_on_postgresql()
 
 
 # -- property 2: rebuilding the rollups changes no number ---------------------------
