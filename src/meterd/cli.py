@@ -20,7 +20,7 @@ from meterd.durations import parse_duration
 from meterd.errors import MeterdError
 from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
 from meterd.storage import open_store
-from meterd.storage.base import DeliveryRecord, Store
+from meterd.storage.base import CustomerRecord, DeliveryRecord, Store
 from meterd.terminal import print_json, print_table
 from meterd.timeutil import format_ms, now_ms, parse_iso_ms
 from meterd.usage import usage_of
@@ -122,7 +122,16 @@ def serve(
         max_pending_events=max_pending_events,
         close_interval_s=_duration_or_exit("--close-interval", close_interval) / 1000,
         dry_run=dry_run,
+        stripe_api_key=os.environ.get("METERD_STRIPE_API_KEY") or None,
     )
+    if config.invoicing.stripe is not None and not (
+        settings.stripe_api_key or config.invoicing.stripe.api_key
+    ):
+        click.echo(
+            "invoicing.stripe is configured without a key: set invoicing.stripe.apiKey or "
+            "METERD_STRIPE_API_KEY. Invoices wait as drafts until then.",
+            err=True,
+        )
     if dry_run:
         click.echo("DRY RUN: webhooks are signed and logged, not sent.", err=True)
     store = _open_or_exit(settings.database_url)
@@ -305,6 +314,152 @@ def redeliver(delivery_id: int, database_url: str) -> None:
     click.echo(
         f"Delivery {delivery_id} to {record.url} is pending again; a running server sends it."
     )
+
+
+@main.group()
+def customers() -> None:
+    """Customers: their plan, Stripe customer and limits."""
+
+
+@customers.command("list")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--after", default=None, help="Only customers whose id sorts after this one.")
+@db_option
+@json_option
+def customers_list(limit: int, after: str | None, database_url: str, as_json: bool) -> None:
+    """List customers in id order."""
+    from meterd.customers import customer_out
+
+    store = _open_existing_or_exit(database_url)
+    records = _run(store, lambda: store.list_customers(limit=limit, after_id=after))
+    now = now_ms()
+    shown = [customer_out(record, now_ms=now) for record in records]
+    if as_json:
+        print_json(shown)
+        return
+    print_table(
+        ("id", "plan", "next plan", "stripe customer", "limits", "updated"),
+        (
+            (
+                customer.id,
+                customer.plan,
+                None
+                if customer.next_plan is None
+                else f"{customer.next_plan.plan or '(none)'} from "
+                f"{customer.next_plan.effective_from}",
+                customer.stripe_customer,
+                None if record.limits is None else record.limits.decode(),
+                customer.updated_at,
+            )
+            for customer, record in zip(shown, records, strict=True)
+        ),
+    )
+
+
+@customers.command("set")
+@click.argument("customer_id")
+@click.option("--plan", default=None, help="A configured plan; omit for none.")
+@click.option("--stripe-customer", default=None, help="The Stripe customer id (cus_...).")
+@config_option
+@db_option
+def customers_set(
+    customer_id: str,
+    plan: str | None,
+    stripe_customer: str | None,
+    config_path: str | None,
+    database_url: str,
+) -> None:
+    """Create or replace a customer, like PUT /customers/{id} (limits are kept)."""
+    import msgspec
+
+    from meterd.aggregation import calendars_for
+    from meterd.customers import customer_out, parse_customer, put_customer
+
+    loaded = _load_config_or_exit(config_path)
+    store = _open_or_exit(database_url)
+
+    async def put() -> tuple[object, bool]:
+        known = await store.get_customer(customer_id)
+        body = {"plan": plan, "stripeCustomer": stripe_customer}
+        if known is not None and known.limits is not None:
+            body["limits"] = msgspec.json.decode(known.limits)
+        return await put_customer(
+            store,
+            customer_id=customer_id,
+            given=parse_customer(msgspec.json.encode(body), loaded),
+            config=loaded,
+            calendars=calendars_for(loaded),
+            now_ms=now_ms(),
+        )
+
+    record, created = _run(store, put)
+    assert isinstance(record, CustomerRecord)
+    shown = customer_out(record, now_ms=now_ms())
+    click.echo(
+        f"{'Created' if created else 'Updated'} customer {shown.id}: plan {shown.plan or '(none)'}"
+        + (
+            f", then {shown.next_plan.plan or '(none)'} from {shown.next_plan.effective_from}"
+            if shown.next_plan
+            else ""
+        )
+    )
+
+
+@main.group()
+def invoices() -> None:
+    """Invoice records and their Stripe state."""
+
+
+@invoices.command("list")
+@click.option("--customer", "customer_id", default=None, help="Only this customer's invoices.")
+@click.option("--status", type=click.Choice(["draft", "sent", "failed"]), default=None)
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
+@db_option
+@json_option
+def invoices_list(
+    customer_id: str | None, status: str | None, limit: int, database_url: str, as_json: bool
+) -> None:
+    """List invoices, newest period first, with their provider state and last error."""
+    from meterd.billing import invoice_status
+    from meterd.invoices import invoice_out
+    from meterd.storage.base import InvoiceQuery
+
+    store = _open_existing_or_exit(database_url)
+    query = InvoiceQuery(customer_id=customer_id, status=invoice_status(status), limit=limit)
+    records = _run(store, lambda: store.list_invoices(query))
+    if as_json:
+        print_json([invoice_out(record) for record in records])
+        return
+    print_table(
+        ("id", "customer", "period", "total", "status", "attempts", "stripe invoice", "last error"),
+        (
+            (
+                record.id,
+                record.customer_id,
+                f"{record.period} {record.period_key}",
+                f"{record.total} {record.currency.upper()}",
+                record.status,
+                record.attempts,
+                record.provider_invoice,
+                record.last_error,
+            )
+            for record in records
+        ),
+    )
+
+
+@invoices.command("resend")
+@click.argument("invoice_id")
+@db_option
+def invoices_resend(invoice_id: str, database_url: str) -> None:
+    """Send a draft or failed invoice to Stripe again; a running server sends it."""
+    from meterd.billing import resend_invoice
+
+    store = _open_or_exit(database_url)
+    record = _run(
+        store, lambda: resend_invoice(store, invoice_id, provider="stripe", now_ms=now_ms())
+    )
+    click.echo(f"Invoice {record.id} is due now; a running server with Stripe configured sends it.")
 
 
 @main.group()

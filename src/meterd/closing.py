@@ -12,6 +12,7 @@ from meterd.aggregation import calendars_for, ops_for
 from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig
 from meterd.ingest import MAX_FUTURE_MS
+from meterd.invoices import period_invoicing
 from meterd.periods import PeriodCalendar
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
@@ -33,6 +34,7 @@ class PeriodCloser:
         self.calendars = calendars_for(config)
         self.ops = ops_for(config)
         self.webhooks = config.webhooks
+        self.invoicing = period_invoicing(config, stripe=config.invoicing.stripe is not None)
 
     async def close_completed(self, now: int) -> int:
         """Close every period that ended at least the grace period before `now`.
@@ -64,6 +66,7 @@ class PeriodCloser:
                 status="closed",
                 now_ms=now,
                 webhooks=self.webhooks,
+                invoicing=self.invoicing,
             )
             watermark = bounds.end_ms
 

@@ -52,3 +52,7 @@ class Overloaded(MeterdError):
 
 class SchemaTooNew(MeterdError):
     """The database was migrated by a newer meterd; upgrade meterd first."""
+
+
+class Conflict(MeterdError):
+    """The request conflicts with the current state of the resource."""

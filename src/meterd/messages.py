@@ -1,5 +1,5 @@
 """Outgoing webhook messages, shaped here (below storage) and written to the outbox by the
-caller's transaction: `aggregation.completed` today."""
+caller's transaction: `aggregation.completed` and `invoice.created`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import msgspec
 
 from meterd.aggregation import AggregationRow
 from meterd.config.model import WebhookConfig
+from meterd.invoices import InvoiceOut, InvoiceRecord, invoice_out
 from meterd.timeutil import format_ms
 
 
@@ -85,3 +86,45 @@ def _message_id(aggregation_id: str, index: int, url: str) -> str:
     # Customer ids may hold anything; a header value must be plain ASCII.
     digest = hashlib.sha256(f"{aggregation_id}\n{index}\n{url}".encode()).hexdigest()
     return "msg_" + digest[:32]
+
+
+# --- invoices ---------------------------------------------------------------------
+
+
+class InvoicePayload(msgspec.Struct):
+    type: str
+    customerId: str  # noqa: N815 - the wire name
+    period: str
+    data: InvoiceOut
+    created: int
+
+
+def invoice_created_payload(invoice: InvoiceRecord) -> bytes:
+    """`invoice.created`: the invoice record as `GET /invoices/{id}` shows it at creation."""
+    return _encoder.encode(
+        InvoicePayload(
+            type="invoice.created",
+            customerId=invoice.customer_id,
+            period=invoice.period,
+            data=invoice_out(invoice),
+            created=invoice.created_ms // 1000,
+        )
+    )
+
+
+def invoice_outgoing(invoice: InvoiceRecord, webhooks: Sequence[WebhookConfig]) -> list[Outgoing]:
+    """Outbox rows for a new invoice: one per enabled webhook that wants its period.
+
+    The outbox's `aggregation_id` column holds the invoice id (the message's subject).
+    """
+    payload = invoice_created_payload(invoice)
+    return [
+        Outgoing(
+            message_id=_message_id(invoice.id, index, hook.url),
+            aggregation_id=invoice.id,
+            url=hook.url,
+            payload=payload,
+        )
+        for index, hook in enumerate(webhooks)
+        if hook.enabled and (hook.periods is None or invoice.period in hook.periods)
+    ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_DATABASE_URL = "sqlite:///./meterd.db"
 DEFAULT_CONFIG_PATH = "./systemconfig.json"
@@ -32,3 +32,5 @@ class ServerSettings:
     dry_run: bool = False
     # Webhook deliveries in flight at once.
     delivery_concurrency: int = 16
+    # The Stripe secret key from METERD_STRIPE_API_KEY; wins over invoicing.stripe.apiKey.
+    stripe_api_key: str | None = field(default=None, repr=False)

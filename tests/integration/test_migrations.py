@@ -69,14 +69,15 @@ async def test_postgres_fresh_and_upgraded_are_identical(postgres_url: str) -> N
         expected = await postgres_schema(conn)
         assert await postgres.current_version(conn) == len(read_migrations(postgres.PACKAGE))
         assert await postgres.migrate(conn) == []
-        tables = await conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-        )
-        for (table,) in await tables.fetchall():
-            await conn.execute(f"DROP TABLE {table} CASCADE".encode())
-        await conn.execute("DROP SEQUENCE IF EXISTS events_seq")
         latest = read_migrations(postgres.PACKAGE)[-1].version
         for start in range(0, latest):
+            # Each upgrade starts from an empty schema.
+            tables = await conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            )
+            for (table,) in await tables.fetchall():
+                await conn.execute(f"DROP TABLE {table} CASCADE".encode())
+            await conn.execute("DROP SEQUENCE IF EXISTS events_seq")
             await postgres.migrate(conn, target=start)
             applied = await postgres.migrate(conn)
             assert [m.version for m in applied] == list(range(start + 1, latest + 1))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+from meterd.config.invoicing import with_plans
 from meterd.config.jsontext import decode_json
 from meterd.config.meters import read_meters
 from meterd.config.model import SystemConfig
@@ -59,6 +60,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
         max_batch_size=get("maxBatchSize", 1000),
         source=source,
     )
+    config = with_plans(config, document, problems)
     if problems:
         raise ConfigError(source, problems.listed())
     return config

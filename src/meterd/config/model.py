@@ -9,6 +9,8 @@ from typing import Literal
 
 import msgspec
 
+from meterd.config.plans import InvoicingConfig, Plan
+
 Op = Literal["sum", "avg", "min", "max", "count", "first", "last"]
 OPS: tuple[Op, ...] = ("sum", "avg", "min", "max", "count", "first", "last")
 
@@ -63,6 +65,8 @@ class SystemConfig(msgspec.Struct, frozen=True):
     grace_period_ms: int = 0
     max_batch_size: int = 1000
     source: str = "<built-in sample>"
+    plans: dict[str, Plan] = {}
+    invoicing: InvoicingConfig = InvoicingConfig()
 
     def period(self, name: str) -> PeriodConfig | None:
         for period in self.periods:

@@ -15,11 +15,14 @@ from meterd.errors import MeterdError
 from meterd.http import responses
 from meterd.http.aggregations import aggregation_routes
 from meterd.http.auth import ApiKeyMiddleware, KeyRing
+from meterd.http.customers import customer_routes
 from meterd.http.deliveries import delivery_routes
 from meterd.http.docs import docs_routes
 from meterd.http.events import events_routes
 from meterd.http.ingest import IngestRoutes
+from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
+from meterd.invoicing.bridge import stripe_bridge
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 from meterd.webhooks.delivery import DeliveryWorker
@@ -38,16 +41,25 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
             poll_interval_s=settings.delivery_poll_s,
         )
     wake_worker = worker.wake if worker is not None else lambda: None
+    bridge = stripe_bridge(settings, config, store)
+    bridge_provider = None if config.invoicing.stripe is None else "stripe"
+    wake_bridge = bridge.wake if bridge is not None else lambda: None
+
+    def on_closed() -> None:
+        wake_worker()
+        wake_bridge()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         scheduler = None
         if settings.close_interval_s is not None:
-            scheduler = CloseScheduler(closer, settings.close_interval_s, on_closed=wake_worker)
+            scheduler = CloseScheduler(closer, settings.close_interval_s, on_closed=on_closed)
             scheduler.start()
         if worker is not None:
             worker.start()
+        if bridge is not None:
+            bridge.start()
         try:
             yield
         finally:
@@ -55,13 +67,17 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
                 await scheduler.stop()
             if worker is not None:
                 await worker.stop()
+            if bridge is not None:
+                await bridge.stop()
             await store.close()
 
     routes = [
         *meta_routes(config, store),
         *events_routes(config, store),
-        *aggregation_routes(config, store, closer, on_closed=wake_worker),
+        *aggregation_routes(config, store, closer, on_closed=on_closed),
         *delivery_routes(store, on_redeliver=wake_worker),
+        *customer_routes(config, store),
+        *invoice_routes(store, provider=bridge_provider, on_resend=wake_bridge),
         *docs_routes(),
     ]
     return Starlette(

@@ -12,12 +12,15 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from meterd import __version__
+from meterd.customers import CustomerOut
 from meterd.http.aggregations import AggregationOut, TriggerOut
 from meterd.http.deliveries import DeliveryOut
 from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
 from meterd.http.ingest import BatchCaptured, UsageCaptured
 from meterd.http.responses import JSONResponse
 from meterd.ingest import BatchEventIn, UsageIn, ValidationProblem
+from meterd.invoices import InvoiceOut
+from meterd.preview import PreviewOut
 from meterd.usage import UsageOut
 
 
@@ -36,6 +39,17 @@ class ValidationFailedBody(msgspec.Struct, rename="camel"):
     validation_errors: list[ValidationProblem]
     valid_count: int
     invalid_count: int
+
+
+class LimitBody(msgspec.Struct):
+    period: str
+    limit: float
+
+
+class CustomerBody(msgspec.Struct, rename="camel"):
+    plan: str | None = None
+    stripe_customer: str | None = None
+    limits: dict[str, LimitBody] | None = None
 
 
 class Param(NamedTuple):
@@ -208,6 +222,76 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "get", "/config", "The loaded config, secrets redacted", {200: ("Config.", dict[str, Any])}
+    ),
+    # --- plans and invoices ---
+    Operation(
+        "get",
+        "/customers",
+        "Customers in id order",
+        {200: ("One page of customers.", list[CustomerOut]), 400: ("Bad cursor.", ErrorBody)},
+        params=(_LIMIT, _CURSOR),
+        paged=True,
+    ),
+    Operation(
+        "put",
+        "/customers/{id}",
+        "Create or replace a customer (a plan change applies from the next plan period)",
+        {
+            200: ("Replaced.", CustomerOut),
+            201: ("Created.", CustomerOut),
+            400: ("Not a JSON object.", ErrorBody),
+            422: ("Unknown plan or invalid field (named in `field`).", ErrorBody),
+        },
+        request=CustomerBody,
+        params=(Param("id", "path", "The customer id.", _STRING, required=True),),
+    ),
+    Operation(
+        "get",
+        "/customers/{id}",
+        "One customer",
+        {200: ("The customer.", CustomerOut), 404: ("No such customer.", ErrorBody)},
+        params=(Param("id", "path", "The customer id.", _STRING, required=True),),
+    ),
+    Operation(
+        "get",
+        "/customers/{id}/invoice-preview",
+        "The current plan period's invoice from live usage, every line explained",
+        {
+            200: ("The priced lines.", PreviewOut),
+            404: ("No such customer, or no plan.", ErrorBody),
+        },
+        params=(Param("id", "path", "The customer id.", _STRING, required=True),),
+    ),
+    Operation(
+        "get",
+        "/invoices",
+        "Invoice records, newest period first",
+        {200: ("One page of invoices.", list[InvoiceOut]), 400: ("Invalid filter.", ErrorBody)},
+        params=(
+            Param("customerId", "query", "Only this customer's invoices.", _STRING),
+            Param("status", "query", "draft, sent or failed.", _STRING),
+            _LIMIT,
+            _CURSOR,
+        ),
+        paged=True,
+    ),
+    Operation(
+        "get",
+        "/invoices/{id}",
+        "One invoice: lines, total, status and provider ids",
+        {200: ("The invoice.", InvoiceOut), 404: ("No such invoice.", ErrorBody)},
+        params=(Param("id", "path", "Invoice id (inv_...).", _STRING, required=True),),
+    ),
+    Operation(
+        "post",
+        "/invoices/{id}/resend",
+        "Send a draft or failed invoice to Stripe again, now",
+        {
+            202: ("Queued.", InvoiceOut),
+            404: ("No such invoice.", ErrorBody),
+            409: ("Already sent, or no provider configured.", ErrorBody),
+        },
+        params=(Param("id", "path", "Invoice id (inv_...).", _STRING, required=True),),
     ),
 )
 

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from meterd import __version__
 from meterd.config.model import SystemConfig
+from meterd.config.plans import plans_document, redacted_invoicing
 from meterd.durations import format_duration
 from meterd.errors import StorageUnavailable
 from meterd.http.responses import JSONResponse, error_response
@@ -47,6 +48,8 @@ def redacted_config(config: SystemConfig) -> dict[str, Any]:
         "gracePeriod": format_duration(config.grace_period_ms),
         "maxBatchSize": config.max_batch_size,
         "source": config.source,
+        "plans": plans_document(config.plans),
+        "invoicing": redacted_invoicing(config.invoicing, REDACTED),
     }
 
 

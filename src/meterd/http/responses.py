@@ -20,6 +20,7 @@ STATUS_CODES: dict[type[errors.MeterdError], int] = {
     errors.InvalidRequest: 400,
     errors.Unauthorized: 401,
     errors.NotFound: 404,
+    errors.Conflict: 409,
     errors.PayloadTooLarge: 413,
     errors.BatchTooLarge: 413,
     errors.ValidationFailed: 422,

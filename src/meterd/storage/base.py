@@ -16,6 +16,7 @@ import msgspec
 from meterd.aggregation import AggregationRow, Status
 from meterd.config.model import Op, WebhookConfig
 from meterd.ingest import NewEvent
+from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
 
@@ -103,6 +104,45 @@ class ApiKeyRecord(msgspec.Struct, frozen=True):
     revoked_ms: int | None
 
 
+class PlanAssignment(msgspec.Struct, frozen=True):
+    """`plan` (None: no plan) bills the customer's periods starting from `effective_from_ms`."""
+
+    plan: str | None
+    effective_from_ms: int
+
+
+class CustomerRecord(msgspec.Struct, frozen=True):
+    """A customer's billing record; `limits` is the JSON text it was given."""
+
+    id: str
+    stripe_customer: str | None
+    limits: bytes | None
+    created_ms: int
+    updated_ms: int
+    plans: tuple[PlanAssignment, ...] = ()  # oldest first
+
+
+class InvoiceQuery(msgspec.Struct, frozen=True):
+    """Filters for listing invoices, newest period first."""
+
+    customer_id: str | None = None
+    status: InvoiceStatus | None = None
+    limit: int = 100
+    # Keyset cursor: only invoices strictly before (period_start, id) in listing order.
+    before: tuple[int, str] | None = None
+
+
+class InvoiceAttempt(msgspec.Struct, frozen=True):
+    """What one attempt to send an invoice to its provider did; releases the claim."""
+
+    invoice_id: str
+    status: InvoiceStatus
+    now_ms: int
+    next_attempt_ms: int | None = None
+    last_error: str | None = None
+    provider_invoice: str | None = None
+
+
 class Store(abc.ABC):
     """A meterd database."""
 
@@ -166,8 +206,13 @@ class Store(abc.ABC):
         status: Status,
         now_ms: int,
         webhooks: Sequence[WebhookConfig] = (),
+        invoicing: PeriodInvoicing | None = None,
     ) -> int:
         """Write the aggregation records of one period for every customer with events in it.
+
+        With `invoicing`, closing also writes an invoice record (and its `invoice.created`
+        outbox rows) for each customer whose plan in force at the period start bills
+        this period, in the same transaction.
 
         status "closed" closes the period: records become final (a closed record is
         never written again), each newly closed record gets an outbox row per enabled
@@ -238,3 +283,55 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def active_api_key_hashes(self) -> set[str]:
         """Hashes of every key that is not revoked."""
+
+    # --- plans and invoices ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def put_customer(
+        self, customer: CustomerRecord, *, assignment: PlanAssignment | None
+    ) -> CustomerRecord:
+        """Create or replace a customer's record (its created time is kept).
+
+        `assignment` replaces every plan assignment from its effective time on.
+        """
+
+    @abc.abstractmethod
+    async def get_customer(self, customer_id: str) -> CustomerRecord | None:
+        """One customer with its plan assignments."""
+
+    @abc.abstractmethod
+    async def list_customers(self, *, limit: int, after_id: str | None) -> list[CustomerRecord]:
+        """Customers in id order, after `after_id`."""
+
+    @abc.abstractmethod
+    async def list_invoices(self, query: InvoiceQuery) -> list[InvoiceRecord]:
+        """Invoices, newest period first."""
+
+    @abc.abstractmethod
+    async def get_invoice(self, invoice_id: str) -> InvoiceRecord | None:
+        """One invoice by id."""
+
+    @abc.abstractmethod
+    async def claim_invoices(
+        self, *, now_ms: int, limit: int, lease_ms: int
+    ) -> list[InvoiceRecord]:
+        """Draft invoices due for their provider, claimed for `lease_ms` so no other sends them."""
+
+    @abc.abstractmethod
+    async def save_invoice_progress(
+        self, invoice_id: str, *, provider_customer: str | None, provider_items: dict[str, str]
+    ) -> None:
+        """Remember what the provider already holds (resolved customer, items created)."""
+
+    @abc.abstractmethod
+    async def finish_invoice_attempt(self, attempt: InvoiceAttempt) -> None:
+        """Record an attempt's outcome, count it and release the claim."""
+
+    @abc.abstractmethod
+    async def resend_invoice(
+        self, invoice_id: str, *, provider: str, now_ms: int
+    ) -> InvoiceRecord | None:
+        """Make a draft or failed invoice due now for `provider`, its attempts counted from 0.
+
+        A sent invoice is left as it is (and returned); a claim in flight is kept.
+        """

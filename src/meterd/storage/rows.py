@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
 from meterd.aggregation import AggregationRow, Totals
+from meterd.invoices import InvoiceRecord, decode_lines, encode_lines
 from meterd.rollup import Partial
-from meterd.storage.base import AttemptOutcome, DeliveryRecord
+from meterd.storage.base import AttemptOutcome, CustomerRecord, DeliveryRecord, PlanAssignment
 
 _totals_encoder = msgspec.json.Encoder()
 _totals_decoder = msgspec.json.Decoder(Totals)
@@ -122,3 +124,86 @@ def merge_by_type(rows: Iterable[tuple[str, str, Partial]]) -> dict[str, Partial
         known = merged.get(event_type)
         merged[event_type] = partial if known is None else known.merge(partial)
     return merged
+
+
+# --- plans and invoices -------------------------------------------------------------
+
+SELECT_INVOICES = (
+    "SELECT id, customer_id, plan, period, period_key, period_start, period_end, revision,"
+    " currency, total, lines, status, created_at, updated_at, provider, provider_customer,"
+    " provider_invoice, provider_items, attempts, next_attempt_at, last_error, sent_at"
+    " FROM invoices"
+)
+_items_decoder = msgspec.json.Decoder(dict[str, str])
+
+
+def invoice_values(invoice: InvoiceRecord) -> tuple[Any, ...]:
+    """The columns of SELECT_INVOICES, for an insert."""
+    return (
+        invoice.id,
+        invoice.customer_id,
+        invoice.plan,
+        invoice.period,
+        invoice.period_key,
+        invoice.period_start,
+        invoice.period_end,
+        invoice.revision,
+        invoice.currency,
+        str(invoice.total),
+        encode_lines(invoice.lines),
+        invoice.status,
+        invoice.created_ms,
+        invoice.updated_ms,
+        invoice.provider,
+        invoice.provider_customer,
+        invoice.provider_invoice,
+        msgspec.json.encode(invoice.provider_items).decode(),
+        invoice.attempts,
+        invoice.next_attempt_ms,
+        invoice.last_error,
+        invoice.sent_ms,
+    )
+
+
+def invoice_from_row(row: Sequence[Any]) -> InvoiceRecord:
+    return InvoiceRecord(
+        id=row[0],
+        customer_id=row[1],
+        plan=row[2],
+        period=row[3],
+        period_key=row[4],
+        period_start=int(row[5]),
+        period_end=int(row[6]),
+        revision=int(row[7]),
+        currency=row[8],
+        total=Decimal(row[9]),
+        lines=decode_lines(row[10]),
+        status=row[11],
+        created_ms=int(row[12]),
+        updated_ms=int(row[13]),
+        provider=row[14],
+        provider_customer=row[15],
+        provider_invoice=row[16],
+        provider_items=_items_decoder.decode(row[17]),
+        attempts=int(row[18]),
+        next_attempt_ms=None if row[19] is None else int(row[19]),
+        last_error=row[20],
+        sent_ms=None if row[21] is None else int(row[21]),
+    )
+
+
+def customer_from_rows(row: Sequence[Any], plans: Iterable[Sequence[Any]]) -> CustomerRecord:
+    """(id, stripe_customer, limits, created_at, updated_at) and (plan, effective_from) rows."""
+    return CustomerRecord(
+        id=row[0],
+        stripe_customer=row[1],
+        limits=None if row[2] is None else row[2].encode(),
+        created_ms=int(row[3]),
+        updated_ms=int(row[4]),
+        plans=tuple(PlanAssignment(plan, int(start)) for plan, start in plans),
+    )
+
+
+def latest_plans(rows: Iterable[Sequence[Any]], wanted: set[str]) -> dict[str, str]:
+    """From (customer_id, plan) rows of the plan in force, those whose plan is in `wanted`."""
+    return {customer: plan for customer, plan in rows if plan in wanted}

@@ -36,8 +36,8 @@ def read_migrations(package: str) -> list[Migration]:
     return migrations
 
 
-def read_queries(package: str) -> dict[str, str]:
-    """Named queries from `sql/queries.sql`, each introduced by `-- name: NAME`."""
-    text = (resources.files(package) / "sql" / "queries.sql").read_text()
+def read_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
+    """Named queries from `sql/<filename>`, each introduced by `-- name: NAME`."""
+    text = (resources.files(package) / "sql" / filename).read_text()
     parts = _QUERY_HEADER.split(text)
     return {name: body.strip() for name, body in zip(parts[1::2], parts[2::2], strict=True)}

@@ -15,6 +15,7 @@ from meterd.aggregation import AggregationRow, Status, build_rows
 from meterd.config.model import Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
+from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import BucketKey, Partial, Point, exact, fold
@@ -30,6 +31,7 @@ from meterd.storage.base import (
     StoredEvent,
 )
 from meterd.storage.postgres.batcher import IngestBatcher
+from meterd.storage.postgres.invoicing import PostgresInvoicing, write_invoices
 from meterd.storage.postgres.migrate import PACKAGE, migrate
 from meterd.storage.rows import (
     SELECT_DELIVERIES,
@@ -58,7 +60,7 @@ _SELECT_EVENTS = (
 _SELECT_AGGREGATIONS = select_aggregations("totals::text")
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresInvoicing, Store):
     """One PostgreSQL database shared by any number of meterd processes."""
 
     def __init__(self, url: str, *, pool_size: int = 10, max_pending_events: int = 100_000) -> None:
@@ -236,6 +238,7 @@ class PostgresStore(Store):
         status: Status,
         now_ms: int,
         webhooks: Sequence[WebhookConfig] = (),
+        invoicing: PeriodInvoicing | None = None,
     ) -> int:
         q = self._queries
         async with self._connection() as conn, conn.transaction():
@@ -265,6 +268,16 @@ class PostgresStore(Store):
             if status == "closed":
                 fresh = [row for row in rows if row.id in written]
                 await self._insert_deliveries(conn, fresh, webhooks, now_ms)
+                if invoicing is not None:
+                    await write_invoices(
+                        conn,
+                        invoicing=invoicing,
+                        period=period,
+                        bounds=bounds,
+                        rows=rows,
+                        delivery_sql=q["insert_deliveries"],
+                        now_ms=now_ms,
+                    )
                 await conn.execute(q["advance_watermark"].encode(), (period, bounds.end_ms))
         return len(written)
 

@@ -7,9 +7,11 @@ from collections.abc import Mapping, Sequence
 
 from meterd.aggregation import Status, build_rows
 from meterd.config.model import Op, WebhookConfig
+from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.storage.rows import aggregation_values
+from meterd.storage.sqlite.invoicing import write_invoices
 from meterd.storage.sqlite.rollups import partial_rows
 
 
@@ -23,6 +25,7 @@ def write_period(
     status: Status,
     now_ms: int,
     webhooks: Sequence[WebhookConfig],
+    invoicing: PeriodInvoicing | None = None,
 ) -> int:
     """Write one period's aggregation records from its rollups; closed records never change.
 
@@ -49,5 +52,15 @@ def write_period(
                 for out in outgoing_for(row, webhooks)
             ],
         )
+        if invoicing is not None:
+            write_invoices(
+                conn,
+                invoicing=invoicing,
+                period=period,
+                bounds=bounds,
+                rows=rows,
+                delivery_sql=queries["insert_delivery"],
+                now_ms=now_ms,
+            )
         conn.execute(queries["advance_watermark"], (period, bounds.end_ms))
     return len(fresh)

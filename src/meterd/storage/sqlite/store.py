@@ -14,6 +14,7 @@ from meterd.aggregation import AggregationRow, Status
 from meterd.config.model import Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
+from meterd.invoices import PeriodInvoicing
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import Partial, Point, fold
 from meterd.storage.base import (
@@ -39,6 +40,7 @@ from meterd.storage.rows import (
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.storage.sqlite import aggregations, daily, rollups
+from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
 from meterd.storage.sqlite.writer import Writer
@@ -53,7 +55,7 @@ REBUILD_CHUNK = 50_000
 _IN_CHUNK = 900
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteInvoicing, Store):
     """A SQLite file in WAL mode: one writer thread, a small pool of read-only readers."""
 
     def __init__(
@@ -239,6 +241,7 @@ class SQLiteStore(Store):
         status: Status,
         now_ms: int,
         webhooks: Sequence[WebhookConfig] = (),
+        invoicing: PeriodInvoicing | None = None,
     ) -> int:
         return await self.writer.call(
             lambda conn: aggregations.write_period(
@@ -250,6 +253,7 @@ class SQLiteStore(Store):
                 status=status,
                 now_ms=now_ms,
                 webhooks=webhooks,
+                invoicing=invoicing,
             )
         )
 

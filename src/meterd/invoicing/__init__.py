@@ -1,0 +1,1 @@
+"""Sending invoice records to a payment provider (today: Stripe)."""
