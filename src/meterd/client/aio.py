@@ -25,10 +25,13 @@ from meterd.client.models import (
     Aggregation,
     BatchResult,
     CaptureResult,
+    Customer,
     Delivery,
     DeliveryStatus,
     Event,
     Health,
+    Invoice,
+    InvoicePreview,
     Page,
     ServiceInfo,
     StoredEvent,
@@ -325,6 +328,54 @@ class AsyncMeterdClient:
     async def config(self) -> dict[str, Any]:
         """The server's loaded configuration, webhook secrets redacted."""
         return await self._call(calls.config())
+
+    async def put_customer(
+        self,
+        customer_id: str,
+        *,
+        plan: str | None,
+        stripe_customer: str | None = None,
+        limits: Mapping[str, Any] | None = None,
+    ) -> Customer:
+        """Create or replace a customer; a plan change applies from the next plan period."""
+        return await self._call(
+            calls.put_customer(
+                customer_id, plan=plan, stripe_customer=stripe_customer, limits=limits
+            )
+        )
+
+    async def customer(self, customer_id: str) -> Customer:
+        return await self._call(calls.get_customer(customer_id))
+
+    async def customers(
+        self, *, limit: int | None = None, cursor: str | None = None
+    ) -> Page[Customer]:
+        """One page of customers, in id order."""
+        return await self._call(calls.list_customers(limit=limit, cursor=cursor))
+
+    async def invoice_preview(self, customer_id: str) -> InvoicePreview:
+        """The customer's current plan period priced from live usage."""
+        return await self._call(calls.invoice_preview(customer_id))
+
+    async def invoices(
+        self,
+        *,
+        customer_id: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[Invoice]:
+        """One page of invoice records, newest period first."""
+        return await self._call(
+            calls.list_invoices(customer_id=customer_id, status=status, limit=limit, cursor=cursor)
+        )
+
+    async def invoice(self, invoice_id: str) -> Invoice:
+        return await self._call(calls.get_invoice(invoice_id))
+
+    async def resend_invoice(self, invoice_id: str) -> Invoice:
+        """Send a draft or failed invoice to Stripe again (409 if it was sent)."""
+        return await self._call(calls.resend_invoice(invoice_id))
 
     # -- plumbing -----------------------------------------------------------------------
 

@@ -23,10 +23,13 @@ from meterd.client.models import (
     Aggregation,
     BatchResult,
     CaptureResult,
+    Customer,
     Delivery,
     DeliveryStatus,
     Event,
     Health,
+    Invoice,
+    InvoicePreview,
     Page,
     ServiceInfo,
     StoredEvent,
@@ -91,6 +94,11 @@ _deliveries = _page_reader(msgspec.json.Decoder(list[Delivery]))
 _delivery = _reader(msgspec.json.Decoder(Delivery))
 _trigger = _reader(msgspec.json.Decoder(TriggerResult))
 _usage = _reader(msgspec.json.Decoder(Usage))
+_customer = _reader(msgspec.json.Decoder(Customer))
+_customers = _page_reader(msgspec.json.Decoder(list[Customer]))
+_preview = _reader(msgspec.json.Decoder(InvoicePreview))
+_invoice = _reader(msgspec.json.Decoder(Invoice))
+_invoices = _page_reader(msgspec.json.Decoder(list[Invoice]))
 _health = _reader(msgspec.json.Decoder(Health))
 _info = _reader(msgspec.json.Decoder(ServiceInfo))
 _config = _reader(msgspec.json.Decoder(dict[str, Any]))
@@ -269,3 +277,50 @@ def info() -> Call[ServiceInfo]:
 
 def config() -> Call[dict[str, Any]]:
     return Call("GET", "/config", _config)
+
+
+def put_customer(
+    customer_id: str,
+    *,
+    plan: str | None,
+    stripe_customer: str | None = None,
+    limits: Mapping[str, Any] | None = None,
+) -> Call[Customer]:
+    body: dict[str, Any] = {"plan": plan}
+    if stripe_customer is not None:
+        body["stripeCustomer"] = stripe_customer
+    if limits is not None:
+        body["limits"] = dict(limits)
+    path = f"/customers/{_segment(customer_id)}"
+    return Call("PUT", path, _customer, body=_encoder.encode(body))
+
+
+def get_customer(customer_id: str) -> Call[Customer]:
+    return Call("GET", f"/customers/{_segment(customer_id)}", _customer)
+
+
+def list_customers(*, limit: int | None = None, cursor: str | None = None) -> Call[Page[Customer]]:
+    return Call("GET", "/customers", _customers, params=_query(limit=limit, cursor=cursor))
+
+
+def invoice_preview(customer_id: str) -> Call[InvoicePreview]:
+    return Call("GET", f"/customers/{_segment(customer_id)}/invoice-preview", _preview)
+
+
+def list_invoices(
+    *,
+    customer_id: str | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Call[Page[Invoice]]:
+    params = _query(customerId=customer_id, status=status, limit=limit, cursor=cursor)
+    return Call("GET", "/invoices", _invoices, params=params)
+
+
+def get_invoice(invoice_id: str) -> Call[Invoice]:
+    return Call("GET", f"/invoices/{_segment(invoice_id)}", _invoice)
+
+
+def resend_invoice(invoice_id: str) -> Call[Invoice]:
+    return Call("POST", f"/invoices/{_segment(invoice_id)}/resend", _invoice)

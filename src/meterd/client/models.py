@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
@@ -179,3 +180,77 @@ class Page(msgspec.Struct, Generic[T], frozen=True):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+class NextPlan(msgspec.Struct, rename="camel", kw_only=True):
+    plan: str | None
+    effective_from: datetime
+
+
+class Customer(msgspec.Struct, rename="camel", kw_only=True):
+    """A customer: the plan billing its current period and a change waiting for the next."""
+
+    id: str
+    plan: str | None = None
+    plan_effective_from: datetime | None = None
+    next_plan: NextPlan | None = None
+    stripe_customer: str | None = None
+    limits: dict[str, Any] | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class InvoiceLine(msgspec.Struct, rename="camel", kw_only=True):
+    """A priced line; amounts are exact decimals."""
+
+    kind: str
+    description: str
+    amount: Decimal
+    meter: str | None = None
+    model: str | None = None
+    quantity: Decimal | None = None
+    unit_price: Decimal | None = None
+    package_size: int | None = None
+    packages: Decimal | None = None
+    tiers: list[dict[str, Any]] | None = None
+    dimensions: dict[str, str | None] | None = None
+
+
+class InvoicePreview(msgspec.Struct, rename="camel", kw_only=True):
+    customer_id: str
+    plan: str
+    period: str
+    period_key: str
+    period_start: datetime
+    period_end: datetime
+    currency: str
+    lines: list[InvoiceLine]
+    total: Decimal
+    total_minor_units: int
+    usage: dict[str, int | float]
+    as_of: datetime
+
+
+class Invoice(msgspec.Struct, rename="camel", kw_only=True):
+    """An invoice record; `provider` holds the Stripe ids once sent."""
+
+    id: str
+    customer_id: str
+    plan: str
+    period: str
+    period_key: str
+    period_start: datetime
+    period_end: datetime
+    revision: int
+    currency: str
+    total: Decimal
+    total_minor_units: int
+    lines: list[InvoiceLine]
+    status: str
+    provider: dict[str, Any] | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    sent_at: datetime | None = None
