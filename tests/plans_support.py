@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
+from meterd.closing import PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.config.plans import Plan, parse_plans
 
@@ -34,3 +36,29 @@ def plans_for(config: SystemConfig, document: dict[str, Any]) -> dict[str, Plan]
     )
     assert not problems, problems
     return plans
+
+
+async def close_until_done(closer: PeriodCloser, at: int) -> None:
+    """Close every period completed by `at`.
+
+    A round skips a period whose close lock another process holds; on a PostgreSQL
+    shared by concurrent test runs (other schemas) that lock can be theirs, so retry.
+    """
+    for _ in range(200):
+        await closer.close_completed(at)
+        if not await _anything_left(closer, at):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("periods stayed open")
+
+
+async def _anything_left(closer: PeriodCloser, at: int) -> bool:
+    cutoff = at - closer.grace_ms
+    for calendar in closer.calendars.values():
+        mark = await closer.store.watermark(calendar.name)
+        first = await closer.store.first_data_ms(mark)
+        if first is None:
+            continue
+        if calendar.bounds_at(first if mark is None else max(first, mark)).end_ms <= cutoff:
+            return True
+    return False

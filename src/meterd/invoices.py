@@ -90,7 +90,7 @@ def invoice_out(invoice: InvoiceRecord) -> InvoiceOut:
             name=invoice.provider,
             customer_id=invoice.provider_customer,
             invoice_id=invoice.provider_invoice,
-            invoice_item_ids=[invoice.provider_items[k] for k in sorted(invoice.provider_items)],
+            invoice_item_ids=line_items(invoice.provider_items),
         )
     waiting = invoice.status == "draft" and invoice.next_attempt_ms is not None
     return InvoiceOut(
@@ -117,6 +117,12 @@ def invoice_out(invoice: InvoiceRecord) -> InvoiceOut:
         updated_at=format_ms(invoice.updated_ms),
         sent_at=None if invoice.sent_ms is None else format_ms(invoice.sent_ms),
     )
+
+
+def line_items(provider_items: Mapping[str, str]) -> list[str]:
+    """The provider's item ids in line order (other keys are the bridge's own marks)."""
+    lines = sorted(int(key) for key in provider_items if key.isdigit())
+    return [provider_items[str(line)] for line in lines]
 
 
 def invoice_id(customer_id: str, period: str, period_key: str, revision: int) -> str:

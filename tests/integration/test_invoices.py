@@ -13,7 +13,7 @@ from meterd.config.model import SystemConfig
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
 from tests.conftest import make_config
-from tests.plans_support import DAILY_JPY, PRO, plans_for
+from tests.plans_support import DAILY_JPY, PRO, close_until_done, plans_for
 
 DAY_MS = 86_400_000
 
@@ -90,7 +90,7 @@ async def test_closing_a_plan_period_writes_one_invoice_and_its_webhook(
     closer = PeriodCloser(store, config)
     now = now_ms()
     tomorrow = now + DAY_MS + 3_600_000
-    await closer.close_completed(tomorrow)
+    await close_until_done(closer, tomorrow)
 
     listed = (await client.get("/invoices")).json()
     # "other" is billed monthly: invoiced only when this month ends by tomorrow.
@@ -123,7 +123,7 @@ async def test_closing_a_plan_period_writes_one_invoice_and_its_webhook(
     assert payload["data"]["total"] == "5"
 
     # Closing again, later, writes no second invoice and no second webhook.
-    await closer.close_completed(tomorrow + DAY_MS)
+    await close_until_done(closer, tomorrow + DAY_MS)
     assert len((await client.get("/invoices", params={"customerId": "acme"})).json()) == 1
     again = (await client.get("/deliveries")).json()
     assert len([d for d in again if d["aggregationId"] == acme["id"]]) == 1
@@ -137,7 +137,7 @@ async def test_a_plan_change_bills_from_the_next_period(
     assert changed["plan"] == "daily"
     await send(client, "acme", "api.calls", 2)
     closer = PeriodCloser(store, config)
-    await closer.close_completed(now_ms() + DAY_MS + 3_600_000)
+    await close_until_done(closer, now_ms() + DAY_MS + 3_600_000)
     [today] = (await client.get("/invoices", params={"customerId": "acme"})).json()
     assert (today["plan"], today["total"]) == ("daily", "3")
 
@@ -148,7 +148,7 @@ async def test_invoices_are_listed_in_pages_and_filtered(
     for index in range(3):
         await client.put(f"/customers/c{index}", json={"plan": "daily"})
         await send(client, f"c{index}", "api.calls", 10)
-    await PeriodCloser(store, config).close_completed(now_ms() + DAY_MS + 3_600_000)
+    await close_until_done(PeriodCloser(store, config), now_ms() + DAY_MS + 3_600_000)
     first = await client.get("/invoices", params={"limit": 2})
     second = await client.get(
         "/invoices", params={"limit": 2, "cursor": first.headers["X-Next-Cursor"]}
