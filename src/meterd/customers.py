@@ -57,6 +57,8 @@ def plan_in_force(assignments: Sequence[PlanAssignment], at_ms: int) -> PlanAssi
 def customer_out(customer: CustomerRecord, *, now_ms: int) -> CustomerOut:
     current = plan_in_force(customer.plans, now_ms)
     pending = [a for a in customer.plans if a.effective_from_ms > now_ms]
+    if pending and current is not None and pending[-1].plan == current.plan:
+        pending = []  # changed back before the change applied: nothing changes
     return CustomerOut(
         id=customer.id,
         plan=None if current is None else current.plan,
