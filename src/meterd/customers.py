@@ -144,10 +144,18 @@ def _check_limits(limits: object, config: SystemConfig) -> None:
             )
 
 
+def is_customer_id(text: str) -> bool:
+    """1 to 256 characters, none a control character (as ingest requires of customerId)."""
+    return 0 < len(text) <= MAX_ID_LENGTH and not any(
+        ord(char) < 32 or 127 <= ord(char) < 160 for char in text
+    )
+
+
 def check_customer_id(customer_id: str) -> str:
-    if not customer_id or len(customer_id) > MAX_ID_LENGTH:
+    if not is_customer_id(customer_id):
         raise InvalidRequest(
-            f"customerId: must be 1 to {MAX_ID_LENGTH} characters", field="customerId"
+            f"customerId: must be 1 to {MAX_ID_LENGTH} characters, none a control character",
+            field="customerId",
         )
     return customer_id
 

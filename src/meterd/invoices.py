@@ -7,6 +7,7 @@ records it is writing, and stores what comes back together with their outbox row
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Literal
@@ -21,6 +22,7 @@ from meterd.pricing import InvoiceLine, PricedInvoice, price_plan, to_minor_unit
 from meterd.timeutil import format_ms
 
 InvoiceStatus = Literal["draft", "sent", "failed"]
+INVOICE_ID = re.compile(r"inv_[0-9a-f]{24}")
 INVOICE_STATUSES: tuple[InvoiceStatus, ...] = ("draft", "sent", "failed")
 
 

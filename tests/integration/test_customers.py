@@ -148,3 +148,15 @@ async def test_plans_billing_other_periods_start_at_their_own_period(
     today = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00.000Z")
     assert shown["planEffectiveFrom"] == today
     assert parse_iso_ms(shown["createdAt"]) >= parse_iso_ms(today)
+
+
+async def test_customer_ids_with_control_characters_are_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    put = await client.put("/customers/a%01b", json={"plan": "pro"})
+    assert (put.status_code, put.json()["field"]) == (400, "customerId")
+    assert (await client.get("/customers/a%00b")).status_code == 404
+    assert (await client.get("/customers/a%00b/invoice-preview")).status_code == 404
+    listed = await client.get("/invoices", params={"customerId": "a\x00b"})
+    assert (listed.status_code, listed.json()["field"]) == (400, "customerId")
+    assert (await client.get("/invoices/inv_%00")).status_code == 404

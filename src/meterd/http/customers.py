@@ -8,8 +8,8 @@ from starlette.routing import Route
 
 from meterd.aggregation import calendars_for, ops_for
 from meterd.config.model import SystemConfig
-from meterd.customers import customer_out, parse_customer, put_customer
-from meterd.errors import NotFound
+from meterd.customers import customer_out, is_customer_id, parse_customer, put_customer
+from meterd.errors import InvalidRequest, NotFound
 from meterd.http.body import read_body
 from meterd.http.events import page
 from meterd.http.params import decode_cursor, limit_param
@@ -42,7 +42,7 @@ def customer_routes(config: SystemConfig, store: Store) -> list[Route]:
 
     async def get(request: Request) -> Response:
         customer_id = request.path_params["id"]
-        record = await store.get_customer(customer_id)
+        record = await store.get_customer(customer_id) if is_customer_id(customer_id) else None
         if record is None:
             raise NotFound(f"no customer {customer_id!r}")
         return JSONResponse(customer_out(record, now_ms=now_ms()))
@@ -51,11 +51,15 @@ def customer_routes(config: SystemConfig, store: Store) -> list[Route]:
         params = request.query_params
         cursor = decode_cursor(params)
         limit = limit_param(params)
+        if cursor is not None and (len(cursor) != 1 or not is_customer_id(cursor[0])):
+            raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
         records = await store.list_customers(limit=limit, after_id=cursor[0] if cursor else None)
         now = now_ms()
         return page(records, limit, lambda r: customer_out(r, now_ms=now), lambda r: (r.id,))
 
     async def preview(request: Request) -> Response:
+        if not is_customer_id(request.path_params["id"]):
+            raise NotFound("no such customer")
         result = await invoice_preview(
             store,
             customer_id=request.path_params["id"],

@@ -239,7 +239,8 @@ OPERATIONS: tuple[Operation, ...] = (
         {
             200: ("Replaced.", CustomerOut),
             201: ("Created.", CustomerOut),
-            400: ("Not a JSON object.", ErrorBody),
+            400: ("Not a JSON object, or not a customer id.", ErrorBody),
+            413: ("Body too large.", ErrorBody),
             422: ("Unknown plan or invalid field (named in `field`).", ErrorBody),
         },
         request=CustomerBody,

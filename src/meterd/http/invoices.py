@@ -9,11 +9,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meterd.billing import get_invoice, invoice_status, list_invoices, resend_invoice
-from meterd.errors import InvalidRequest
+from meterd.customers import is_customer_id
+from meterd.errors import InvalidRequest, NotFound
 from meterd.http.events import page
 from meterd.http.params import decode_cursor, is_integer, limit_param
 from meterd.http.responses import JSONResponse
-from meterd.invoices import invoice_out
+from meterd.invoices import INVOICE_ID, invoice_out
 from meterd.storage.base import InvoiceQuery, Store
 from meterd.timeutil import now_ms
 
@@ -26,8 +27,11 @@ def invoice_routes(
         cursor = decode_cursor(params)
         if cursor is not None and (len(cursor) != 2 or not is_integer(cursor[0])):
             raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
+        customer_id = params.get("customerId") or None
+        if customer_id is not None and not is_customer_id(customer_id):
+            raise InvalidRequest("customerId: not a customer id", field="customerId")
         query = InvoiceQuery(
-            customer_id=params.get("customerId") or None,
+            customer_id=customer_id,
             status=invoice_status(params.get("status")),
             limit=limit_param(params),
             before=(int(cursor[0]), cursor[1]) if cursor else None,
@@ -36,11 +40,11 @@ def invoice_routes(
         return page(invoices, query.limit, invoice_out, lambda i: (i.period_start, i.id))
 
     async def get_one(request: Request) -> Response:
-        return JSONResponse(invoice_out(await get_invoice(store, request.path_params["id"])))
+        return JSONResponse(invoice_out(await get_invoice(store, _invoice_id(request))))
 
     async def resend(request: Request) -> Response:
         invoice = await resend_invoice(
-            store, request.path_params["id"], provider=provider, now_ms=now_ms()
+            store, _invoice_id(request), provider=provider, now_ms=now_ms()
         )
         on_resend()
         return JSONResponse(invoice_out(invoice), status_code=202)
@@ -50,3 +54,10 @@ def invoice_routes(
         Route("/invoices/{id}", get_one, methods=["GET"]),
         Route("/invoices/{id}/resend", resend, methods=["POST"]),
     ]
+
+
+def _invoice_id(request: Request) -> str:
+    text: str = request.path_params["id"]
+    if not INVOICE_ID.fullmatch(text):
+        raise NotFound(f"no invoice {text!r}")
+    return text
