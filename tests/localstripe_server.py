@@ -8,6 +8,7 @@ same port with its state intact (Stripe unreachable, then reachable).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import socket
 import threading
 import warnings
@@ -86,6 +87,23 @@ class LocalStripe:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()
+
+
+_shared: LocalStripe | None = None
+
+
+def shared_localstripe() -> LocalStripe:
+    """The one localstripe of this test process, started on first use.
+
+    localstripe's aiohttp application is a module global bound to the event loop that
+    first served it, so a process serves it from one loop (thread) only.
+    """
+    global _shared
+    if _shared is None:
+        _shared = LocalStripe()
+        _shared.start()
+        atexit.register(_shared.stop)
+    return _shared
 
 
 class StripeAccount:

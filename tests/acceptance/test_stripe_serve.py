@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,7 @@ from meterd.storage.base import InvoiceQuery
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
 from tests.acceptance.server import MeterdProcess
-from tests.localstripe_server import API_KEY, LocalStripe, StripeAccount
+from tests.localstripe_server import API_KEY, LocalStripe, StripeAccount, shared_localstripe
 from tests.plans_support import PRO, close_until_done
 
 pytestmark = pytest.mark.slow
@@ -30,13 +29,8 @@ LATER = 40 * 86_400_000
 
 
 @pytest.fixture
-def localstripe() -> Iterator[LocalStripe]:
-    server = LocalStripe()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def localstripe() -> LocalStripe:
+    return shared_localstripe()
 
 
 def wait_for_status(server: MeterdProcess, customer: str, status: str) -> dict[str, object]:

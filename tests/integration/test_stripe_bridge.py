@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -24,7 +23,7 @@ from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
 from tests.conftest import make_config
-from tests.localstripe_server import API_KEY, LocalStripe, StripeAccount
+from tests.localstripe_server import API_KEY, LocalStripe, StripeAccount, shared_localstripe
 from tests.plans_support import PRO, close_until_done, plans_for
 
 DAY_MS = 86_400_000
@@ -32,14 +31,9 @@ DAY_MS = 86_400_000
 LATER = 40 * DAY_MS
 
 
-@pytest.fixture(scope="module")
-def localstripe() -> Iterator[LocalStripe]:
-    server = LocalStripe()
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+@pytest.fixture
+def localstripe() -> LocalStripe:
+    return shared_localstripe()
 
 
 @pytest.fixture
