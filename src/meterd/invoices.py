@@ -182,6 +182,22 @@ class PeriodInvoicing(msgspec.Struct, frozen=True):
             )
         return drafts
 
+    def adjustment(
+        self, previous: Sequence[InvoiceRecord], *, totals: Totals, now_ms: int
+    ) -> InvoiceRecord | None:
+        """After a revision of a period these invoices billed: the invoice for the difference,
+        priced with the plan that billed the period (None if nothing changed)."""
+        if not previous:
+            return None
+        first = previous[0]
+        plan = self.plans.get(first.plan)
+        if plan is None:
+            return None
+        bounds = PeriodBounds(first.period_key, first.period_start, first.period_end)
+        return adjustment_invoice(
+            previous, plan=plan, bounds=bounds, totals=totals, provider=self.provider, now_ms=now_ms
+        )
+
 
 def draft_invoice(
     *,

@@ -134,6 +134,8 @@ SELECT_INVOICES = (
     " provider_invoice, provider_items, attempts, next_attempt_at, last_error, sent_at"
     " FROM invoices"
 )
+# A customer period's invoices, first revision first (parameters: customer, period, start).
+PERIOD_INVOICES = " WHERE customer_id = ? AND period = ? AND period_start = ? ORDER BY revision"
 _items_decoder = msgspec.json.Decoder(dict[str, str])
 
 

@@ -21,6 +21,7 @@ from meterd.periods import PeriodBounds
 from meterd.storage.base import CustomerRecord, InvoiceAttempt, InvoiceQuery, PlanAssignment
 from meterd.storage.postgres.migrate import PACKAGE
 from meterd.storage.rows import (
+    PERIOD_INVOICES,
     SELECT_INVOICES,
     customer_from_rows,
     invoice_from_row,
@@ -64,25 +65,63 @@ async def write_invoices(
     )
     written = 0
     for invoice in drafts:
-        cursor = await conn.execute(queries()["insert_invoice"].encode(), invoice_values(invoice))
-        if await cursor.fetchone() is None:
-            continue  # invoiced by an earlier close of this period
-        written += 1
-        outgoing = invoice_outgoing(invoice, invoicing.webhooks)
-        if outgoing:
-            await conn.execute(
-                delivery_sql.encode(),
-                (
-                    now_ms,
-                    now_ms,
-                    now_ms,
-                    [o.message_id for o in outgoing],
-                    [o.aggregation_id for o in outgoing],
-                    [o.url for o in outgoing],
-                    [o.payload for o in outgoing],
-                ),
-            )
+        # False: invoiced by an earlier close of this period.
+        written += await _insert_invoice(conn, invoice, invoicing, delivery_sql, now_ms)
     return written
+
+
+async def write_adjustments(
+    conn: Connection,
+    *,
+    invoicing: PeriodInvoicing,
+    rows: Sequence[AggregationRow],
+    delivery_sql: str,
+    now_ms: int,
+) -> int:
+    """The hook for revisions (corrections): in the transaction that writes revised records
+    of closed periods, an adjustment invoice (and its `invoice.created` rows) for each
+    customer period already invoiced whose price changed. Returns how many were written."""
+    written = 0
+    for row in rows:
+        cursor = await conn.execute(
+            (SELECT_INVOICES + PERIOD_INVOICES).replace("?", "%s").encode(),
+            (row.customer_id, row.period, row.period_start),
+        )
+        previous = [invoice_from_row(found) for found in await cursor.fetchall()]
+        adjustment = invoicing.adjustment(previous, totals=row.totals, now_ms=now_ms)
+        if adjustment is None:
+            continue
+        if await _insert_invoice(conn, adjustment, invoicing, delivery_sql, now_ms):
+            written += 1
+    return written
+
+
+async def _insert_invoice(
+    conn: Connection,
+    invoice: InvoiceRecord,
+    invoicing: PeriodInvoicing,
+    delivery_sql: str,
+    now_ms: int,
+) -> bool:
+    """Insert a new invoice and its outbox rows; False if it was already there."""
+    cursor = await conn.execute(queries()["insert_invoice"].encode(), invoice_values(invoice))
+    if await cursor.fetchone() is None:
+        return False
+    outgoing = invoice_outgoing(invoice, invoicing.webhooks)
+    if outgoing:
+        await conn.execute(
+            delivery_sql.encode(),
+            (
+                now_ms,
+                now_ms,
+                now_ms,
+                [o.message_id for o in outgoing],
+                [o.aggregation_id for o in outgoing],
+                [o.url for o in outgoing],
+                [o.payload for o in outgoing],
+            ),
+        )
+    return True
 
 
 class PostgresInvoicing:

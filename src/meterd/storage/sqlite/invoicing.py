@@ -20,6 +20,7 @@ from meterd.storage.base import (
     PlanAssignment,
 )
 from meterd.storage.rows import (
+    PERIOD_INVOICES,
     SELECT_INVOICES,
     customer_from_rows,
     invoice_from_row,
@@ -74,6 +75,41 @@ def write_invoices(
             [
                 (out.message_id, out.aggregation_id, out.url, out.payload, now_ms, now_ms, now_ms)
                 for out in invoice_outgoing(invoice, invoicing.webhooks)
+            ],
+        )
+    return written
+
+
+def write_adjustments(
+    conn: sqlite3.Connection,
+    *,
+    invoicing: PeriodInvoicing,
+    rows: Sequence[AggregationRow],
+    delivery_sql: str,
+    now_ms: int,
+) -> int:
+    """The hook for revisions (corrections): in the transaction that writes revised records
+    of closed periods, an adjustment invoice (and its `invoice.created` rows) for each
+    customer period already invoiced whose price changed. Returns how many were written."""
+    written = 0
+    for row in rows:
+        previous = [
+            invoice_from_row(found)
+            for found in conn.execute(
+                SELECT_INVOICES + PERIOD_INVOICES, (row.customer_id, row.period, row.period_start)
+            )
+        ]
+        adjustment = invoicing.adjustment(previous, totals=row.totals, now_ms=now_ms)
+        if adjustment is None:
+            continue
+        if conn.execute(queries()["insert_invoice"], invoice_values(adjustment)).rowcount != 1:
+            continue
+        written += 1
+        conn.executemany(
+            delivery_sql,
+            [
+                (out.message_id, out.aggregation_id, out.url, out.payload, now_ms, now_ms, now_ms)
+                for out in invoice_outgoing(adjustment, invoicing.webhooks)
             ],
         )
     return written
