@@ -19,7 +19,7 @@ import meterd
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("skin", ("meterd.cli", "meterd.terminal", "meterd.http", "meterd.html")),
     ("worker", ("meterd.closing", "meterd.webhooks", "meterd.invoicing", "meterd.background")),
-    ("service", ("meterd.usage",)),
+    ("service", ("meterd.usage", "meterd.customers", "meterd.preview", "meterd.billing")),
     ("storage", ("meterd.storage",)),
     (
         "core",
@@ -31,6 +31,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.ingest",
             "meterd.errors",
             "meterd.messages",
+            "meterd.pricing",
+            "meterd.invoices",
             "meterd.durations",
             "meterd.timeutil",
             "meterd.apikeys",
@@ -140,7 +142,7 @@ def test_every_layer_name_is_a_module_or_one_still_to_come() -> None:
         ("meterd.usage", "meterd.storage.base", True),
         ("meterd.storage.base", "meterd.config.model", True),
         ("meterd.aggregation", "meterd.rollup", True),
-        ("meterd.pricing", "meterd.http.app", True),  # not placed yet: not checked
+        ("meterd.entitlements", "meterd.http.app", True),  # not placed yet: not checked
         ("meterd.storage.base", "meterd.pricing", True),
     ],
 )
