@@ -52,7 +52,7 @@ def test_customers_and_invoices_from_the_command_line(tmp_path: Path) -> None:
     code, refused = invoke("customers", "set", "acme", "--plan", "gold", *conf)
     assert code != 0
     assert "plan: 'gold' is not a configured plan (daily)" in refused
-    listed = run("customers", "list", *conf)
+    listed = run("customers", "list", "--db", db)
     assert "acme" in listed and "daily" in listed and "cus_1" in listed
 
     async def close_and_fail() -> str:
