@@ -139,6 +139,7 @@ def serve(
     if new_key:
         click.echo("No API key configured: created one. It is shown only this once.")
         click.echo(f"API key: {new_key}", nl=True)
+    click.echo(f"Console: {_console_url(host, port)}")
     sys.stdout.flush()
 
     if workers > 1:
@@ -170,6 +171,14 @@ def migrate(database_url: str) -> None:
     store = _open_or_exit(database_url)
     _run(store, store.ping)
     click.echo(f"{_redacted(database_url)}: schema is current.")
+
+
+def _console_url(host: str, port: int) -> str:
+    """Where a browser on this machine finds the console (a wildcard bind means localhost)."""
+    shown = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/console"
 
 
 def _redacted(url: str) -> str:

@@ -56,3 +56,28 @@ class SchemaTooNew(MeterdError):
 
 class Conflict(MeterdError):
     """The request conflicts with the current state of the resource."""
+
+
+class PortalLinkInvalid(Unauthorized):
+    """This portal link is not valid: it is unknown, expired or revoked."""
+
+
+# HTTP status per error class, the first match in this order wins. The API's JSON
+# (http/responses.py) and the HTML pages (html/errors.py) both answer with it.
+STATUS_CODES: dict[type[MeterdError], int] = {
+    InvalidRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+    BatchTooLarge: 413,
+    ValidationFailed: 422,
+    StorageUnavailable: 503,
+    Overloaded: 503,
+    SchemaTooNew: 503,
+}
+
+
+def status_code_of(error: MeterdError) -> int:
+    """The HTTP status an error answers with; 500 for one that has none."""
+    return next((code for cls, code in STATUS_CODES.items() if isinstance(error, cls)), 500)

@@ -1,4 +1,4 @@
-"""A customer's live usage for one period: the service HTTP and the CLI both call."""
+"""A customer's live usage: the service HTTP, the CLI, the console and the portal call."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import msgspec
 
-from meterd.aggregation import Status, totals_of
+from meterd.aggregation import Status, Totals, totals_of
 from meterd.config.model import Op
-from meterd.periods import PeriodBounds
+from meterd.periods import PeriodBounds, PeriodCalendar
 from meterd.storage.base import Store
 from meterd.timeutil import format_ms
 
@@ -54,3 +54,32 @@ async def usage_of(
         event_count=totals.event_count,
         as_of=format_ms(now_ms),
     )
+
+
+class PeriodUsage(msgspec.Struct, frozen=True):
+    """One period of a customer's usage, for history charts."""
+
+    bounds: PeriodBounds
+    totals: Totals
+
+
+async def usage_history(
+    store: Store,
+    *,
+    ops: Mapping[str, Op],
+    customer_id: str,
+    calendar: PeriodCalendar,
+    periods: int,
+    now_ms: int,
+) -> list[PeriodUsage]:
+    """The customer's totals over the last `periods` periods of `calendar`, oldest first."""
+    bounds = calendar.bounds_at(now_ms)
+    spans = [bounds]
+    for _ in range(periods - 1):
+        bounds = calendar.previous_bounds(bounds)
+        spans.append(bounds)
+    history = []
+    for span in reversed(spans):
+        partials = await store.customer_partials(customer_id, span)
+        history.append(PeriodUsage(span, totals_of(partials, ops)))
+    return history

@@ -375,7 +375,7 @@ def test_all_problems_are_reported_together_in_document_order() -> None:
     }
     assert problems(doc) == [
         "retries: unknown key (expected one of periods, events, webhooks, timezone,"
-        " gracePeriod, maxBatchSize, plans, invoicing)",
+        " gracePeriod, maxBatchSize, plans, invoicing, portal)",
         f'periods[1]: "fortnightly" is not one of {CALENDAR_LIST}'
         ' (a custom period is an object: {"name", "every", "anchor"})',
         f'events."api.calls".op: "median" is not one of {OPS_LIST}',
@@ -802,3 +802,26 @@ def test_long_quoted_keys_are_shown_whole_in_paths() -> None:
     name = "api calls " * 10
     [problem] = problems(document(events={"api.calls": {"op": "sum"}, name: {"op": "sum"}}))
     assert problem.startswith(f'events."{name}": ')
+
+
+def test_portal_frame_ancestors_are_origins() -> None:
+    config = parse_config(
+        b'{"periods": ["daily"], "events": {"a": {"op": "sum"}},'
+        b' "portal": {"frameAncestors": ["https://app.example.com", "https://*.example.com:8443"]}}',
+        "c.json",
+    )
+    assert config.portal.frame_ancestors == (
+        "https://app.example.com",
+        "https://*.example.com:8443",
+    )
+    assert parse_config(
+        b'{"periods": ["daily"], "events": {"a": {"op": "sum"}}}', "c.json"
+    ).portal.frame_ancestors == ("'self'",)
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            b'{"periods": ["daily"], "events": {"a": {"op": "sum"}},'
+            b' "portal": {"frameAncestors": ["https://a.com; script-src *"], "x": 1}}',
+            "c.json",
+        )
+    message = str(raised.value)
+    assert "portal.frameAncestors[0]" in message and "portal.x: unknown key" in message

@@ -19,7 +19,20 @@ import meterd
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("skin", ("meterd.cli", "meterd.terminal", "meterd.http", "meterd.html")),
     ("worker", ("meterd.closing", "meterd.webhooks", "meterd.invoicing", "meterd.background")),
-    ("service", ("meterd.usage", "meterd.customers", "meterd.preview", "meterd.billing")),
+    (
+        "service",
+        (
+            "meterd.usage",
+            "meterd.customers",
+            "meterd.preview",
+            "meterd.billing",
+            "meterd.customer_list",
+            "meterd.overview",
+            "meterd.portal_tokens",
+            "meterd.console_sessions",
+            "meterd.keyring",
+        ),
+    ),
     ("storage", ("meterd.storage",)),
     (
         "core",
@@ -43,7 +56,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 # Skins that are one skin in several modules (the CLI prints through meterd.terminal).
 SAME_SKIN = {"meterd.terminal": "meterd.cli"}
 # What `meterd serve` starts: another skin may import these, never a skin's routes.
-ENTRY_POINTS = ("meterd.http.app", "meterd.http.factory")
+# The HTML surfaces' mounts (`meterd.html.app`) are what `meterd serve` adds to its app.
+ENTRY_POINTS = ("meterd.http.app", "meterd.http.factory", "meterd.html.app")
 
 SOURCE = Path(meterd.__file__).parent
 
@@ -133,6 +147,8 @@ def test_every_layer_name_is_a_module_or_one_still_to_come() -> None:
         ("meterd.usage", "meterd.closing", False),
         ("meterd.cli", "meterd.http.aggregations", False),
         ("meterd.http.app", "meterd.html.pages", False),
+        ("meterd.http.app", "meterd.html.app", True),
+        ("meterd.html.console.auth", "meterd.http.body", False),
         ("meterd.cli", "meterd.terminal", True),
         ("meterd.cli", "meterd.http.app.create_app", True),
         ("meterd.html.pages", "meterd.cli", False),

@@ -15,6 +15,7 @@ from meterd.config.jsontext import decode_json
 from meterd.config.meters import read_meters
 from meterd.config.model import SystemConfig
 from meterd.config.periods import declared_period_names, read_periods
+from meterd.config.portal import read_portal
 from meterd.config.problems import ConfigError, ConfigProblem, Problems
 from meterd.config.schema import check_document
 from meterd.config.values import duration_ms, timezone
@@ -59,6 +60,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
         grace_period_ms=duration_ms(get("gracePeriod", "0s"), ("gracePeriod",), problems) or 0,
         max_batch_size=get("maxBatchSize", 1000),
         source=source,
+        portal=read_portal(get("portal")),
     )
     config = with_plans(config, document, problems)
     if problems:

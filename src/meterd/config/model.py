@@ -10,6 +10,7 @@ from typing import Literal
 import msgspec
 
 from meterd.config.plans import InvoicingConfig, Plan
+from meterd.config.portal import PortalConfig
 
 Op = Literal["sum", "avg", "min", "max", "count", "first", "last"]
 OPS: tuple[Op, ...] = ("sum", "avg", "min", "max", "count", "first", "last")
@@ -67,6 +68,7 @@ class SystemConfig(msgspec.Struct, frozen=True):
     source: str = "<built-in sample>"
     plans: dict[str, Plan] = {}
     invoicing: InvoicingConfig = InvoicingConfig()
+    portal: PortalConfig = PortalConfig()
 
     def period(self, name: str) -> PeriodConfig | None:
         for period in self.periods:

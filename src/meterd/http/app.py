@@ -12,9 +12,10 @@ from starlette.middleware import Middleware
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.errors import MeterdError
+from meterd.html.app import html_routes
 from meterd.http import responses
 from meterd.http.aggregations import aggregation_routes
-from meterd.http.auth import ApiKeyMiddleware, KeyRing
+from meterd.http.auth import ApiKeyMiddleware
 from meterd.http.customers import customer_routes
 from meterd.http.deliveries import delivery_routes
 from meterd.http.docs import docs_routes
@@ -22,7 +23,9 @@ from meterd.http.events import events_routes
 from meterd.http.ingest import IngestRoutes
 from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
+from meterd.http.portal_tokens import portal_token_routes
 from meterd.invoicing.bridge import stripe_bridge
+from meterd.keyring import KeyRing
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 from meterd.webhooks.delivery import DeliveryWorker
@@ -48,6 +51,8 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     def on_closed() -> None:
         wake_worker()
         wake_bridge()
+
+    keyring = KeyRing(store, settings.api_keys, settings.key_refresh_s)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -79,13 +84,13 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *customer_routes(config, store),
         *invoice_routes(store, provider=bridge_provider, on_resend=wake_bridge),
         *docs_routes(),
+        *portal_token_routes(config, store),
+        *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),
     ]
     return Starlette(
         routes=routes,
         middleware=[
-            Middleware(
-                ApiKeyMiddleware, keyring=KeyRing(store, settings.api_keys, settings.key_refresh_s)
-            ),
+            Middleware(ApiKeyMiddleware, keyring=keyring),
             Middleware(IngestRoutes, settings=settings, config=config, store=store),
         ],
         exception_handlers={

@@ -2,44 +2,17 @@
 
 from __future__ import annotations
 
-import time
-
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from meterd.apikeys import hash_key
-from meterd.errors import Unauthorized
-from meterd.http.responses import error_response
-from meterd.storage.base import Store
+from meterd.errors import StorageUnavailable, Unauthorized
+from meterd.http.responses import error_response, meterd_error_response
+from meterd.keyring import KeyRing
 
-PUBLIC_PATHS = frozenset({"/", "/ping", "/health", "/openapi.json", "/docs"})
-PUBLIC_PREFIXES = ("/docs/",)
-
-
-class KeyRing:
-    """The accepted key hashes, cached in memory.
-
-    A key created by `meterd keys create` works at once (an unknown key
-    triggers a reload, at most once a second); a revoked key stops working
-    within `refresh_seconds`.
-    """
-
-    def __init__(self, store: Store, plain_keys: tuple[str, ...], refresh_seconds: float = 5.0):
-        self._store = store
-        self._plain = {hash_key(key) for key in plain_keys}
-        self._hashes: set[str] = set(self._plain)
-        self._refresh_seconds = refresh_seconds
-        self._loaded_at = float("-inf")
-
-    async def accepts(self, key: str) -> bool:
-        digest = hash_key(key)
-        age = time.monotonic() - self._loaded_at
-        if age > self._refresh_seconds or (digest not in self._hashes and age > 1.0):
-            await self._reload()
-        return digest in self._hashes
-
-    async def _reload(self) -> None:
-        self._loaded_at = time.monotonic()
-        self._hashes = self._plain | await self._store.active_api_key_hashes()
+PUBLIC_PATHS = frozenset({"/", "/ping", "/health", "/openapi.json", "/docs", "/console"})
+# The console (session cookie) and the portal (token in the path) do their own auth.
+PUBLIC_PREFIXES = ("/docs/", "/console/", "/portal/", "/static/")
+# Issuing and revoking portal tokens is an API call: it needs an API key.
+PORTAL_TOKEN_PATHS = frozenset({"/portal/tokens", "/portal/tokens/revoke"})
 
 
 class ApiKeyMiddleware:
@@ -50,7 +23,13 @@ class ApiKeyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and not _is_public(scope["path"]):
             key = _presented_key(scope)
-            if key is None or not await self.keyring.accepts(key):
+            try:
+                accepted = key is not None and await self.keyring.accepts(key)
+            except StorageUnavailable as error:
+                # The key hashes could not be re-read: a retryable 503, never a 500.
+                await meterd_error_response(error)(scope, receive, send)
+                return
+            if not accepted:
                 response = error_response(401, Unauthorized().message)
                 await response(scope, receive, send)
                 return
@@ -58,6 +37,8 @@ class ApiKeyMiddleware:
 
 
 def _is_public(path: str) -> bool:
+    if path in PORTAL_TOKEN_PATHS:
+        return False
     return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 

@@ -17,6 +17,7 @@ from meterd.http.aggregations import AggregationOut, TriggerOut
 from meterd.http.deliveries import DeliveryOut
 from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
 from meterd.http.ingest import BatchCaptured, UsageCaptured
+from meterd.http.portal_tokens import RevokedOut, RevokeRequest, TokenOut, TokenRequest
 from meterd.http.responses import JSONResponse
 from meterd.ingest import BatchEventIn, UsageIn, ValidationProblem
 from meterd.invoices import InvoiceOut
@@ -293,6 +294,27 @@ OPERATIONS: tuple[Operation, ...] = (
             409: ("Already sent, or no provider configured.", ErrorBody),
         },
         params=(Param("id", "path", "Invoice id (inv_...).", _STRING, required=True),),
+    ),
+    # --- customer portal ---
+    Operation(
+        "post",
+        "/portal/tokens",
+        "Issue a customer portal link (default 1h, at most 30d)",
+        {
+            201: ("The token, shown only now, and its portal URL.", TokenOut),
+            400: ("Invalid request; `field` names the field.", ErrorBody),
+        },
+        request=TokenRequest,
+    ),
+    Operation(
+        "post",
+        "/portal/tokens/revoke",
+        "Revoke one portal token, or every token of a customer",
+        {
+            200: ("How many tokens were revoked.", RevokedOut),
+            400: ("Invalid request; `field` names the field.", ErrorBody),
+        },
+        request=RevokeRequest,
     ),
 )
 

@@ -1,4 +1,4 @@
-"""JSON responses encoded with msgspec, and the one place errors become status codes."""
+"""JSON responses encoded with msgspec; errors answer with `errors.status_code_of`."""
 
 from __future__ import annotations
 
@@ -15,19 +15,6 @@ from meterd import errors
 log = logging.getLogger("meterd.http")
 
 _encoder = msgspec.json.Encoder()
-
-STATUS_CODES: dict[type[errors.MeterdError], int] = {
-    errors.InvalidRequest: 400,
-    errors.Unauthorized: 401,
-    errors.NotFound: 404,
-    errors.Conflict: 409,
-    errors.PayloadTooLarge: 413,
-    errors.BatchTooLarge: 413,
-    errors.ValidationFailed: 422,
-    errors.StorageUnavailable: 503,
-    errors.Overloaded: 503,
-    errors.SchemaTooNew: 503,
-}
 
 
 class JSONResponse(Response):
@@ -46,11 +33,7 @@ def error_response(
 
 
 def meterd_error_response(error: errors.MeterdError) -> JSONResponse:
-    status = next(
-        (code for cls, code in STATUS_CODES.items() if isinstance(error, cls)),
-        500,
-    )
-    return error_response(status, error.message, **error.details)
+    return error_response(errors.status_code_of(error), error.message, **error.details)
 
 
 async def meterd_error(request: Request, exc: Exception) -> Response:

@@ -143,6 +143,26 @@ class InvoiceAttempt(msgspec.Struct, frozen=True):
     provider_invoice: str | None = None
 
 
+class ConsoleSessionRecord(msgspec.Struct, frozen=True):
+    """A console session, known by the SHA-256 hash of its cookie value."""
+
+    session_hash: str
+    key_hash: str  # the API key it was opened with: revoking the key ends the session
+    created_ms: int
+    expires_ms: int
+
+
+class PortalTokenRecord(msgspec.Struct, frozen=True):
+    """A customer portal token, known by the SHA-256 hash of the token."""
+
+    token_hash: str
+    customer_id: str
+    meters: tuple[str, ...] | None  # None: every configured meter
+    created_ms: int
+    expires_ms: int
+    revoked_ms: int | None = None
+
+
 class Store(abc.ABC):
     """A meterd database."""
 
@@ -335,3 +355,43 @@ class Store(abc.ABC):
 
         A sent invoice is left as it is (and returned); a claim in flight is kept.
         """
+
+    # --- console and portal ---------------------------------------------------
+
+    @abc.abstractmethod
+    async def add_console_session(self, session: ConsoleSessionRecord, *, now_ms: int) -> None:
+        """Record a new session; sessions expired by `now_ms` are deleted on the way."""
+
+    @abc.abstractmethod
+    async def get_console_session(self, session_hash: str) -> ConsoleSessionRecord | None:
+        """The session with this hash, expired or not."""
+
+    @abc.abstractmethod
+    async def delete_console_session(self, session_hash: str) -> None:
+        """End a session (sign out)."""
+
+    @abc.abstractmethod
+    async def add_portal_token(self, token: PortalTokenRecord) -> None:
+        """Record a new portal token by its hash."""
+
+    @abc.abstractmethod
+    async def get_portal_token(self, token_hash: str) -> PortalTokenRecord | None:
+        """The portal token with this hash, expired or revoked ones included."""
+
+    @abc.abstractmethod
+    async def revoke_portal_tokens(
+        self, *, now_ms: int, token_hash: str | None = None, customer_id: str | None = None
+    ) -> int:
+        """Revoke one token (by hash) or every token of a customer; returns how many."""
+
+    @abc.abstractmethod
+    async def list_customer_ids(self, *, search: str | None, after: str, limit: int) -> list[str]:
+        """Ids of customers with events, in id order after `after`, containing `search`."""
+
+    @abc.abstractmethod
+    async def event_counts(self, *, from_ms: int, to_ms: int) -> list[tuple[int, int]]:
+        """Events per 15-minute bucket in [from_ms, to_ms): (bucket start ms, count)."""
+
+    @abc.abstractmethod
+    async def count_deliveries(self, status: DeliveryStatus) -> int:
+        """How many deliveries are in `status`."""

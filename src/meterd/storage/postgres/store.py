@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -24,13 +24,16 @@ from meterd.storage.base import (
     ApiKeyRecord,
     AttemptOutcome,
     AttemptRecord,
+    ConsoleSessionRecord,
     DeliveryRecord,
     DeliveryStatus,
     EventQuery,
+    PortalTokenRecord,
     Store,
     StoredEvent,
 )
 from meterd.storage.postgres.batcher import IngestBatcher
+from meterd.storage.postgres.console import PostgresConsole
 from meterd.storage.postgres.invoicing import PostgresInvoicing, write_invoices
 from meterd.storage.postgres.migrate import PACKAGE, migrate
 from meterd.storage.rows import (
@@ -66,6 +69,9 @@ class PostgresStore(PostgresInvoicing, Store):
     def __init__(self, url: str, *, pool_size: int = 10, max_pending_events: int = 100_000) -> None:
         self.url = url
         self._queries = read_queries(PACKAGE)
+        self._console = PostgresConsole(
+            read_queries(PACKAGE, "console.sql"), self._fetch, self._execute_count
+        )
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[tuple[Any, ...]]] | None = None
         self._pool_size = pool_size
         self._batcher = IngestBatcher(self._insert_events, max_pending_events=max_pending_events)
@@ -111,10 +117,18 @@ class PostgresStore(PostgresInvoicing, Store):
             self._down_until = time.monotonic() + FAIL_FAST_S
             raise StorageUnavailable(f"PostgreSQL is unavailable: {error}") from error
 
-    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    async def _fetch(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[tuple[Any, ...]]:
         async with self._connection() as conn:
             cursor = await conn.execute(sql.encode(), params)
             return await cursor.fetchall()
+
+    async def _execute_count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement in its own transaction; returns the rows it touched."""
+        async with self._connection() as conn:
+            cursor = await conn.execute(sql.encode(), params)
+            return cursor.rowcount
 
     async def ping(self) -> None:
         await self._fetch("SELECT 1")
@@ -427,6 +441,39 @@ class PostgresStore(PostgresInvoicing, Store):
 
     async def active_api_key_hashes(self) -> set[str]:
         return {row[0] for row in await self._fetch(self._queries["active_api_key_hashes"])}
+
+    # --- console and portal ------------------------------------------------
+
+    async def add_console_session(self, session: ConsoleSessionRecord, *, now_ms: int) -> None:
+        await self._console.add_session(session, now_ms)
+
+    async def get_console_session(self, session_hash: str) -> ConsoleSessionRecord | None:
+        return await self._console.get_session(session_hash)
+
+    async def delete_console_session(self, session_hash: str) -> None:
+        await self._console.delete_session(session_hash)
+
+    async def add_portal_token(self, token: PortalTokenRecord) -> None:
+        await self._console.add_portal_token(token)
+
+    async def get_portal_token(self, token_hash: str) -> PortalTokenRecord | None:
+        return await self._console.get_portal_token(token_hash)
+
+    async def revoke_portal_tokens(
+        self, *, now_ms: int, token_hash: str | None = None, customer_id: str | None = None
+    ) -> int:
+        return await self._console.revoke_portal_tokens(
+            now_ms=now_ms, token_hash=token_hash, customer_id=customer_id
+        )
+
+    async def list_customer_ids(self, *, search: str | None, after: str, limit: int) -> list[str]:
+        return await self._console.customer_ids(search=search, after=after, limit=limit)
+
+    async def event_counts(self, *, from_ms: int, to_ms: int) -> list[tuple[int, int]]:
+        return await self._console.event_counts(from_ms=from_ms, to_ms=to_ms)
+
+    async def count_deliveries(self, status: DeliveryStatus) -> int:
+        return await self._console.count_deliveries(status)
 
 
 def _number(value: Decimal) -> float:

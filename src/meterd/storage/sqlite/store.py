@@ -22,9 +22,11 @@ from meterd.storage.base import (
     ApiKeyRecord,
     AttemptOutcome,
     AttemptRecord,
+    ConsoleSessionRecord,
     DeliveryRecord,
     DeliveryStatus,
     EventQuery,
+    PortalTokenRecord,
     Store,
     StoredEvent,
 )
@@ -39,7 +41,7 @@ from meterd.storage.rows import (
 )
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
-from meterd.storage.sqlite import aggregations, daily, rollups
+from meterd.storage.sqlite import aggregations, console, daily, rollups
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
@@ -65,6 +67,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
         self._synchronous = synchronous
         self._max_pending = max_pending_events
         self._queries = store_queries()
+        self._console = console.console_queries(PACKAGE)
         self._writer: Writer | None = None
         self._readers: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
 
@@ -380,6 +383,52 @@ class SQLiteStore(SQLiteInvoicing, Store):
     async def active_api_key_hashes(self) -> set[str]:
         sql = self._queries["active_api_key_hashes"]
         return await self._read(lambda conn: {row[0] for row in conn.execute(sql)})
+
+    # --- console and portal ------------------------------------------------
+
+    async def add_console_session(self, session: ConsoleSessionRecord, *, now_ms: int) -> None:
+        await self.writer.call(
+            lambda conn: console.add_session(conn, self._console, session, now_ms)
+        )
+
+    async def get_console_session(self, session_hash: str) -> ConsoleSessionRecord | None:
+        return await self._read(lambda conn: console.get_session(conn, self._console, session_hash))
+
+    async def delete_console_session(self, session_hash: str) -> None:
+        sql = self._console["delete_session"]
+        await self.writer.call(lambda conn: conn.execute(sql, (session_hash,)))
+
+    async def add_portal_token(self, token: PortalTokenRecord) -> None:
+        await self.writer.call(lambda conn: console.add_portal_token(conn, self._console, token))
+
+    async def get_portal_token(self, token_hash: str) -> PortalTokenRecord | None:
+        return await self._read(
+            lambda conn: console.get_portal_token(conn, self._console, token_hash)
+        )
+
+    async def revoke_portal_tokens(
+        self, *, now_ms: int, token_hash: str | None = None, customer_id: str | None = None
+    ) -> int:
+        return await self.writer.call(
+            lambda conn: console.revoke_portal_tokens(
+                conn, self._console, now_ms=now_ms, token_hash=token_hash, customer_id=customer_id
+            )
+        )
+
+    async def list_customer_ids(self, *, search: str | None, after: str, limit: int) -> list[str]:
+        return await self._read(
+            lambda conn: console.customer_ids(
+                conn, self._console, search=search, after=after, limit=limit
+            )
+        )
+
+    async def event_counts(self, *, from_ms: int, to_ms: int) -> list[tuple[int, int]]:
+        return await self._read(
+            lambda conn: console.event_counts(conn, self._console, from_ms=from_ms, to_ms=to_ms)
+        )
+
+    async def count_deliveries(self, status: DeliveryStatus) -> int:
+        return await self._read(lambda conn: console.count_deliveries(conn, self._console, status))
 
 
 def store_queries() -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""The operators' console: one module per page, mounted at /console."""

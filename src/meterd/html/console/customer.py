@@ -1,0 +1,117 @@
+"""One customer: usage now, usage over recent periods, events (filtered, paged), records."""
+
+from __future__ import annotations
+
+from urllib.parse import quote, urlencode
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meterd.aggregation import AggregationRow, default_period
+from meterd.html.charts import BarChart, bar_chart
+from meterd.html.console.deps import ConsoleDeps
+from meterd.html.params import choice_param, pair_cursor, text_param, time_param
+from meterd.storage.base import AggregationQuery, EventQuery, StoredEvent
+from meterd.timeutil import now_ms
+from meterd.usage import UsageOut, usage_history, usage_of
+
+HISTORY_PERIODS = 12
+EVENTS_PAGE = 50
+RECORDS_SHOWN = 12
+
+
+class CustomerPage(msgspec.Struct, frozen=True):
+    customer_id: str
+    self_href: str
+    periods: list[str]
+    period: str
+    meters: list[str]
+    usage: UsageOut
+    charts: list[BarChart]
+    event_type: str
+    from_text: str
+    to_text: str
+    events: list[StoredEvent]
+    next_events_href: str | None
+    records: list[AggregationRow]
+
+
+def customer_routes(deps: ConsoleDeps) -> list[Route]:
+    async def show(request: Request) -> Response:
+        customer_id = request.path_params["customerId"]
+        params = request.query_params
+        period = choice_param(params, "period", deps.calendars, default_period(deps.calendars))
+        event_type = params.get("eventType") or ""
+        if event_type:
+            choice_param(params, "eventType", deps.ops, "")
+        calendar = deps.calendars[period]
+        now = now_ms()
+        usage = await usage_of(
+            deps.store,
+            ops=deps.ops,
+            customer_id=customer_id,
+            period=period,
+            bounds=calendar.bounds_at(now),
+            now_ms=now,
+        )
+        history = await usage_history(
+            deps.store,
+            ops=deps.ops,
+            customer_id=customer_id,
+            calendar=calendar,
+            periods=HISTORY_PERIODS,
+            now_ms=now,
+        )
+        charts = [
+            bar_chart(meter, [(h.bounds.key, h.totals.events.get(meter, 0)) for h in history])
+            for meter in deps.ops
+        ]
+        query = EventQuery(
+            customer_id=customer_id,
+            event_type=event_type or None,
+            from_ms=time_param(params, "from"),
+            to_ms=time_param(params, "to"),
+            limit=EVENTS_PAGE,
+            before=pair_cursor(params, "cursor"),
+        )
+        events = await deps.store.list_events(query)
+        records = await deps.store.list_aggregations(
+            AggregationQuery(customer_id=customer_id, period=period, limit=RECORDS_SHOWN)
+        )
+        self_href = "/console/customers/" + quote(customer_id, safe="")
+        next_events_href = None
+        if len(events) == EVENTS_PAGE:
+            last = events[-1]
+            next_events_href = (
+                self_href
+                + "?"
+                + urlencode(
+                    {
+                        "period": period,
+                        "eventType": event_type,
+                        "from": text_param(params, "from"),
+                        "to": text_param(params, "to"),
+                        "cursor": f"{last.ts_ms}.{last.seq}",
+                    }
+                )
+            )
+        page = CustomerPage(
+            customer_id=customer_id,
+            self_href=self_href,
+            periods=list(deps.calendars),
+            period=period,
+            meters=list(deps.ops),
+            usage=usage,
+            charts=charts,
+            event_type=event_type,
+            from_text=text_param(params, "from"),
+            to_text=text_param(params, "to"),
+            events=events,
+            next_events_href=next_events_href,
+            records=records,
+        )
+        return deps.page(request, "customer.html", page, section="Customers")
+
+    return [Route("/customers/{customerId:path}", show, methods=["GET"])]

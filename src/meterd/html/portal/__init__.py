@@ -1,0 +1,1 @@
+"""The end customer's portal, mounted at /portal/{token}."""

@@ -1,0 +1,98 @@
+"""What a portal token shows: its customer's usage now and over recent periods."""
+
+from __future__ import annotations
+
+import msgspec
+
+from meterd.aggregation import default_period
+from meterd.config.model import Op
+from meterd.periods import PeriodCalendar
+from meterd.portal_tokens import PortalGrant
+from meterd.storage.base import Store
+from meterd.timeutil import format_ms
+from meterd.usage import UsageOut, usage_history, usage_of
+
+HISTORY_PERIODS = 12
+
+
+class MeterUsage(msgspec.Struct, rename="camel"):
+    meter: str
+    value: int | float
+    events: int
+
+
+class PeriodValues(msgspec.Struct, rename="camel"):
+    period_key: str
+    period_start: str
+    period_end: str
+    values: dict[str, int | float]
+    event_counts: dict[str, int]
+
+
+class PortalUsage(msgspec.Struct, rename="camel"):
+    """`/portal/{token}/usage.json`: the same numbers the portal page shows."""
+
+    customer_id: str
+    period: str
+    period_key: str
+    period_start: str
+    period_end: str
+    as_of: str
+    expires_at: str
+    meters: list[MeterUsage]
+    history: list[PeriodValues]
+
+
+async def portal_usage(
+    store: Store,
+    *,
+    grant: PortalGrant,
+    calendars: dict[str, PeriodCalendar],
+    ops: dict[str, Op],
+    now_ms: int,
+) -> tuple[PortalUsage, UsageOut]:
+    """The grant's customer in the default period; meters outside the grant are never read
+    into the result (the ops passed on name only the granted ones)."""
+    period = default_period(calendars)
+    calendar = calendars[period]
+    allowed = {meter: ops[meter] for meter in grant.meters}
+    usage = await usage_of(
+        store,
+        ops=allowed,
+        customer_id=grant.customer_id,
+        period=period,
+        bounds=calendar.bounds_at(now_ms),
+        now_ms=now_ms,
+    )
+    history = await usage_history(
+        store,
+        ops=allowed,
+        customer_id=grant.customer_id,
+        calendar=calendar,
+        periods=HISTORY_PERIODS,
+        now_ms=now_ms,
+    )
+    data = PortalUsage(
+        customer_id=grant.customer_id,
+        period=period,
+        period_key=usage.period_key,
+        period_start=usage.period_start,
+        period_end=usage.period_end,
+        as_of=usage.as_of,
+        expires_at=format_ms(grant.expires_ms),
+        meters=[
+            MeterUsage(meter, usage.events.get(meter, 0), usage.event_counts.get(meter, 0))
+            for meter in grant.meters
+        ],
+        history=[
+            PeriodValues(
+                period_key=h.bounds.key,
+                period_start=format_ms(h.bounds.start_ms),
+                period_end=format_ms(h.bounds.last_ms),
+                values=h.totals.events,
+                event_counts=h.totals.event_counts,
+            )
+            for h in history
+        ],
+    )
+    return data, usage
