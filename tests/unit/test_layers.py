@@ -19,7 +19,10 @@ import meterd
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("skin", ("meterd.cli", "meterd.terminal", "meterd.http", "meterd.html")),
     ("worker", ("meterd.closing", "meterd.webhooks", "meterd.invoicing", "meterd.background")),
-    ("service", ("meterd.usage", "meterd.customers", "meterd.preview", "meterd.billing")),
+    (
+        "service",
+        ("meterd.usage", "meterd.customers", "meterd.preview", "meterd.billing", "meterd.metrics"),
+    ),
     ("storage", ("meterd.storage",)),
     (
         "core",
@@ -37,13 +40,14 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.timeutil",
             "meterd.apikeys",
             "meterd.settings",
+            "meterd.logs",
         ),
     ),
 ]
 # Skins that are one skin in several modules (the CLI prints through meterd.terminal).
 SAME_SKIN = {"meterd.terminal": "meterd.cli"}
 # What `meterd serve` starts: another skin may import these, never a skin's routes.
-ENTRY_POINTS = ("meterd.http.app", "meterd.http.factory")
+ENTRY_POINTS = ("meterd.http.app", "meterd.http.factory", "meterd.http.protocol")
 
 SOURCE = Path(meterd.__file__).parent
 

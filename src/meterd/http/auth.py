@@ -7,8 +7,8 @@ import time
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meterd.apikeys import hash_key
-from meterd.errors import Unauthorized
-from meterd.http.responses import error_response
+from meterd.errors import MeterdError, Unauthorized
+from meterd.http.responses import error_response, meterd_error_response
 from meterd.storage.base import Store
 
 PUBLIC_PATHS = frozenset({"/", "/ping", "/health", "/openapi.json", "/docs"})
@@ -43,22 +43,32 @@ class KeyRing:
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keyring: KeyRing) -> None:
+    def __init__(
+        self, app: ASGIApp, keyring: KeyRing, public_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.keyring = keyring
+        self.public_paths = PUBLIC_PATHS | public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _is_public(scope["path"]):
+        path = scope["path"] if scope["type"] == "http" else None
+        if (
+            path is not None
+            and path not in self.public_paths
+            and not path.startswith(PUBLIC_PREFIXES)
+        ):
             key = _presented_key(scope)
-            if key is None or not await self.keyring.accepts(key):
+            try:
+                accepted = key is not None and await self.keyring.accepts(key)
+            except MeterdError as error:
+                # The key list could not be reloaded (database down): 503, never 500.
+                await meterd_error_response(error)(scope, receive, send)
+                return
+            if not accepted:
                 response = error_response(401, Unauthorized().message)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
-
-
-def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
 
 
 def _presented_key(scope: Scope) -> str | None:

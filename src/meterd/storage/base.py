@@ -19,6 +19,7 @@ from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
+from meterd.storage.commitsizes import CommitSizes
 
 
 class StoredEvent(msgspec.Struct, frozen=True):
@@ -141,6 +142,18 @@ class InvoiceAttempt(msgspec.Struct, frozen=True):
     next_attempt_ms: int | None = None
     last_error: str | None = None
     provider_invoice: str | None = None
+
+
+class WriteStats(msgspec.Struct, frozen=True):
+    """The ingest write path at this moment, for /metrics."""
+
+    commit_sizes: CommitSizes
+    queued_events: int
+
+
+class OutboxBacklog(msgspec.Struct, frozen=True):
+    pending: int
+    oldest_created_ms: int | None
 
 
 class Store(abc.ABC):
@@ -335,3 +348,19 @@ class Store(abc.ABC):
 
         A sent invoice is left as it is (and returned); a claim in flight is kept.
         """
+
+    # --- operations: metrics and backup ---
+
+    @abc.abstractmethod
+    def write_stats(self) -> WriteStats:
+        """Group-commit sizes so far and the events waiting for a commit now."""
+
+    @abc.abstractmethod
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """Pending webhook deliveries and when the oldest of them was created."""
+
+    # --- webhook outbox: attempts recorded together ---
+
+    @abc.abstractmethod
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        """`record_attempt` for each outcome, in one transaction."""

@@ -25,9 +25,12 @@ from meterd.storage.base import (
     DeliveryRecord,
     DeliveryStatus,
     EventQuery,
+    OutboxBacklog,
     Store,
     StoredEvent,
+    WriteStats,
 )
+from meterd.storage.commitsizes import CommitSizes
 from meterd.storage.rows import (
     SELECT_DELIVERIES,
     aggregation_from_row,
@@ -380,6 +383,31 @@ class SQLiteStore(SQLiteInvoicing, Store):
     async def active_api_key_hashes(self) -> set[str]:
         sql = self._queries["active_api_key_hashes"]
         return await self._read(lambda conn: {row[0] for row in conn.execute(sql)})
+
+    # --- operations: metrics and backup ---
+
+    def write_stats(self) -> WriteStats:
+        writer = self._writer
+        if writer is None:
+            return WriteStats(CommitSizes(), 0)
+        return WriteStats(writer.commit_sizes, writer.pending_events)
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        sql = self._queries["outbox_backlog"]
+        pending, oldest = await self._read(lambda conn: conn.execute(sql).fetchone())
+        return OutboxBacklog(pending, oldest)
+
+    # --- webhook outbox: attempts recorded together ---
+
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        def record(conn: sqlite3.Connection) -> None:
+            conn.executemany(self._queries["insert_attempt"], map(attempt_values, outcomes))
+            conn.executemany(
+                self._queries["update_delivery_after_attempt"],
+                map(delivery_update_values, outcomes),
+            )
+
+        await self.writer.call(record)
 
 
 def store_queries() -> dict[str, str]:
