@@ -50,21 +50,30 @@ class RawReceiver:
                 self.requests += 1
                 self.in_flight += 1
                 self.most_in_flight = max(self.most_in_flight, self.in_flight)
+                # In flight until answered or until the client hangs up, whichever is
+                # first; a hang-up is seen at once, not at the next trickled byte.
+                hung_up = asyncio.ensure_future(reader.read(1))
                 try:
                     writer.write(self.head)
                     if self.trickle_s:
                         for byte in self.body:
                             await writer.drain()
-                            if reader.at_eof():
-                                break  # the client hung up
-                            await asyncio.sleep(self.trickle_s)
+                            await asyncio.wait({hung_up}, timeout=self.trickle_s)
+                            if hung_up.done():
+                                break
                             writer.write(bytes([byte]))
                     else:
                         writer.write(self.body)
                     await writer.drain()
                 finally:
+                    if not hung_up.done():
+                        # The answer is complete: the client may send its next request.
+                        hung_up.cancel()
                     self.in_flight -= 1
                     self.finished_at.append(time.monotonic())
+                if hung_up.done() and not hung_up.cancelled():
+                    hung_up.exception()  # EOF or a reset: either way, gone
+                    return
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
             pass
         finally:
