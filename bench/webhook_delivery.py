@@ -12,8 +12,9 @@
 3. Delivery: the real `DeliveryWorker` (dry_run=False, concurrency C) in-process on
    uvloop, as in `meterd serve`, until no delivery is pending. Every delivery must end
    `delivered`, and the receiver must have answered exactly N requests.
-4. Ceiling: C httpx clients POSTing the same body with the same headers to the same
-   receiver, N requests, no database and no signing: what HTTP alone allows.
+4. Ceiling: C aiohttp clients (the fastest raw Python HTTP client measured here) POSTing
+   the same body with the same headers to the same receiver, N requests, no database
+   and no signing: what HTTP alone allows.
 
 Each figure is the median of R runs; worker and ceiling runs alternate, so background
 load on a shared machine hits both alike. Results are printed with the machine and
@@ -40,6 +41,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
 import uvloop
 from tests.acceptance.server import free_port
@@ -51,13 +53,15 @@ from meterd.config.model import SystemConfig
 from meterd.ingest import NewEvent
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import format_ms, now_ms
-from meterd.webhooks.delivery import TIMEOUT_S, DeliveryWorker
+from meterd.webhooks.delivery import ATTEMPT_TIMEOUT_S, DeliveryWorker
 from meterd.webhooks.signing import signed_headers
 
 T = TypeVar("T")
 
 RESULTS = Path(__file__).parent / "results" / "webhook_delivery.json"
-TARGET_PER_S = 500
+TARGET_PER_S = 2_000
+# The worker must reach at least this share of the raw client's speed.
+TARGET_RATIO = 0.5
 SECRET = "whsec_" + "bWV0ZXJkLWJlbmNoLXdlYmhvb2stc2VjcmV0LWtleQ=="
 INGEST_CHUNK = 5_000
 DAY_MS = 86_400_000
@@ -99,6 +103,7 @@ class Options:
     concurrencies: tuple[int, ...]
     runs: int
     budget_s: float
+    results: Path = RESULTS
 
 
 class ReceiverProcess:
@@ -161,7 +166,7 @@ def machine_info() -> dict[str, Any]:
     return {
         **info,
         "event_loop": f"uvloop {metadata.version('uvloop')}",
-        "httpx": httpx.__version__,
+        "aiohttp": aiohttp.__version__,
         "load_average_at_start": load_average(),
     }
 
@@ -298,21 +303,23 @@ async def ceiling_run(url: str, opts: Options, concurrency: int, body: bytes) ->
     failures = 0
     deadline = time.perf_counter() + opts.budget_s
 
-    async def client_loop(client: httpx.AsyncClient) -> None:
+    async def client_loop(session: aiohttp.ClientSession) -> None:
         nonlocal remaining, failures
         while remaining > 0 and time.perf_counter() < deadline:
             remaining -= 1
-            async with client.stream("POST", url, content=body, headers=headers) as response:
-                await response.aread()
-                failures += response.status_code != 200
+            async with asyncio.timeout(ATTEMPT_TIMEOUT_S):
+                async with session.post(
+                    url, data=body, headers=headers, allow_redirects=False
+                ) as response:
+                    await response.read()
+                    failures += response.status != 200
 
-    # The worker's client settings: its timeout and httpx's default connection limits.
-    async with httpx.AsyncClient(
-        timeout=TIMEOUT_S, follow_redirects=False, trust_env=False
-    ) as client:
+    # The worker's client settings: one session, a connection per concurrent request.
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
         cpu_before = time.process_time()
         started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(concurrency)))
+        await asyncio.gather(*(client_loop(session) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
         cpu_s = time.process_time() - cpu_before
     sent = opts.deliveries - max(remaining, 0)
@@ -380,7 +387,8 @@ def measure(
         "worker_per_s": round(worker_median, 1),
         "ceiling_per_s": round(ceiling_median, 1),
         "ratio": round(worker_median / ceiling_median, 3),
-        "meets_target": worker_median >= TARGET_PER_S,
+        "meets_target": worker_median >= TARGET_PER_S
+        and worker_median >= TARGET_RATIO * ceiling_median,
         "worker_runs": workers,
         "ceiling_runs": ceilings,
     }
@@ -429,13 +437,14 @@ def print_report(results: dict[str, Any]) -> None:
     print()
     print(
         f"machine: {m['cores']} cores, {m['cpu_model']}, Python {m['python']},"
-        f" SQLite {m['sqlite']}, {m['event_loop']}, httpx {m['httpx']}, {m['platform']}"
+        f" SQLite {m['sqlite']}, {m['event_loop']}, aiohttp {m['aiohttp']}, {m['platform']}"
     )
     print(f"load average at start: {m['load_average_at_start']}, at end: {results['load_at_end']}")
     p = results["parameters"]
     print(
         f"{p['deliveries']} deliveries per run, median of {p['runs']} runs;"
         f" payload {results['payload_bytes']} bytes; target >= {TARGET_PER_S}/s"
+        f" and >= {TARGET_RATIO} of the ceiling"
     )
     print()
     header = (
@@ -462,7 +471,7 @@ def print_report(results: dict[str, Any]) -> None:
         )
     print()
     print("worker/s: deliveries/s by the real DeliveryWorker, signing and recording each;")
-    print("ceiling/s: bare httpx POSTs of the same body, same concurrency, no database;")
+    print("ceiling/s: bare aiohttp POSTs of the same body, same concurrency, no database;")
     print("ratio: worker/s over ceiling/s; attempt ms: mean attempt latency meterd recorded;")
     print("cpu: CPU time over wall time of the bench process (all threads) and the receiver.")
     for note in results["notes"]:
@@ -481,6 +490,9 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     )
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--budget", type=float, default=120.0, help="seconds per run")
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS, help=f"the JSON file (default {RESULTS})"
+    )
     args = parser.parse_args(argv)
     if args.deliveries < 1 or args.runs < 1 or min(args.concurrency) < 1:
         parser.error("--deliveries, --runs and --concurrency must be positive")
@@ -489,6 +501,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         concurrencies=tuple(args.concurrency),
         runs=args.runs,
         budget_s=args.budget,
+        results=args.results,
     )
 
 
@@ -523,10 +536,10 @@ def run(opts: Options, workdir: Path) -> int:
         "load_at_end": load_average(),
         "notes": environment_notes(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    opts.results.parent.mkdir(parents=True, exist_ok=True)
+    opts.results.write_text(json.dumps(results, indent=2) + "\n")
     print_report(results)
-    print(f"results: {RESULTS}")
+    print(f"results: {opts.results}")
     for problem in problems:
         print(f"!!! {problem}")
     return 1 if problems else 0

@@ -15,9 +15,11 @@ import uvicorn
 from meterd.apikeys import display_prefix, generate_key, hash_key
 from meterd.config.loader import ConfigError, load_config, sample_config
 from meterd.config.model import SystemConfig
+from meterd.config.redact import redact_url
 from meterd.config.schema import schema_text
 from meterd.durations import parse_duration
 from meterd.errors import MeterdError
+from meterd.logs import LOG_FORMATS, LogFormat, logging_config
 from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
 from meterd.storage import open_store
 from meterd.storage.base import CustomerRecord, DeliveryRecord, Store
@@ -94,6 +96,35 @@ config_option = click.option(
     help="Server processes (PostgreSQL only; SQLite has one writer). [env METERD_WORKERS]",
 )
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
+@click.option(
+    "--log-format",
+    envvar="METERD_LOG_FORMAT",
+    type=click.Choice(LOG_FORMATS),
+    default="text",
+    show_default=True,
+    help="Plain lines, or one JSON object a line. [env METERD_LOG_FORMAT]",
+)
+@click.option(
+    "--metrics-public",
+    is_flag=True,
+    envvar="METERD_METRICS_PUBLIC",
+    help="Serve GET /metrics without an API key. [env METERD_METRICS_PUBLIC=1]",
+)
+@click.option(
+    "--request-timeout",
+    envvar="METERD_REQUEST_TIMEOUT",
+    default="30s",
+    show_default=True,
+    help="A request must arrive whole (headers and body) within this. [env METERD_REQUEST_TIMEOUT]",
+)
+@click.option(
+    "--max-connections",
+    envvar="METERD_MAX_CONNECTIONS",
+    default=ServerSettings.max_connections,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Open connections beyond this get 503 at once. [env METERD_MAX_CONNECTIONS]",
+)
 def serve(
     config_path: str | None,
     database_url: str,
@@ -105,6 +136,10 @@ def serve(
     dry_run: bool,
     workers: int,
     access_log: bool,
+    log_format: LogFormat,
+    metrics_public: bool,
+    request_timeout: str,
+    max_connections: int,
 ) -> None:
     """Run the meterd HTTP server."""
     if workers > 1 and not database_url.startswith(("postgresql://", "postgres://")):
@@ -123,6 +158,9 @@ def serve(
         close_interval_s=_duration_or_exit("--close-interval", close_interval) / 1000,
         dry_run=dry_run,
         stripe_api_key=os.environ.get("METERD_STRIPE_API_KEY") or None,
+        request_timeout_s=_duration_or_exit("--request-timeout", request_timeout) / 1000,
+        max_connections=max_connections,
+        metrics_public=metrics_public,
     )
     if config.invoicing.stripe is not None and not (
         settings.stripe_api_key or config.invoicing.stripe.api_key
@@ -152,16 +190,30 @@ def serve(
             workers=workers,
             host=host,
             port=port,
+            http="meterd.http.protocol:WorkerProtocol",
             access_log=access_log,
             log_level="info",
+            log_config=logging_config(log_format),
         )
         return
 
     from meterd.http.app import create_app
+    from meterd.http.protocol import guarded_protocol
 
     store = open_store(settings.database_url, max_pending_events=settings.max_pending_events)
     app = create_app(settings, config, store)
-    uvicorn.run(app, host=host, port=port, access_log=access_log, log_level="info")
+    protocol = guarded_protocol(
+        request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections
+    )
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        http=protocol,
+        access_log=access_log,
+        log_level="info",
+        log_config=logging_config(log_format),
+    )
 
 
 @main.command()
@@ -245,6 +297,29 @@ def usage(
 
 
 @main.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@db_option
+def backup(file: str, database_url: str) -> None:
+    """Copy the SQLite database to FILE, consistently, even while meterd serves.
+
+    Restore: stop meterd, delete the database's -wal and -shm files, put FILE in the
+    database's place, start meterd. PostgreSQL: use pg_dump.
+    """
+    from meterd.storage.sqlite.backup import backup_database
+
+    if not database_url.startswith("sqlite:///"):
+        raise click.BadParameter(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump", param_hint="--db"
+        )
+    source = database_url.removeprefix("sqlite:///")
+    try:
+        size = backup_database(source, file)
+    except MeterdError as error:
+        raise click.ClickException(error.message) from None
+    click.echo(f"Backed up {source} to {file} ({size:,} bytes).")
+
+
+@main.command()
 @db_option
 def rebuild(database_url: str) -> None:
     """Recompute every rollup from the raw events (they are the source of truth)."""
@@ -280,7 +355,7 @@ def deliveries(
                 record.status + (" (dry run)" if record.dry_run else ""),
                 record.attempts,
                 record.aggregation_id,
-                record.url,
+                redact_url(record.url),
                 record.last_error,
                 format_ms(record.updated_ms),
             )
@@ -295,7 +370,7 @@ def _delivery_json(record: DeliveryRecord) -> dict[str, object]:
         "id": record.id,
         "webhookId": record.message_id,
         "aggregationId": record.aggregation_id,
-        "url": record.url,
+        "url": redact_url(record.url),
         "status": record.status,
         "attempts": record.attempts,
         "nextAttemptAt": _time(record.next_attempt_ms),
@@ -321,7 +396,8 @@ def redeliver(delivery_id: int, database_url: str) -> None:
     if record is None:
         raise click.ClickException(f"no delivery with id {delivery_id}")
     click.echo(
-        f"Delivery {delivery_id} to {record.url} is pending again; a running server sends it."
+        f"Delivery {delivery_id} to {redact_url(record.url)} is pending again;"
+        " a running server sends it."
     )
 
 

@@ -13,6 +13,7 @@ from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig
 from meterd.ingest import MAX_FUTURE_MS
 from meterd.invoices import period_invoicing
+from meterd.metrics import Metrics
 from meterd.periods import PeriodCalendar
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
@@ -28,8 +29,9 @@ class AggregationCounts(msgspec.Struct):
 class PeriodCloser:
     """Writes aggregation records: final ones for completed periods, live ones on demand."""
 
-    def __init__(self, store: Store, config: SystemConfig) -> None:
+    def __init__(self, store: Store, config: SystemConfig, metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.grace_ms = config.grace_period_ms
         self.calendars = calendars_for(config)
         self.ops = ops_for(config)
@@ -42,11 +44,28 @@ class PeriodCloser:
         Idempotent: a period already closed is skipped, and within a period a
         closed record is never rewritten. Periods with no events are skipped.
         """
+        return sum((await self.close_round(now)).values())
+
+    async def close_round(self, now: int) -> dict[str, int]:
+        """`close_completed`, with the records closed per period name (only those closed)."""
         cutoff = now - self.grace_ms
         await self.store.compact_rollups(cutoff)
-        closed = 0
+        closed: dict[str, int] = {}
         for calendar in self.calendars.values():
-            closed += await self._close_calendar(calendar, cutoff, now)
+            count = await self._close_calendar(calendar, cutoff, now)
+            if count:
+                closed[calendar.name] = count
+        if closed:
+            records = sum(closed.values())
+            if self.metrics is not None:
+                self.metrics.closed(records)
+            periods = ", ".join(f"{name} {count}" for name, count in closed.items())
+            log.info(
+                "close round: closed %d aggregation records (%s)",
+                records,
+                periods,
+                extra={"records": records, "periods": closed},
+            )
         return closed
 
     async def _close_calendar(self, calendar: PeriodCalendar, cutoff: int, now: int) -> int:
@@ -117,9 +136,7 @@ class CloseScheduler:
     async def _run(self) -> None:
         while True:
             try:
-                closed = await self.closer.close_completed(self.clock())
-                if closed:
-                    log.info("closed %d aggregation records", closed)
+                if await self.closer.close_round(self.clock()):
                     self.on_closed()
             except Exception:
                 # A failed round (database busy or down) is retried on the next tick.

@@ -34,3 +34,9 @@ class ServerSettings:
     delivery_concurrency: int = 16
     # The Stripe secret key from METERD_STRIPE_API_KEY; wins over invoicing.stripe.apiKey.
     stripe_api_key: str | None = field(default=None, repr=False)
+    # A request must arrive whole (headers and body) within this many seconds.
+    request_timeout_s: float = 30.0
+    # Open connections beyond this are answered 503 and closed at once.
+    max_connections: int = 1000
+    # GET /metrics without an API key.
+    metrics_public: bool = False

@@ -54,3 +54,20 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
         if key in WITH_LIMIT:
             assert figure["limit_value"] > 0 and figure["ratio"] > 0, key
     assert "meterd benchmarks (smoke)" in finished.stdout
+
+
+def test_webhook_figures_write_into_the_default_results_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`python -m bench --only webhooks` with the default --out: the details file is the
+    one webhook_delivery writes, and must not be copied onto itself (SameFileError)."""
+    from bench import webhook_delivery, webhook_figures
+
+    monkeypatch.setattr(webhook_delivery, "RESULTS", tmp_path / "webhook_delivery.json")
+    result = webhook_figures.measure(deliveries=50, rounds=1, concurrency=4, out_dir=tmp_path)
+    assert result.problems == []
+    [figure] = result.figures
+    assert figure.limit == "bare aiohttp POSTs"
+    assert figure.value > 0 and figure.limit_value is not None and figure.limit_value > 0
+    details = json.loads((tmp_path / "webhook_delivery.json").read_text())
+    assert details["rows"][0]["worker_runs"][0]["delivered"] == 50

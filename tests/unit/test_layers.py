@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.portal_tokens",
             "meterd.console_sessions",
             "meterd.keyring",
+            "meterd.metrics",
         ),
     ),
     ("storage", ("meterd.storage",)),
@@ -50,6 +51,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.timeutil",
             "meterd.apikeys",
             "meterd.settings",
+            "meterd.logs",
         ),
     ),
 ]
@@ -57,7 +59,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 SAME_SKIN = {"meterd.terminal": "meterd.cli"}
 # What `meterd serve` starts: another skin may import these, never a skin's routes.
 # The HTML surfaces' mounts (`meterd.html.app`) are what `meterd serve` adds to its app.
-ENTRY_POINTS = ("meterd.http.app", "meterd.http.factory", "meterd.html.app")
+ENTRY_POINTS = (
+    "meterd.http.app",
+    "meterd.http.factory",
+    "meterd.http.protocol",
+    "meterd.html.app",
+)
 
 SOURCE = Path(meterd.__file__).parent
 

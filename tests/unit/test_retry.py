@@ -53,3 +53,37 @@ def test_retry_after_seconds_and_dates() -> None:
     assert retry_after_ms("Wed, 15 Jan 2025 10:01:00 GMT", NOW) == 60_000
     assert retry_after_ms("garbage", NOW) is None
     assert step(429, 1, str(10 * 86_400)) == ("pending", NOW + MAX_RETRY_AFTER_MS)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "²",  # str.isdigit() accepts it, int() refuses it
+        "١٢",  # Arabic-Indic digits
+        "-5",
+        "1.5",
+        "",
+        "   ",
+        "Mon, 99 Foo 2025 99:99:99 GMT",
+        "Wed, 15 Jan 99999 10:01:00 GMT",
+        "\x00",
+    ],
+)
+def test_unreadable_retry_after_never_raises_and_falls_back_to_the_schedule(header: str) -> None:
+    assert retry_after_ms(header, NOW) is None
+    state, at = step(503, 1, header)
+    assert state == "pending" and at is not None
+    assert SCHEDULE[0] * (1 - JITTER) <= at - NOW <= SCHEDULE[0] * (1 + JITTER)
+
+
+@pytest.mark.parametrize(
+    "header", ["9" * 5_000, "1" + "0" * 30, "99999999", "Fri, 31 Dec 9999 23:59:59 GMT"]
+)
+def test_absurd_retry_after_is_capped(header: str) -> None:
+    assert retry_after_ms(header, NOW) == MAX_RETRY_AFTER_MS
+    assert step(503, 1, header) == ("pending", NOW + MAX_RETRY_AFTER_MS)
+
+
+def test_retry_after_in_the_past_means_now() -> None:
+    assert retry_after_ms("Wed, 01 Jan 2020 00:00:00 GMT", NOW) == 0
+    assert retry_after_ms(" 0 ", NOW) == 0

@@ -1,11 +1,13 @@
-"""The loaded config in its file format, with every secret hidden.
+"""What of the config may be shown: secrets hidden, and credentials in webhook URLs too.
 
-`GET /config`, the console's configuration page and the CLI show the config through here.
+One place for every surface that shows config or webhook URLs (GET /config,
+GET /deliveries, the CLI, the logs), so none of them can forget a secret.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from meterd.config.model import SystemConfig
 from meterd.config.plans import plans_document, redacted_invoicing
@@ -15,8 +17,44 @@ from meterd.timeutil import format_ms
 REDACTED = "********"
 
 
+def redact_url(url: str) -> str:
+    """`url` with its user-info, query values and fragment hidden.
+
+    `http://user:pass@host/h?token=abc&v=1` becomes
+    `http://********@host/h?token=********&v=********`. A URL that cannot be read is
+    hidden whole rather than shown.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return REDACTED
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    if "@" in parts.netloc:
+        netloc = f"{REDACTED}@{netloc}"
+    # A name=value pair keeps its name; a bare item (`?s3cr3t`) may be the token itself.
+    query = "&".join(
+        f"{pair.partition('=')[0]}={REDACTED}" if "=" in pair else REDACTED
+        for pair in parts.query.split("&")
+        if pair
+    )
+    if "://" not in url:
+        return urlunsplit(
+            (parts.scheme, netloc, parts.path, query, REDACTED * bool(parts.fragment))
+        )
+    # Built by hand: urlunsplit drops the "//" of sqlite:///path.
+    return (
+        f"{parts.scheme}://{netloc}{parts.path}"
+        + (f"?{query}" if query else "")
+        + (f"#{REDACTED}" if parts.fragment else "")
+    )
+
+
 def redacted_config(config: SystemConfig) -> dict[str, Any]:
-    """The loaded config in its file format, with every webhook secret hidden."""
+    """The loaded config in its file format, with every secret and URL credential hidden."""
     return {
         "periods": [
             period.name
@@ -31,7 +69,7 @@ def redacted_config(config: SystemConfig) -> dict[str, Any]:
         "events": {name: {"op": event.op} for name, event in config.events.items()},
         "webhooks": [
             {
-                "url": hook.url,
+                "url": redact_url(hook.url),
                 "enabled": hook.enabled,
                 "secrets": [REDACTED for _ in hook.secrets],
                 "periods": list(hook.periods) if hook.periods is not None else None,

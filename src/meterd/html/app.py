@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.routing import BaseRoute, Mount
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.routing import BaseRoute, Mount, Route
 
 from meterd.aggregation import calendars_for, ops_for
 from meterd.config.model import SystemConfig
@@ -43,8 +45,14 @@ def html_routes(
     )
     portal = PortalDeps(store=store, config=config, calendars=calendars, ops=ops, renderer=renderer)
     return [
-        # `/console` itself is redirected to `/console/` by the router (redirect_slashes).
+        # The app turns off redirect_slashes (it would build the Location from the Host
+        # header), so `/console` gets its own redirect, to a path with no host in it.
+        Route("/console", _to_console_home, methods=["GET", "HEAD"]),
         Mount("/console", app=console_app(console)),
         Mount("/portal", app=portal_app(portal)),
         Mount("/static", routes=static.routes()),
     ]
+
+
+async def _to_console_home(request: Request) -> RedirectResponse:
+    return RedirectResponse("/console/", status_code=307)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,8 +10,10 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
+from meterd import __version__
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import SystemConfig
+from meterd.config.redact import redact_url
 from meterd.errors import MeterdError
 from meterd.html.app import html_routes
 from meterd.http import responses
@@ -23,17 +26,43 @@ from meterd.http.events import events_routes
 from meterd.http.ingest import IngestRoutes
 from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
+from meterd.http.metrics import METRICS_PATH, IngestMetrics, metrics_routes
 from meterd.http.portal_tokens import portal_token_routes
 from meterd.invoicing.bridge import stripe_bridge
 from meterd.keyring import KeyRing
+from meterd.metrics import Metrics
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 from meterd.webhooks.delivery import DeliveryWorker
 
+log = logging.getLogger("meterd")
+
+
+def log_start(settings: ServerSettings, config: SystemConfig) -> None:
+    address = f"http://{settings.host}:{settings.port}"
+    database = redact_url(settings.database_url)
+    log.info(
+        "meterd %s serving: config %s, database %s, address %s%s",
+        __version__,
+        config.source,
+        database,
+        address,
+        " (DRY RUN: webhooks are logged, not sent)" if settings.dry_run else "",
+        extra={
+            "version": __version__,
+            "config": config.source,
+            "database": database,
+            "address": address,
+            "dry_run": settings.dry_run,
+        },
+    )
+
 
 def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> Starlette:
     """The meterd API. Its lifespan opens `store` and runs the period-closing scheduler."""
-    closer = PeriodCloser(store, config)
+    metrics = Metrics()
+    metrics.watch(store)
+    closer = PeriodCloser(store, config, metrics)
     worker = None
     if settings.delivery_poll_s is not None:
         worker = DeliveryWorker(
@@ -42,6 +71,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
             dry_run=settings.dry_run,
             concurrency=settings.delivery_concurrency,
             poll_interval_s=settings.delivery_poll_s,
+            metrics=metrics,
         )
     wake_worker = worker.wake if worker is not None else lambda: None
     bridge = stripe_bridge(settings, config, store)
@@ -57,6 +87,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
+        log_start(settings, config)
         scheduler = None
         if settings.close_interval_s is not None:
             scheduler = CloseScheduler(closer, settings.close_interval_s, on_closed=on_closed)
@@ -86,11 +117,14 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *docs_routes(),
         *portal_token_routes(config, store),
         *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),
+        *metrics_routes(metrics, store),
     ]
-    return Starlette(
+    public = frozenset({METRICS_PATH}) if settings.metrics_public else frozenset()
+    app = Starlette(
         routes=routes,
         middleware=[
-            Middleware(ApiKeyMiddleware, keyring=keyring),
+            Middleware(IngestMetrics, metrics=metrics),
+            Middleware(ApiKeyMiddleware, keyring=keyring, public_paths=public),
             Middleware(IngestRoutes, settings=settings, config=config, store=store),
         ],
         exception_handlers={
@@ -100,3 +134,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         },
         lifespan=lifespan,
     )
+    # A redirect to the path with(out) its trailing slash would be built from the request's
+    # Host header, which a client chooses: no redirect may send anyone elsewhere.
+    app.router.redirect_slashes = False
+    return app

@@ -16,12 +16,16 @@ PORTAL_TOKEN_PATHS = frozenset({"/portal/tokens", "/portal/tokens/revoke"})
 
 
 class ApiKeyMiddleware:
-    def __init__(self, app: ASGIApp, keyring: KeyRing) -> None:
+    def __init__(
+        self, app: ASGIApp, keyring: KeyRing, public_paths: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.keyring = keyring
+        self.public_paths = PUBLIC_PATHS | public_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not _is_public(scope["path"]):
+        path = scope["path"] if scope["type"] == "http" else None
+        if path is not None and not self._is_public(path):
             key = _presented_key(scope)
             try:
                 accepted = key is not None and await self.keyring.accepts(key)
@@ -35,11 +39,10 @@ class ApiKeyMiddleware:
                 return
         await self.app(scope, receive, send)
 
-
-def _is_public(path: str) -> bool:
-    if path in PORTAL_TOKEN_PATHS:
-        return False
-    return path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+    def _is_public(self, path: str) -> bool:
+        if path in PORTAL_TOKEN_PATHS:
+            return False
+        return path in self.public_paths or path.startswith(PUBLIC_PREFIXES)
 
 
 def _presented_key(scope: Scope) -> str | None:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from meterd.config.redact import redact_url
 from meterd.errors import InvalidRequest, NotFound
 from meterd.http.events import page
 from meterd.http.params import int_cursor, is_integer, limit_param
@@ -58,7 +59,7 @@ def delivery_out(
         id=record.id,
         webhook_id=record.message_id,
         aggregation_id=record.aggregation_id,
-        url=record.url,
+        url=redact_url(record.url),
         status=record.status,
         attempts=record.attempts,
         next_attempt_at=_time(record.next_attempt_ms) if record.status == "pending" else None,

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 import msgspec
 import swagger_ui_bundle
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -417,6 +417,8 @@ def docs_routes() -> list[BaseRoute]:
     return [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        # A relative Location: never one built from the request's Host header.
+        Route("/docs/", lambda request: RedirectResponse("/docs"), methods=["GET"]),
         Mount(
             "/docs/static",
             StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),

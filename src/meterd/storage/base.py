@@ -19,6 +19,7 @@ from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
+from meterd.storage.commitsizes import CommitSizes
 
 
 class StoredEvent(msgspec.Struct, frozen=True):
@@ -161,6 +162,18 @@ class PortalTokenRecord(msgspec.Struct, frozen=True):
     created_ms: int
     expires_ms: int
     revoked_ms: int | None = None
+
+
+class WriteStats(msgspec.Struct, frozen=True):
+    """The ingest write path at this moment, for /metrics."""
+
+    commit_sizes: CommitSizes
+    queued_events: int
+
+
+class OutboxBacklog(msgspec.Struct, frozen=True):
+    pending: int
+    oldest_created_ms: int | None
 
 
 class Store(abc.ABC):
@@ -395,3 +408,19 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def count_deliveries(self, status: DeliveryStatus) -> int:
         """How many deliveries are in `status`."""
+
+    # --- operations: metrics and backup ---
+
+    @abc.abstractmethod
+    def write_stats(self) -> WriteStats:
+        """Group-commit sizes so far and the events waiting for a commit now."""
+
+    @abc.abstractmethod
+    async def outbox_backlog(self) -> OutboxBacklog:
+        """Pending webhook deliveries and when the oldest of them was created."""
+
+    # --- webhook outbox: attempts recorded together ---
+
+    @abc.abstractmethod
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        """`record_attempt` for each outcome, in one transaction."""

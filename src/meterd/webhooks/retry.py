@@ -48,13 +48,22 @@ def next_step(
 
 
 def retry_after_ms(value: str | None, now_ms: int) -> int | None:
-    """A Retry-After header (seconds or an HTTP date) as a delay in milliseconds."""
+    """A Retry-After header (seconds or an HTTP date) as a delay in milliseconds.
+
+    Whatever the receiver sent, this never raises: a value it cannot read is None (the
+    schedule decides), and a huge one is capped at MAX_RETRY_AFTER_MS.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return int(value) * 1000
+    # ASCII digits only: str.isdigit() also accepts '²' and other digits int() refuses.
+    if value.isascii() and value.isdigit():
+        # More digits than the cap has seconds: no need to build a 5,000-digit int.
+        if len(value) > len(str(MAX_RETRY_AFTER_MS // 1000)):
+            return MAX_RETRY_AFTER_MS
+        return min(int(value) * 1000, MAX_RETRY_AFTER_MS)
     try:
-        return max(0, datetime_to_ms(parsedate_to_datetime(value)) - now_ms)
-    except (TypeError, ValueError):
+        asked = datetime_to_ms(parsedate_to_datetime(value)) - now_ms
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
+    return min(max(0, asked), MAX_RETRY_AFTER_MS)

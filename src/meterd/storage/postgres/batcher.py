@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from meterd.errors import Overloaded
 from meterd.ingest import NewEvent
+from meterd.storage.commitsizes import CommitSizes
 
 IngestFn = Callable[[list[NewEvent]], Awaitable[list[bool]]]
 
@@ -29,6 +30,7 @@ class IngestBatcher:
         self._lanes = lanes
         self._tasks: list[asyncio.Task[None]] = []
         self.transactions = 0
+        self.commit_sizes = CommitSizes()
 
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._run()) for _ in range(self._lanes)]
@@ -71,6 +73,7 @@ class IngestBatcher:
                     future.set_exception(error)
             return
         self.transactions += 1
+        self.commit_sizes.observe(sum(len(events) for events, _ in jobs))
         start = 0
         for events, future in jobs:
             if not future.done():

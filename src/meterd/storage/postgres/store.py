@@ -28,9 +28,11 @@ from meterd.storage.base import (
     DeliveryRecord,
     DeliveryStatus,
     EventQuery,
+    OutboxBacklog,
     PortalTokenRecord,
     Store,
     StoredEvent,
+    WriteStats,
 )
 from meterd.storage.postgres.batcher import IngestBatcher
 from meterd.storage.postgres.console import PostgresConsole
@@ -474,6 +476,27 @@ class PostgresStore(PostgresInvoicing, Store):
 
     async def count_deliveries(self, status: DeliveryStatus) -> int:
         return await self._console.count_deliveries(status)
+
+    # --- operations: metrics and backup ---
+
+    def write_stats(self) -> WriteStats:
+        return WriteStats(self._batcher.commit_sizes, self._batcher.pending_events)
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        [(pending, oldest)] = await self._fetch(self._queries["outbox_backlog"])
+        return OutboxBacklog(pending, oldest)
+
+    # --- webhook outbox: attempts recorded together ---
+
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        async with self._connection() as conn, conn.transaction(), conn.cursor() as cursor:
+            await cursor.executemany(
+                self._queries["insert_attempt"].encode(), [attempt_values(o) for o in outcomes]
+            )
+            await cursor.executemany(
+                self._queries["update_delivery_after_attempt"].encode(),
+                [delivery_update_values(o) for o in outcomes],
+            )
 
 
 def _number(value: Decimal) -> float:

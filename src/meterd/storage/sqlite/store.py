@@ -26,10 +26,13 @@ from meterd.storage.base import (
     DeliveryRecord,
     DeliveryStatus,
     EventQuery,
+    OutboxBacklog,
     PortalTokenRecord,
     Store,
     StoredEvent,
+    WriteStats,
 )
+from meterd.storage.commitsizes import CommitSizes
 from meterd.storage.rows import (
     SELECT_DELIVERIES,
     aggregation_from_row,
@@ -429,6 +432,31 @@ class SQLiteStore(SQLiteInvoicing, Store):
 
     async def count_deliveries(self, status: DeliveryStatus) -> int:
         return await self._read(lambda conn: console.count_deliveries(conn, self._console, status))
+
+    # --- operations: metrics and backup ---
+
+    def write_stats(self) -> WriteStats:
+        writer = self._writer
+        if writer is None:
+            return WriteStats(CommitSizes(), 0)
+        return WriteStats(writer.commit_sizes, writer.pending_events)
+
+    async def outbox_backlog(self) -> OutboxBacklog:
+        sql = self._queries["outbox_backlog"]
+        pending, oldest = await self._read(lambda conn: conn.execute(sql).fetchone())
+        return OutboxBacklog(pending, oldest)
+
+    # --- webhook outbox: attempts recorded together ---
+
+    async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
+        def record(conn: sqlite3.Connection) -> None:
+            conn.executemany(self._queries["insert_attempt"], map(attempt_values, outcomes))
+            conn.executemany(
+                self._queries["update_delivery_after_attempt"],
+                map(delivery_update_values, outcomes),
+            )
+
+        await self.writer.call(record)
 
 
 def store_queries() -> dict[str, str]:

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 from meterd.errors import Overloaded, StorageUnavailable
 from meterd.ingest import NewEvent
+from meterd.storage.commitsizes import CommitSizes
 
 T = TypeVar("T")
 IngestFn = Callable[[sqlite3.Connection, Sequence[NewEvent]], list[bool]]
@@ -87,6 +88,7 @@ class Writer:
         self._thread = threading.Thread(target=self._run, name="meterd-sqlite-writer", daemon=True)
         # Committed ingest transactions, to see group commit at work.
         self.ingest_transactions = 0
+        self.commit_sizes = CommitSizes()
 
     def start(self) -> None:
         self._thread.start()
@@ -160,6 +162,7 @@ class Writer:
             _settle_jobs([(job, None, error) for job in jobs])
             return
         self.ingest_transactions += 1
+        self.commit_sizes.observe(len(events))
         outcomes: list[_Outcome] = []
         start = 0
         for job in jobs:

@@ -142,3 +142,6 @@ UPDATE api_keys SET revoked_at = %s WHERE id = %s AND revoked_at IS NULL;
 
 -- name: active_api_key_hashes
 SELECT key_hash FROM api_keys WHERE revoked_at IS NULL;
+
+-- name: outbox_backlog
+SELECT count(*), min(created_at) FROM deliveries WHERE status = 'pending';

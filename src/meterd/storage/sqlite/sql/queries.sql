@@ -181,3 +181,6 @@ GROUP BY event_type;
 SELECT event_type, last_seq, last_value, max(last_ts)
 FROM span
 GROUP BY event_type;
+
+-- name: outbox_backlog
+SELECT count(*), min(created_at) FROM deliveries WHERE status = 'pending';
