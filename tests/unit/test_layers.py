@@ -23,6 +23,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "service",
         (
             "meterd.usage",
+            "meterd.meters.usage",
+            "meterd.meters.query",
+            "meterd.meters.prepare",
             "meterd.customers",
             "meterd.preview",
             "meterd.billing",
@@ -50,6 +53,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.timeutil",
             "meterd.apikeys",
             "meterd.settings",
+            "meterd.meters.groups",
+            "meterd.meters.values",
+            "meterd.meters.windows",
         ),
     ),
 ]
