@@ -12,6 +12,8 @@ run. Writes the figures, every run's value and the machine (with its core count)
   usage     live usage latency p50/p99 at --usage-events, next to raw-event scans
   close     closing --close-customers customer-periods (PeriodCloser)
   webhooks  webhook deliveries/s to a local receiver, next to bare HTTP
+  meters    meters v2 read p99: percentile, unique_count, time_weighted_avg and grouped
+            live usage over a customer-month, and a 30-daily-window usage query
 
 --smoke runs every part at a tiny size once (seconds, for CI); its figures are not
 judged against the targets. Exit status: 0 when everything ran (missed targets are
@@ -30,13 +32,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
-from bench import batch_ingest, period_close, single_ingest, usage_figures, webhook_figures
+from bench import (
+    batch_ingest,
+    meters_figures,
+    period_close,
+    single_ingest,
+    usage_figures,
+    webhook_figures,
+)
 from bench.figures import SUMMARY, Figure, PartResult, print_table, start_info, write_summary
 from bench.machine import load_average
 from bench.server import filesystem_of
 from meterd.settings import ServerSettings
 
-PARTS = ("single", "batch", "usage", "close", "webhooks")
+PARTS = ("single", "batch", "usage", "close", "webhooks", "meters")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,7 @@ class Sizes:
     usage_customers: int
     usage_queries: int
     webhooks: int
+    meter_events: int
 
 
 SMOKE = Sizes(
@@ -62,6 +72,7 @@ SMOKE = Sizes(
     usage_customers=1_000,
     usage_queries=200,
     webhooks=200,
+    meter_events=5_000,
 )
 FULL = Sizes(
     rounds=3,
@@ -72,6 +83,7 @@ FULL = Sizes(
     usage_customers=10_000,
     usage_queries=2_000,
     webhooks=5_000,
+    meter_events=100_000,
 )
 
 
@@ -133,6 +145,7 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
         help="keep the usage database and reuse it next time (several sizes: PATH-N.db)",
     )
     add("--webhooks", type=int, metavar="N", help="deliveries per webhook run (default 5,000)")
+    add("--meter-events", type=int, metavar="N", help="events per meter (default 100,000)")
     add(
         "--webhook-concurrency",
         type=int,
@@ -193,6 +206,13 @@ def run_parts(plan: Plan, workdir: Path) -> tuple[list[Figure], list[str], dict[
             rounds=sizes.rounds,
             concurrency=plan.webhook_concurrency,
             out_dir=out_dir,
+        ),
+        "meters": lambda: meters_figures.measure(
+            workdir,
+            events=sizes.meter_events,
+            customers=sizes.usage_customers // 10,
+            queries=max(sizes.usage_queries // 40, 10),
+            rounds=sizes.rounds,
         ),
     }
     figures: list[Figure] = []

@@ -7,19 +7,25 @@ from typing import Literal
 
 import msgspec
 
-from meterd.config.model import Op, SystemConfig
+from meterd.config.model import FOLDABLE_OPS, EventTypeConfig, Op, SystemConfig
+from meterd.meters.values import GroupValue, MeterValue
 from meterd.periods import PeriodBounds, PeriodCalendar
 from meterd.rollup import Partial
 
 Status = Literal["open", "closed"]
 
 
-class Totals(msgspec.Struct, frozen=True):
-    """The per-event-type values of one customer over one period."""
+class Totals(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The per-event-type values of one customer over one period.
+
+    `groups` holds, for meters with `groupBy`, the value per group; `events` stays
+    the value over all groups.
+    """
 
     events: dict[str, int | float]
     event_counts: dict[str, int]
     event_count: int
+    groups: dict[str, list[GroupValue]] = {}
 
 
 class AggregationRow(msgspec.Struct, frozen=True):
@@ -47,12 +53,15 @@ def aggregation_id(customer_id: str, period: str, period_key: str) -> str:
 
 
 def totals_of(partials: Mapping[str, Partial], ops: Mapping[str, Op]) -> Totals:
-    """Values by the configured op; event types no longer configured are left out."""
+    """Values by the configured op; event types no longer configured are left out.
+
+    Ops that partials cannot fold are left out too: `with_meter_values` adds them.
+    """
     events: dict[str, int | float] = {}
     counts: dict[str, int] = {}
     for event_type in sorted(partials):
         op = ops.get(event_type)
-        if op is None:
+        if op is None or op not in FOLDABLE_OPS:
             continue
         partial = partials[event_type]
         events[event_type] = partial.value(op)
@@ -102,6 +111,75 @@ def build_rows(
             )
         )
     return result
+
+
+def merge_meter_values(totals: Totals, values: Mapping[str, MeterValue]) -> Totals:
+    """`totals` with the meters computed from raw events (`values`, by type) put in."""
+    events = {k: v for k, v in totals.events.items() if k not in values}
+    counts = {k: v for k, v in totals.event_counts.items() if k not in values}
+    groups = {k: v for k, v in totals.groups.items() if k not in values}
+    for event_type, meter in values.items():
+        if meter.value is None:
+            continue
+        events[event_type] = meter.value
+        counts[event_type] = meter.count
+        if meter.groups:
+            groups[event_type] = meter.groups
+    order = sorted(events)
+    return Totals(
+        events={k: events[k] for k in order},
+        event_counts={k: counts[k] for k in order},
+        event_count=sum(counts.values()),
+        groups={k: groups[k] for k in sorted(groups)},
+    )
+
+
+def with_meter_values(
+    rows: Iterable[AggregationRow],
+    values: Mapping[str, Mapping[str, MeterValue]],
+    *,
+    period: str,
+    bounds: PeriodBounds,
+    status: Status,
+    now_ms: int,
+) -> list[AggregationRow]:
+    """Period rows from partials, completed with meter values by event type and customer.
+
+    A customer with no events in the period still gets a row when a
+    time-weighted level it holds makes a value.
+    """
+    by_customer = {row.customer_id: row for row in rows}
+    customers = set(by_customer)
+    for per_customer in values.values():
+        customers.update(per_customer)
+    result = []
+    for customer_id in sorted(customers):
+        row = by_customer.get(customer_id)
+        totals = row.totals if row is not None else Totals({}, {}, 0)
+        mine = {t: v[customer_id] for t, v in values.items() if customer_id in v}
+        merged = merge_meter_values(totals, mine)
+        if not merged.events:
+            continue
+        result.append(
+            AggregationRow(
+                id=aggregation_id(customer_id, period, bounds.key),
+                customer_id=customer_id,
+                period=period,
+                period_key=bounds.key,
+                period_start=bounds.start_ms,
+                period_end=bounds.end_ms,
+                status=status,
+                totals=merged,
+                created_ms=now_ms,
+                updated_ms=now_ms,
+            )
+        )
+    return result
+
+
+def meters_for(config: SystemConfig) -> dict[str, EventTypeConfig]:
+    """The meters whose values come from raw events rather than partials."""
+    return {name: meter for name, meter in config.events.items() if meter.reads_events}
 
 
 def calendars_for(config: SystemConfig) -> dict[str, PeriodCalendar]:

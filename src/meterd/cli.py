@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import uvicorn
@@ -248,6 +248,12 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, 
 @click.option("--customer", "customer_id", required=True, help="The customer id.")
 @click.option("--period", default=None, help="A configured period [default: monthly].")
 @click.option("--at", "at", default=None, help="Any instant in the period [default: now].")
+@click.option(
+    "--group-by",
+    "group_by",
+    multiple=True,
+    help="Split meters that have this groupBy key by it (repeatable).",
+)
 @config_option
 @db_option
 @json_option
@@ -255,6 +261,7 @@ def usage(
     customer_id: str,
     period: str | None,
     at: str | None,
+    group_by: tuple[str, ...],
     config_path: str | None,
     database_url: str,
     as_json: bool,
@@ -262,6 +269,7 @@ def usage(
     """Print a customer's live usage for one period, from the rollups."""
     from meterd.aggregation import default_period
     from meterd.closing import PeriodCloser
+    from meterd.meters.query import run_usage_query, usage_query
 
     config = _load_config_or_exit(config_path)
     closer = PeriodCloser(_open_existing_or_exit(database_url), config)
@@ -274,23 +282,51 @@ def usage(
         bounds = calendar.bounds_at(now if at is None else parse_iso_ms(at))
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--at") from None
-    result = _run(
-        closer.store,
-        lambda: usage_of(
+    split = [
+        meter
+        for meter, event in config.events.items()
+        if group_by and set(group_by) <= set(event.group_by)
+    ]
+
+    async def read() -> tuple[Any, dict[str, Any]]:
+        result = await usage_of(
             closer.store,
             ops=closer.ops,
+            meters=closer.meters,
             customer_id=customer_id,
             period=name,
             bounds=bounds,
             now_ms=now,
-        ),
-    )
+        )
+        groups = {}
+        for meter in split:
+            query = usage_query(
+                config,
+                meter=meter,
+                from_ms=bounds.start_ms,
+                to_ms=bounds.end_ms,
+                now_ms=now,
+                customer_ids=[customer_id],
+                group_by=group_by,
+            )
+            groups[meter] = (await run_usage_query(closer.store, config, query)).data
+        return result, groups
+
+    result, groups = _run(closer.store, read)
     if as_json:
         print_json(result)
         return
+    group_column = ["group"] if group_by else []
+    rows: list[tuple[object, ...]] = []
+    for event_type, value in result.events.items():
+        count = result.event_counts[event_type]
+        rows.append((event_type, *[""] * len(group_column), value, count))
+        for row in groups.get(event_type, []):
+            dims = ", ".join(f"{k}={v}" for k, v in row.group_by.items())
+            rows.append(("", dims, row.value, row.count))
     print_table(
-        ("event type", "value", "events"),
-        ((kind, value, result.event_counts[kind]) for kind, value in result.events.items()),
+        ("event type", *group_column, "value", "events"),
+        rows,
         title=f"{customer_id} · {name} {result.period_key} ({result.status})",
         caption=f"{result.period_start} – {result.period_end}, as of {result.as_of}",
     )
@@ -320,12 +356,104 @@ def backup(file: str, database_url: str) -> None:
 
 
 @main.command()
+@click.option("--meter", required=True, help="A configured meter (event type).")
+@click.option("--from", "from_", default=None, help="Start, inclusive [default: 24h ago].")
+@click.option("--to", default=None, help="End, exclusive [default: now].")
+@click.option("--window-size", type=click.Choice(["hour", "day", "week", "month"]), default=None)
+@click.option("--window-time-zone", default=None, help="IANA zone [default: the config's].")
+@click.option("--customer", "customer_ids", multiple=True, help="Only this customer (repeatable).")
+@click.option("--group-by", "group_by", multiple=True, help="customerId or a groupBy key.")
+@click.option("--filter", "filters", multiple=True, help="key:value (repeatable; OR per key).")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV instead of a table.")
+@config_option
 @db_option
-def rebuild(database_url: str) -> None:
-    """Recompute every rollup from the raw events (they are the source of truth)."""
+@json_option
+def query(
+    meter: str,
+    from_: str | None,
+    to: str | None,
+    window_size: str | None,
+    window_time_zone: str | None,
+    customer_ids: tuple[str, ...],
+    group_by: tuple[str, ...],
+    filters: tuple[str, ...],
+    as_csv: bool,
+    config_path: str | None,
+    database_url: str,
+    as_json: bool,
+) -> None:
+    """Query a meter's usage per window, customer and group (as GET /usage/query)."""
+    from meterd.meters.query import query_csv, run_usage_query, usage_query
+
+    config = _load_config_or_exit(config_path)
+    try:
+        checked = usage_query(
+            config,
+            meter=meter,
+            from_ms=None if from_ is None else _instant(from_, "--from"),
+            to_ms=None if to is None else _instant(to, "--to"),
+            now_ms=now_ms(),
+            window_size=window_size,
+            window_time_zone=window_time_zone,
+            customer_ids=customer_ids,
+            group_by=group_by,
+            filters=filters,
+        )
+    except MeterdError as error:
+        raise click.UsageError(error.message) from None
     store = _open_existing_or_exit(database_url)
-    folded = _run(store, store.rebuild_rollups)
+    result = _run(store, lambda: run_usage_query(store, config, checked))
+    if as_json:
+        print_json(result)
+        return
+    if as_csv:
+        click.echo(query_csv(checked, result), nl=False)
+        return
+    dims = list(checked.dimensions)
+    with_customer = "customerId" in checked.group_by
+    print_table(
+        ("window start", *(["customer"] if with_customer else []), *dims, "value", "events"),
+        (
+            (
+                row.window_start,
+                *([row.customer_id or ""] if with_customer else []),
+                *(row.group_by[d] for d in dims),
+                row.value,
+                row.count,
+            )
+            for row in result.data
+        ),
+        title=f"{meter} · {result.from_} – {result.to} ({checked.window_time_zone})",
+    )
+
+
+def _instant(text: str, option: str) -> int:
+    try:
+        return int(text) if text.lstrip("-").isdigit() else parse_iso_ms(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not an ISO-8601 time", param_hint=option) from None
+
+
+@main.command()
+@config_option
+@db_option
+def rebuild(config_path: str | None, database_url: str) -> None:
+    """Recompute every rollup from the raw events (they are the source of truth).
+
+    Also builds the covering indexes of the configured meters that read raw events.
+    """
+    from meterd.meters.prepare import prepare_meters
+
+    config = _load_config_or_exit(config_path)
+    store = _open_existing_or_exit(database_url)
+
+    async def rebuild_all() -> tuple[int, list[str]]:
+        return await store.rebuild_rollups(), await prepare_meters(store, config)
+
+    folded, built = _run(store, rebuild_all)
     click.echo(f"Rebuilt rollups from {folded} events.")
+    if built:
+        click.echo(f"Built {len(built)} meter index(es).")
 
 
 @main.command()

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import msgspec
 
-from meterd.aggregation import calendars_for, ops_for
+from meterd.aggregation import calendars_for, meters_for, ops_for
 from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig
 from meterd.ingest import MAX_FUTURE_MS
@@ -35,8 +35,11 @@ class PeriodCloser:
         self.grace_ms = config.grace_period_ms
         self.calendars = calendars_for(config)
         self.ops = ops_for(config)
+        self.meters = meters_for(config)
         self.webhooks = config.webhooks
         self.invoicing = period_invoicing(config, stripe=config.invoicing.stripe is not None)
+        # A time-weighted level carries into periods without events: none may be skipped.
+        self.carries_levels = any(m.op == "time_weighted_avg" for m in self.meters.values())
 
     async def close_completed(self, now: int) -> int:
         """Close every period that ended at least the grace period before `now`.
@@ -73,6 +76,8 @@ class PeriodCloser:
         watermark = await self.store.watermark(calendar.name)
         while True:
             first = await self.store.first_data_ms(watermark)
+            if self.carries_levels and watermark is not None:
+                first = watermark
             if first is None:
                 return closed
             bounds = calendar.bounds_at(first if watermark is None else max(first, watermark))
@@ -86,6 +91,7 @@ class PeriodCloser:
                 now_ms=now,
                 webhooks=self.webhooks,
                 invoicing=self.invoicing,
+                meters=self.meters,
             )
             watermark = bounds.end_ms
 
@@ -95,11 +101,18 @@ class PeriodCloser:
         for calendar in self.calendars.values():
             watermark = await self.store.watermark(calendar.name)
             start = await self.store.first_data_ms(watermark)
+            if self.carries_levels and watermark is not None:
+                start = watermark
             if start is None:
                 continue
             for bounds in calendar.bounds_between(start, now + MAX_FUTURE_MS + 1):
                 written += await self.store.write_period(
-                    period=calendar.name, bounds=bounds, ops=self.ops, status="open", now_ms=now
+                    period=calendar.name,
+                    bounds=bounds,
+                    ops=self.ops,
+                    status="open",
+                    now_ms=now,
+                    meters=self.meters,
                 )
         return written
 

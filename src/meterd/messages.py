@@ -11,6 +11,7 @@ import msgspec
 from meterd.aggregation import AggregationRow
 from meterd.config.model import WebhookConfig
 from meterd.invoices import InvoiceOut, InvoiceRecord, invoice_out
+from meterd.meters.values import GroupValue
 from meterd.timeutil import format_ms
 
 
@@ -23,6 +24,7 @@ class PayloadData(msgspec.Struct, rename="camel"):
     events: dict[str, int | float]
     event_counts: dict[str, int]
     event_count: int
+    groups: dict[str, list[GroupValue]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class CompletedPayload(msgspec.Struct):
@@ -61,6 +63,7 @@ def completed_payload(row: AggregationRow) -> bytes:
                 events=row.totals.events,
                 event_counts=row.totals.event_counts,
                 event_count=row.totals.event_count,
+                groups=row.totals.groups or msgspec.UNSET,
             ),
             created=row.updated_ms // 1000,
         )

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 import msgspec
 
 from meterd.aggregation import Status, Totals, totals_of
-from meterd.config.model import Op
+from meterd.config.model import EventTypeConfig, Op
+from meterd.meters.usage import customer_totals
+from meterd.meters.values import GroupValue
 from meterd.periods import PeriodBounds, PeriodCalendar
 from meterd.storage.base import Store
 from meterd.timeutil import format_ms
@@ -26,6 +28,7 @@ class UsageOut(msgspec.Struct, rename="camel"):
     event_counts: dict[str, int]
     event_count: int
     as_of: str
+    groups: dict[str, list[GroupValue]] | msgspec.UnsetType = msgspec.UNSET
 
 
 async def usage_of(
@@ -36,10 +39,13 @@ async def usage_of(
     period: str,
     bounds: PeriodBounds,
     now_ms: int,
+    meters: Mapping[str, EventTypeConfig] | None = None,
 ) -> UsageOut:
-    """A customer's live values for one period, straight from the rollups."""
-    partials = await store.customer_partials(customer_id, bounds)
-    totals = totals_of(partials, ops)
+    """A customer's live values for one period: from the rollups, and for `meters` (those
+    that read raw events, see `aggregation.meters_for`) from their events."""
+    totals = await customer_totals(
+        store, customer_id=customer_id, bounds=bounds, ops=ops, meters=meters or {}
+    )
     watermark = await store.watermark(period)
     closed = watermark is not None and bounds.end_ms <= watermark
     return UsageOut(
@@ -53,6 +59,7 @@ async def usage_of(
         event_counts=totals.event_counts,
         event_count=totals.event_count,
         as_of=format_ms(now_ms),
+        groups=totals.groups or msgspec.UNSET,
     )
 
 

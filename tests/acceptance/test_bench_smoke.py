@@ -21,6 +21,12 @@ FIGURES = {
     "usage_p99_20000",
     "period_close",
     "webhook_deliveries",
+    "meters_usage_latency_ms",
+    "meters_usage_active_users",
+    "meters_usage_seats",
+    "meters_usage_llm_tokens",
+    "meters_query_api_calls_30_days",
+    "meters_query_llm_tokens_30_days",
 }
 # Figures measured next to a limit, whose ratio the summary must give.
 WITH_LIMIT = {
@@ -29,6 +35,12 @@ WITH_LIMIT = {
     "usage_p50_20000",
     "usage_p99_20000",
     "webhook_deliveries",
+    "meters_usage_latency_ms",
+    "meters_usage_active_users",
+    "meters_usage_seats",
+    "meters_usage_llm_tokens",
+    "meters_query_api_calls_30_days",
+    "meters_query_llm_tokens_30_days",
 }
 
 

@@ -175,3 +175,69 @@ def test_a_database_that_does_not_exist_is_an_error_naming_it(
     result = CliRunner().invoke(main, [*command, "--db", f"sqlite:///{elsewhere}"])
     assert f"no database at {elsewhere}" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_usage_group_by_and_query(tmp_path: Path) -> None:
+    import asyncio
+
+    from meterd.ingest import NewEvent
+    from meterd.storage.sqlite.store import SQLiteStore
+    from meterd.timeutil import parse_iso_ms
+
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    config = tmp_path / "systemconfig.json"
+    events = {"llm.tokens": {"op": "sum", "groupBy": ["model", "direction"]}}
+    config.write_text(json.dumps({"periods": ["daily"], "events": events}))
+
+    async def load() -> None:
+        store = SQLiteStore(str(tmp_path / "m.db"))
+        await store.open()
+        ts = parse_iso_ms("2025-01-15T10:00:00Z")
+        rows = [(7, b'{"model":"a","direction":"in"}'), (5, b'{"model":"a","direction":"out"}')]
+        rows.append((1, b'{"model":"b"}'))
+        await store.ingest(
+            [
+                NewEvent(f"e{i}", "llm.tokens", "cus_9", v, meta, ts, ts)
+                for i, (v, meta) in enumerate(rows)
+            ]
+        )
+        await store.close()
+
+    asyncio.run(load())
+    common = ["--config", str(config), "--db", db]
+    shown = run(
+        "usage",
+        "--customer",
+        "cus_9",
+        "--at",
+        "2025-01-15T12:00:00Z",
+        "--group-by",
+        "model",
+        *common,
+    )
+    assert re.search(r"llm\.tokens\s*│\s*│\s*13\s*│\s*3", shown), shown
+    assert re.search(r"model=a\s*│\s*12\s*│\s*2", shown), shown
+    assert re.search(r"model=b\s*│\s*1\s*│\s*1", shown), shown
+    csv_text, _ = run_split(
+        "query",
+        "--meter",
+        "llm.tokens",
+        "--from",
+        "2025-01-15T00:00:00Z",
+        "--to",
+        "2025-01-16T00:00:00Z",
+        "--group-by",
+        "customerId",
+        "--group-by",
+        "model",
+        "--filter",
+        "model:a",
+        "--csv",
+        *common,
+    )
+    assert csv_text.splitlines() == [
+        "windowStart,windowEnd,customerId,model,value,count",
+        "2025-01-15T00:00:00.000Z,2025-01-16T00:00:00.000Z,cus_9,a,12,2",
+    ]
+    bad = CliRunner().invoke(main, ["query", "--meter", "nope", *common])
+    assert bad.exit_code != 0 and "meter:" in bad.output

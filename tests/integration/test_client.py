@@ -40,6 +40,7 @@ from meterd.client import (
     ServerError,
     Unauthorized,
 )
+from meterd.config.model import EventTypeConfig
 from meterd.http.app import create_app
 from meterd.settings import ServerSettings
 from meterd.storage.sqlite.store import SQLiteStore
@@ -574,3 +575,48 @@ async def test_async_reading(ameter: AsyncMeterdClient) -> None:
     assert len(deliveries) == len(records)
     assert (await ameter.redeliver(deliveries[0].id)).id == deliveries[0].id
     assert (await ameter.info()).name == "meterd"
+
+
+# -- meters v2: groups and the usage query -------------------------------------------
+
+
+async def test_clients_read_groups_and_query_usage(serve: Callable[..., Server]) -> None:
+    server = serve(events={"llm.tokens": EventTypeConfig("sum", group_by=("model",))})
+    events = [
+        Event(
+            event_type="llm.tokens",
+            customer_id="c1",
+            value=value,
+            metadata={"model": model},
+            timestamp=PAST,
+        )
+        for value, model in ((10, "a"), (5, "b"), (1, "a"))
+    ]
+    with MeterdClient(server.url, API_KEY, retries=FAST) as client:
+        client.capture_batch(events)
+        usage = client.usage("c1", period="daily", at=PAST)
+        assert usage.events == {"llm.tokens": 16}
+        assert [(g.dimensions, g.value, g.count) for g in usage.groups["llm.tokens"]] == [
+            ({"model": "a"}, 11, 2),
+            ({"model": "b"}, 5, 1),
+        ]
+        result = client.usage_query(
+            "llm.tokens",
+            from_=datetime(2025, 1, 15, tzinfo=UTC),
+            to=datetime(2025, 1, 16, tzinfo=UTC),
+            group_by=["customerId", "model"],
+            filters={"model": "b"},
+        )
+        assert [(r.customer_id, r.group_by, r.value, r.count) for r in result.data] == [
+            ("c1", {"model": "b"}, 5, 1)
+        ]
+    async with AsyncMeterdClient(server.url, API_KEY, retries=FAST) as aclient:
+        result = await aclient.usage_query(
+            "llm.tokens",
+            from_=datetime(2025, 1, 15, tzinfo=UTC),
+            to=datetime(2025, 1, 17, tzinfo=UTC),
+            window_size="day",
+        )
+        assert [(r.window_start, r.value) for r in result.data] == [
+            (datetime(2025, 1, 15, tzinfo=UTC), 16)
+        ]

@@ -28,7 +28,9 @@ from meterd.errors import MeterdError
 
 SOURCE = "systemconfig.json"
 SECRET = "whsec_" + base64.b64encode(bytes(range(24))).decode()
-OPS_LIST = "sum, avg, min, max, count, first, last"
+OPS_LIST = (
+    "sum, avg, min, max, count, first, last, unique_count, percentile, time_weighted_avg, latest"
+)
 CALENDAR_LIST = "hourly, daily, weekly, monthly, yearly"
 
 
@@ -580,7 +582,8 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
     (
         "event unknown key",
         document(events={"api.calls": {"op": "sum", "unit": "calls"}}),
-        'events."api.calls".unit: unknown key (expected one of op, description)',
+        'events."api.calls".unit: unknown key '
+        "(expected one of op, groupBy, property, percentile, description)",
     ),
     (
         "event description not a string",

@@ -23,6 +23,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "service",
         (
             "meterd.usage",
+            "meterd.meters.usage",
+            "meterd.meters.query",
+            "meterd.meters.prepare",
             "meterd.customers",
             "meterd.preview",
             "meterd.billing",
@@ -52,6 +55,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.apikeys",
             "meterd.settings",
             "meterd.logs",
+            "meterd.meters.groups",
+            "meterd.meters.values",
+            "meterd.meters.windows",
         ),
     ),
 ]

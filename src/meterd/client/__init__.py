@@ -34,6 +34,7 @@ from meterd.client.models import (
     Customer,
     Delivery,
     Event,
+    GroupValue,
     Health,
     Invoice,
     InvoiceLine,
@@ -43,6 +44,8 @@ from meterd.client.models import (
     StoredEvent,
     TriggerResult,
     Usage,
+    UsageQueryResult,
+    UsageRow,
     WebhookStatus,
 )
 from meterd.client.retry import RetryPolicy
@@ -83,7 +86,10 @@ __all__ = [
     "TriggerResult",
     "Unauthorized",
     "UnexpectedResponse",
+    "GroupValue",
     "Usage",
+    "UsageQueryResult",
+    "UsageRow",
     "ValidationProblem",
     "WebhookStatus",
 ]

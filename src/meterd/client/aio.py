@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ from meterd.client.models import (
     StoredEvent,
     TriggerResult,
     Usage,
+    UsageQueryResult,
 )
 from meterd.client.retry import RetryPolicy
 
@@ -291,6 +292,35 @@ class AsyncMeterdClient:
     ) -> Usage:
         """Live values of the customer's period containing `at` (default: now, monthly)."""
         return await self._call(calls.usage(customer_id, period=period, at=at))
+
+    async def usage_query(
+        self,
+        meter: str,
+        *,
+        from_: Moment | None = None,
+        to: Moment | None = None,
+        window_size: str | None = None,
+        window_time_zone: str | None = None,
+        customer_ids: Sequence[str] = (),
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> UsageQueryResult:
+        """A meter's usage per window, customer and group (GET /usage/query).
+
+        `filters` maps a groupBy key to the value(s) to keep, e.g. {"model": ["a", "b"]}.
+        """
+        return await self._call(
+            calls.usage_query(
+                meter,
+                from_=from_,
+                to=to,
+                window_size=window_size,
+                window_time_zone=window_time_zone,
+                customer_ids=customer_ids,
+                group_by=group_by,
+                filters=filters,
+            )
+        )
 
     async def deliveries(
         self,

@@ -35,6 +35,7 @@ from meterd.client.models import (
     StoredEvent,
     TriggerResult,
     Usage,
+    UsageQueryResult,
 )
 
 T = TypeVar("T")
@@ -67,7 +68,7 @@ class Call(Generic[T]):
     method: str
     path: str
     read: Callable[[httpx.Response], T]
-    params: dict[str, str] = field(default_factory=dict)
+    params: Mapping[str, str | list[str]] = field(default_factory=dict)
     body: bytes | None = None
     retry: bool = True
     # Error statuses that are still answers to read, not errors (readiness: 503).
@@ -99,6 +100,7 @@ _customers = _page_reader(msgspec.json.Decoder(list[Customer]))
 _preview = _reader(msgspec.json.Decoder(InvoicePreview))
 _invoice = _reader(msgspec.json.Decoder(Invoice))
 _invoices = _page_reader(msgspec.json.Decoder(list[Invoice]))
+_usage_query = _reader(msgspec.json.Decoder(UsageQueryResult))
 _health = _reader(msgspec.json.Decoder(Health))
 _info = _reader(msgspec.json.Decoder(ServiceInfo))
 _config = _reader(msgspec.json.Decoder(dict[str, Any]))
@@ -249,6 +251,36 @@ def trigger() -> Call[TriggerResult]:
 def usage(customer_id: str, *, period: str | None, at: Moment | None) -> Call[Usage]:
     path = f"/customers/{_segment(customer_id)}/usage"
     return Call("GET", path, _usage, params=_query(period=period, at=at))
+
+
+def usage_query(
+    meter: str,
+    *,
+    from_: Moment | None = None,
+    to: Moment | None = None,
+    window_size: str | None = None,
+    window_time_zone: str | None = None,
+    customer_ids: Sequence[str] = (),
+    group_by: Sequence[str] = (),
+    filters: Mapping[str, str | Sequence[str]] | None = None,
+) -> Call[UsageQueryResult]:
+    params: dict[str, str | list[str]] = {"meter": meter}
+    params.update(_query(from_=from_, to=to))
+    if window_size:
+        params["windowSize"] = window_size
+    if window_time_zone:
+        params["windowTimeZone"] = window_time_zone
+    if customer_ids:
+        params["customerId"] = list(customer_ids)
+    if group_by:
+        params["groupBy"] = list(group_by)
+    pairs = []
+    for key, accepted in (filters or {}).items():
+        for value in [accepted] if isinstance(accepted, str) else accepted:
+            pairs.append(f"{key}:{value}")
+    if pairs:
+        params["filter"] = pairs
+    return Call("GET", "/usage/query", _usage_query, params=params)
 
 
 def list_deliveries(

@@ -72,6 +72,14 @@ class StoredEvent(msgspec.Struct, rename="camel", kw_only=True):
     year: str = ""
 
 
+class GroupValue(msgspec.Struct, kw_only=True):
+    """One group of a meter with `groupBy`: its dimensions, value and event count."""
+
+    dimensions: dict[str, str | None]
+    value: int | float
+    count: int
+
+
 class WebhookStatus(msgspec.Struct, rename="camel", kw_only=True):
     delivered: bool = False
     delivered_at: datetime | None = None
@@ -95,6 +103,7 @@ class Aggregation(msgspec.Struct, rename="camel", kw_only=True):
     created_at: datetime
     updated_at: datetime
     webhook_status: WebhookStatus = msgspec.field(default_factory=WebhookStatus)
+    groups: dict[str, list[GroupValue]] = msgspec.field(default_factory=dict)
 
 
 class Usage(msgspec.Struct, rename="camel", kw_only=True):
@@ -110,6 +119,29 @@ class Usage(msgspec.Struct, rename="camel", kw_only=True):
     event_counts: dict[str, int]
     event_count: int
     as_of: datetime
+    groups: dict[str, list[GroupValue]] = msgspec.field(default_factory=dict)
+
+
+class UsageRow(msgspec.Struct, rename="camel", kw_only=True):
+    """One row of a usage query: a window, maybe a customer, a group, its value and count."""
+
+    window_start: datetime
+    window_end: datetime
+    customer_id: str | None = None
+    group_by: dict[str, str | None] = msgspec.field(default_factory=dict)
+    value: int | float
+    count: int
+
+
+class UsageQueryResult(msgspec.Struct, rename="camel", kw_only=True):
+    """The answer of GET /usage/query."""
+
+    meter: str
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    window_size: str | None = None
+    window_time_zone: str
+    data: list[UsageRow]
 
 
 class TriggerResult(msgspec.Struct, kw_only=True):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -38,6 +38,7 @@ from meterd.client.models import (
     StoredEvent,
     TriggerResult,
     Usage,
+    UsageQueryResult,
 )
 from meterd.client.retry import RetryPolicy
 
@@ -309,6 +310,35 @@ class MeterdClient:
     def usage(self, customer_id: str, period: str | None = None, at: Moment | None = None) -> Usage:
         """Live values of the customer's period containing `at` (default: now, monthly)."""
         return self._call(calls.usage(customer_id, period=period, at=at))
+
+    def usage_query(
+        self,
+        meter: str,
+        *,
+        from_: Moment | None = None,
+        to: Moment | None = None,
+        window_size: str | None = None,
+        window_time_zone: str | None = None,
+        customer_ids: Sequence[str] = (),
+        group_by: Sequence[str] = (),
+        filters: Mapping[str, str | Sequence[str]] | None = None,
+    ) -> UsageQueryResult:
+        """A meter's usage per window, customer and group (GET /usage/query).
+
+        `filters` maps a groupBy key to the value(s) to keep, e.g. {"model": ["a", "b"]}.
+        """
+        return self._call(
+            calls.usage_query(
+                meter,
+                from_=from_,
+                to=to,
+                window_size=window_size,
+                window_time_zone=window_time_zone,
+                customer_ids=customer_ids,
+                group_by=group_by,
+                filters=filters,
+            )
+        )
 
     def deliveries(
         self,

@@ -54,7 +54,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
     get = document.get
     config = SystemConfig(
         periods=read_periods(get("periods"), problems),
-        events=read_meters(get("events")),
+        events=read_meters(get("events"), problems),
         webhooks=read_webhooks(get("webhooks"), declared_period_names(get("periods")), problems),
         timezone=timezone(get("timezone", "UTC"), ("timezone",), problems) or "UTC",
         grace_period_ms=duration_ms(get("gracePeriod", "0s"), ("gracePeriod",), problems) or 0,

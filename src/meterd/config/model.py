@@ -12,8 +12,24 @@ import msgspec
 from meterd.config.plans import InvoicingConfig, Plan
 from meterd.config.portal import PortalConfig
 
-Op = Literal["sum", "avg", "min", "max", "count", "first", "last"]
-OPS: tuple[Op, ...] = ("sum", "avg", "min", "max", "count", "first", "last")
+FoldableOp = Literal["sum", "avg", "min", "max", "count", "first", "last"]
+FOLDABLE_OPS: tuple[FoldableOp, ...] = ("sum", "avg", "min", "max", "count", "first", "last")
+# Ops that rollup partials cannot fold: computed from raw events (meterd.meters.values).
+EventOp = Literal["unique_count", "percentile", "time_weighted_avg"]
+EVENT_OPS: tuple[EventOp, ...] = ("unique_count", "percentile", "time_weighted_avg")
+Op = Literal[
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "first",
+    "last",
+    "unique_count",
+    "percentile",
+    "time_weighted_avg",
+]
+OPS: tuple[Op, ...] = (*FOLDABLE_OPS, *EVENT_OPS)
 
 CalendarPeriod = Literal["hourly", "daily", "weekly", "monthly", "yearly"]
 CALENDAR_PERIODS: tuple[CalendarPeriod, ...] = ("hourly", "daily", "weekly", "monthly", "yearly")
@@ -47,7 +63,17 @@ class PeriodConfig(msgspec.Struct, frozen=True):
 
 
 class EventTypeConfig(msgspec.Struct, frozen=True):
+    """One meter (DESIGN §6); built and checked by `config/meters.py`."""
+
     op: Op
+    group_by: tuple[str, ...] = ()
+    property_key: str | None = None  # unique_count: the metadata key (config "property")
+    percentile: float | None = None  # percentile: 0 < p <= 100
+
+    @property
+    def reads_events(self) -> bool:
+        """True when rollup partials cannot give its values: grouped, or an event op."""
+        return bool(self.group_by) or self.op in EVENT_OPS
 
 
 class WebhookConfig(msgspec.Struct, frozen=True):

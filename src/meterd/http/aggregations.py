@@ -18,9 +18,10 @@ from meterd.aggregation import (
 from meterd.closing import AggregationCounts, PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, NotFound
-from meterd.http.events import event_page, page
+from meterd.http.events import event_page, group_by_of, page
 from meterd.http.params import decode_cursor, int_cursor, is_integer, limit_param, time_param
 from meterd.http.responses import JSONResponse
+from meterd.meters.values import GroupValue
 from meterd.storage.base import AggregationQuery, EventQuery, Store
 from meterd.timeutil import format_ms, now_ms
 from meterd.usage import usage_of
@@ -49,6 +50,7 @@ class AggregationOut(msgspec.Struct, rename="camel"):
     created_at: str
     updated_at: str
     webhook_status: WebhookStatus
+    groups: dict[str, list[GroupValue]] | msgspec.UnsetType = msgspec.UNSET
 
 
 class TriggerOut(AggregationCounts):
@@ -75,6 +77,7 @@ def aggregation_out(row: AggregationRow) -> AggregationOut:
             delivered_at=format_ms(row.delivered_ms) if row.delivered_ms is not None else None,
             attempts=row.attempts,
         ),
+        groups=row.totals.groups or msgspec.UNSET,
     )
 
 
@@ -126,7 +129,7 @@ def aggregation_routes(
             limit=limit_param(params),
             before=(cursor[0], cursor[1]) if cursor else None,
         )
-        return await event_page(store, query, config.timezone)
+        return await event_page(store, query, config.timezone, group_by_of(config))
 
     async def customer_usage(request: Request) -> Response:
         params = request.query_params
@@ -140,6 +143,7 @@ def aggregation_routes(
         usage = await usage_of(
             store,
             ops=closer.ops,
+            meters=closer.meters,
             customer_id=request.path_params["customerId"],
             period=name,
             bounds=bounds,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -11,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from meterd import __version__
+from meterd.background import cancel_and_wait
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import SystemConfig
 from meterd.config.redact import redact_url
@@ -28,8 +30,10 @@ from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
 from meterd.http.metrics import METRICS_PATH, IngestMetrics, metrics_routes
 from meterd.http.portal_tokens import portal_token_routes
+from meterd.http.usage_query import usage_query_routes
 from meterd.invoicing.bridge import stripe_bridge
 from meterd.keyring import KeyRing
+from meterd.meters.prepare import prepare_in_background
 from meterd.metrics import Metrics
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
@@ -88,6 +92,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await store.open()
         log_start(settings, config)
+        preparing = asyncio.create_task(prepare_in_background(store, config), name="meterd-prepare")
         scheduler = None
         if settings.close_interval_s is not None:
             scheduler = CloseScheduler(closer, settings.close_interval_s, on_closed=on_closed)
@@ -99,6 +104,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         try:
             yield
         finally:
+            await cancel_and_wait(preparing)
             if scheduler is not None:
                 await scheduler.stop()
             if worker is not None:
@@ -114,6 +120,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *delivery_routes(store, on_redeliver=wake_worker),
         *customer_routes(config, store),
         *invoice_routes(store, provider=bridge_provider, on_resend=wake_bridge),
+        *usage_query_routes(config, store),
         *docs_routes(),
         *portal_token_routes(config, store),
         *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),

@@ -21,6 +21,7 @@ from meterd.http.portal_tokens import RevokedOut, RevokeRequest, TokenOut, Token
 from meterd.http.responses import JSONResponse
 from meterd.ingest import BatchEventIn, UsageIn, ValidationProblem
 from meterd.invoices import InvoiceOut
+from meterd.meters.query import QueryResult
 from meterd.preview import PreviewOut
 from meterd.usage import UsageOut
 
@@ -193,6 +194,25 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("customerId", "path", "The customer.", _STRING, required=True),
             Param("period", "query", "A configured period (default monthly).", _STRING),
             Param("at", "query", "Any instant in the period (default now).", _TIME),
+        ),
+    ),
+    Operation(
+        "get",
+        "/usage/query",
+        "A meter's usage per window, customer and group (JSON, or CSV with Accept: text/csv)",
+        {
+            200: ("Rows; windows without events are left out.", QueryResult),
+            400: ("Unknown meter, groupBy or filter key, bad windowSize or range.", ErrorBody),
+        },
+        params=(
+            Param("meter", "query", "A configured meter.", _STRING, required=True),
+            Param("from", "query", "Start, inclusive (default: 24 hours ago).", _TIME),
+            Param("to", "query", "End, exclusive (default: now).", _TIME),
+            Param("windowSize", "query", "hour, day, week or month (default: one).", _STRING),
+            Param("windowTimeZone", "query", "IANA zone (default: the config's).", _STRING),
+            Param("customerId", "query", "Only these customers (repeatable).", _STRING),
+            Param("groupBy", "query", "customerId or a groupBy key (repeatable).", _STRING),
+            Param("filter", "query", "key:value, repeatable (OR per key).", _STRING),
         ),
     ),
     Operation(

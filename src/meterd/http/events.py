@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import msgspec
@@ -13,6 +13,7 @@ from starlette.routing import Route
 from meterd.config.model import SystemConfig
 from meterd.http.params import encode_cursor, int_cursor, limit_param, time_param
 from meterd.http.responses import JSONResponse
+from meterd.meters.groups import dimensions, group_key, metadata_of
 from meterd.periods import period_keys
 from meterd.storage.base import EventQuery, Store, StoredEvent
 from meterd.timeutil import format_ms
@@ -36,10 +37,15 @@ class EventOut(msgspec.Struct, rename="camel"):
     week: str
     month: str
     year: str
+    # For meters with groupBy: the event's group (its dimensions), as `groups` shows it.
+    group: dict[str, str | None] | msgspec.UnsetType = msgspec.UNSET
 
 
-def event_out(event: StoredEvent, timezone: str) -> EventOut:
+def event_out(
+    event: StoredEvent, timezone: str, group_by: Mapping[str, Sequence[str]] | None = None
+) -> EventOut:
     keys = period_keys(event.ts_ms, timezone)
+    dims = (group_by or {}).get(event.event_type)
     return EventOut(
         id=event.id,
         customer_id=event.customer_id,
@@ -53,6 +59,11 @@ def event_out(event: StoredEvent, timezone: str) -> EventOut:
         week=keys["week"],
         month=keys["month"],
         year=keys["year"],
+        group=(
+            dimensions(dims, group_key(metadata_of(event.metadata), dims))
+            if dims
+            else msgspec.UNSET
+        ),
     )
 
 
@@ -69,10 +80,18 @@ def page(
     return JSONResponse([render(item) for item in items], headers=headers)
 
 
-async def event_page(store: Store, query: EventQuery, timezone: str) -> Response:
+async def event_page(
+    store: Store,
+    query: EventQuery,
+    timezone: str,
+    group_by: Mapping[str, Sequence[str]] | None = None,
+) -> Response:
     events = await store.list_events(query)
     return page(
-        events, query.limit, lambda event: event_out(event, timezone), lambda e: (e.ts_ms, e.seq)
+        events,
+        query.limit,
+        lambda event: event_out(event, timezone, group_by),
+        lambda e: (e.ts_ms, e.seq),
     )
 
 
@@ -88,6 +107,10 @@ def events_routes(config: SystemConfig, store: Store) -> list[Route]:
             limit=limit_param(params),
             before=(cursor[0], cursor[1]) if cursor else None,
         )
-        return await event_page(store, query, config.timezone)
+        return await event_page(store, query, config.timezone, group_by_of(config))
 
     return [Route("/events", list_events, methods=["GET"])]
+
+
+def group_by_of(config: SystemConfig) -> dict[str, tuple[str, ...]]:
+    return {name: meter.group_by for name, meter in config.events.items() if meter.group_by}

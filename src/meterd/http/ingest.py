@@ -24,6 +24,7 @@ from meterd.timeutil import now_ms
 
 USAGE_PREFIX = "/usage/"
 BATCH_PATH = "/usagebatch"
+QUERY_PATH = "/usage/query"  # GET: the usage query; POST still ingests an event type "query"
 
 
 class UsageCaptured(msgspec.Struct, rename="camel"):
@@ -62,7 +63,8 @@ class IngestRoutes:
             return
         path: str = scope["path"]
         event_type = path[len(USAGE_PREFIX) :] if path.startswith(USAGE_PREFIX) else None
-        if path != BATCH_PATH and (not event_type or "/" in event_type):
+        reads = path == QUERY_PATH and scope["method"] in ("GET", "HEAD")
+        if reads or (path != BATCH_PATH and (not event_type or "/" in event_type)):
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":

@@ -8,15 +8,17 @@ implement it. Every method that writes is one transaction of its own, so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
 
 from meterd.aggregation import AggregationRow, Status
-from meterd.config.model import Op, WebhookConfig
+from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
+from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.values import MeterValue
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
 from meterd.storage.commitsizes import CommitSizes
@@ -240,12 +242,17 @@ class Store(abc.ABC):
         now_ms: int,
         webhooks: Sequence[WebhookConfig] = (),
         invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         """Write the aggregation records of one period for every customer with events in it.
 
         With `invoicing`, closing also writes an invoice record (and its `invoice.created`
         outbox rows) for each customer whose plan in force at the period start bills
         this period, in the same transaction.
+
+        `meters` are the meters whose values come from raw events (grouped, or an op
+        partials cannot fold); a time-weighted level held into the period gives a
+        customer a record even without events in it.
 
         status "closed" closes the period: records become final (a closed record is
         never written again), each newly closed record gets an outbox row per enabled
@@ -424,3 +431,102 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def record_attempts(self, outcomes: Sequence[AttemptOutcome]) -> None:
         """`record_attempt` for each outcome, in one transaction."""
+
+    # --- meters ---
+
+    @abc.abstractmethod
+    async def meter_events(
+        self,
+        *,
+        event_type: str,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[MeterEvent]:
+        """Raw events of one type in [from_ms, to_ms), of `customer_ids` (all if None)."""
+
+    @abc.abstractmethod
+    async def levels_before(
+        self,
+        *,
+        event_type: str,
+        before_ms: int,
+        group_by: Sequence[str],
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[MeterEvent]:
+        """At least the last event before `before_ms` of each customer and group.
+
+        What a time-weighted meter's level is at `before_ms`.
+        """
+
+    @abc.abstractmethod
+    async def bucket_partials(
+        self,
+        *,
+        event_type: str,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, int, Partial]]:
+        """(customer_id, bucket, partial) of one type's rollups in [from_ms, to_ms).
+
+        `from_ms` and `to_ms` must fall on 15-minute buckets.
+        """
+
+    @abc.abstractmethod
+    async def prepare_meters(self, event_types: Sequence[str]) -> list[str]:
+        """Build what reading these meters' raw events fast needs, drop what none needs.
+
+        Safe while serving: reads stay exact before, during and after. Returns what
+        was built.
+        """
+
+    @abc.abstractmethod
+    async def meter_aggregate(
+        self,
+        *,
+        event_type: str,
+        meter: EventTypeConfig,
+        customer_id: str,
+        from_ms: int,
+        to_ms: int,
+    ) -> MeterValue | None:
+        """One customer's value of a meter over [from_ms, to_ms), computed in the database.
+
+        None when the database cannot give it exactly: the caller then computes it
+        from `meter_events` (and `levels_before`).
+        """
+
+    @abc.abstractmethod
+    async def window_totals(
+        self,
+        *,
+        event_type: str,
+        windows: Sequence[tuple[int, int]],
+        by_customer: bool,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[WindowTotal] | None:
+        """One type's rollups folded per window [start_ms, end_ms) (on 15-minute bounds).
+
+        With `by_customer`, per window and customer. None when the database cannot
+        fold them exactly (the caller then folds `bucket_partials`).
+        """
+
+    @abc.abstractmethod
+    async def group_totals(
+        self,
+        *,
+        event_type: str,
+        windows: Sequence[tuple[int, int]],
+        group_by: Sequence[str],
+        by_customer: bool,
+        customer_ids: Sequence[str] | None = None,
+        filters: Mapping[str, Iterable[str]] | None = None,
+    ) -> list[GroupTotal] | None:
+        """A meter's raw events folded per window, [customer] and group, in the database.
+
+        `windows` are contiguous [start_ms, end_ms); `filters` keep events whose group
+        text of a key is one of the given values. For sum, count, avg, min and max.
+        None when the database cannot fold them exactly now (the caller then folds
+        `meter_events`).
+        """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any
@@ -11,12 +11,14 @@ from typing import Any
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
-from meterd.aggregation import AggregationRow, Status, build_rows
-from meterd.config.model import Op, WebhookConfig
+from meterd.aggregation import AggregationRow, Status, build_rows, with_meter_values
+from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
+from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import BucketKey, Partial, Point, exact, fold
 from meterd.storage.base import (
@@ -34,6 +36,8 @@ from meterd.storage.base import (
     StoredEvent,
     WriteStats,
 )
+from meterd.storage.postgres import meter_indexes
+from meterd.storage.postgres import meters as meters_module
 from meterd.storage.postgres.batcher import IngestBatcher
 from meterd.storage.postgres.console import PostgresConsole
 from meterd.storage.postgres.invoicing import PostgresInvoicing, write_invoices
@@ -255,6 +259,7 @@ class PostgresStore(PostgresInvoicing, Store):
         now_ms: int,
         webhooks: Sequence[WebhookConfig] = (),
         invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         q = self._queries
         async with self._connection() as conn, conn.transaction():
@@ -280,6 +285,13 @@ class PostgresStore(PostgresInvoicing, Store):
                 status=status,
                 now_ms=now_ms,
             )
+            if meters:
+                values = await meters_module.period_meter_values(
+                    conn, q, meters=meters, bounds=bounds
+                )
+                rows = with_meter_values(
+                    rows, values, period=period, bounds=bounds, status=status, now_ms=now_ms
+                )
             written = await self._upsert_aggregations(conn, rows)
             if status == "closed":
                 fresh = [row for row in rows if row.id in written]
@@ -496,6 +508,125 @@ class PostgresStore(PostgresInvoicing, Store):
             await cursor.executemany(
                 self._queries["update_delivery_after_attempt"].encode(),
                 [delivery_update_values(o) for o in outcomes],
+            )
+
+    # --- meters ---
+
+    async def meter_events(
+        self,
+        *,
+        event_type: str,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[MeterEvent]:
+        async with self._connection() as conn:
+            return await meters_module.meter_events(
+                conn,
+                self._queries,
+                event_type=event_type,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+            )
+
+    async def levels_before(
+        self,
+        *,
+        event_type: str,
+        before_ms: int,
+        group_by: Sequence[str],
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[MeterEvent]:
+        async with self._connection() as conn:
+            return await meters_module.levels_before(
+                conn,
+                self._queries,
+                event_type=event_type,
+                before_ms=before_ms,
+                group_by=group_by,
+                customer_ids=customer_ids,
+            )
+
+    async def bucket_partials(
+        self,
+        *,
+        event_type: str,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, int, Partial]]:
+        params: dict[str, Any] = {
+            "event_type": event_type,
+            "from_ms": from_ms // BUCKET_MS,
+            "to_ms": to_ms // BUCKET_MS,
+        }
+        sql = meters_module.with_customers(self._queries["bucket_partials"], customer_ids, params)
+        rows = await self._fetch(sql, params)
+        return [(customer, int(bucket), partial) for customer, bucket, partial in _partials(rows)]
+
+    async def prepare_meters(self, event_types: Sequence[str]) -> list[str]:
+        async with self._connection() as conn:
+            return await meter_indexes.sync_meter_indexes(conn, event_types)
+
+    async def meter_aggregate(
+        self,
+        *,
+        event_type: str,
+        meter: EventTypeConfig,
+        customer_id: str,
+        from_ms: int,
+        to_ms: int,
+    ) -> MeterValue | None:
+        async with self._connection() as conn:
+            return await meters_module.meter_aggregate(
+                conn,
+                self._queries,
+                event_type=event_type,
+                meter=meter,
+                customer_id=customer_id,
+                from_ms=from_ms,
+                to_ms=to_ms,
+            )
+
+    async def window_totals(
+        self,
+        *,
+        event_type: str,
+        windows: Sequence[tuple[int, int]],
+        by_customer: bool,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[WindowTotal] | None:
+        async with self._connection() as conn:
+            return await meters_module.window_totals(
+                conn,
+                self._queries,
+                event_type=event_type,
+                windows=windows,
+                by_customer=by_customer,
+                customer_ids=customer_ids,
+            )
+
+    async def group_totals(
+        self,
+        *,
+        event_type: str,
+        windows: Sequence[tuple[int, int]],
+        group_by: Sequence[str],
+        by_customer: bool,
+        customer_ids: Sequence[str] | None = None,
+        filters: Mapping[str, Iterable[str]] | None = None,
+    ) -> list[GroupTotal] | None:
+        async with self._connection() as conn:
+            return await meters_module.group_totals(
+                conn,
+                self._queries,
+                event_type=event_type,
+                windows=windows,
+                group_by=group_by,
+                by_customer=by_customer,
+                customer_ids=customer_ids,
+                filters=filters,
             )
 
 

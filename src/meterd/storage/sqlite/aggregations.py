@@ -5,13 +5,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Mapping, Sequence
 
-from meterd.aggregation import Status, build_rows
-from meterd.config.model import Op, WebhookConfig
+from meterd.aggregation import Status, build_rows, with_meter_values
+from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.storage.rows import aggregation_values
 from meterd.storage.sqlite.invoicing import write_invoices
+from meterd.storage.sqlite.meters import period_meter_values
 from meterd.storage.sqlite.rollups import partial_rows
 
 
@@ -26,6 +27,7 @@ def write_period(
     now_ms: int,
     webhooks: Sequence[WebhookConfig],
     invoicing: PeriodInvoicing | None = None,
+    meters: Mapping[str, EventTypeConfig] | None = None,
 ) -> int:
     """Write one period's aggregation records from its rollups; closed records never change.
 
@@ -38,6 +40,11 @@ def write_period(
     rows = build_rows(
         partial_rows(rollups), period=period, bounds=bounds, ops=ops, status=status, now_ms=now_ms
     )
+    if meters:
+        values = period_meter_values(conn, queries, meters=meters, bounds=bounds)
+        rows = with_meter_values(
+            rows, values, period=period, bounds=bounds, status=status, now_ms=now_ms
+        )
     already_closed = {
         row[0] for row in conn.execute(queries["closed_aggregation_ids"], (period, bounds.start_ms))
     }

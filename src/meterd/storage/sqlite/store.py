@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from meterd.aggregation import AggregationRow, Status
-from meterd.config.model import Op, WebhookConfig
+from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.errors import StorageUnavailable
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
+from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import Partial, Point, fold
 from meterd.storage.base import (
@@ -44,7 +46,7 @@ from meterd.storage.rows import (
 )
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
-from meterd.storage.sqlite import aggregations, console, daily, rollups
+from meterd.storage.sqlite import aggregations, console, daily, meter_indexes, meters, rollups
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
@@ -248,6 +250,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
         now_ms: int,
         webhooks: Sequence[WebhookConfig] = (),
         invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         return await self.writer.call(
             lambda conn: aggregations.write_period(
@@ -260,6 +263,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
                 now_ms=now_ms,
                 webhooks=webhooks,
                 invoicing=invoicing,
+                meters=meters or {},
             )
         )
 
@@ -457,6 +461,133 @@ class SQLiteStore(SQLiteInvoicing, Store):
             )
 
         await self.writer.call(record)
+
+    # --- meters ---
+
+    async def meter_events(
+        self,
+        *,
+        event_type: str,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[MeterEvent]:
+        return await self._read(
+            lambda conn: meters.meter_events(
+                conn,
+                self._queries,
+                event_type=event_type,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+            )
+        )
+
+    async def levels_before(
+        self,
+        *,
+        event_type: str,
+        before_ms: int,
+        group_by: Sequence[str],
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[MeterEvent]:
+        return await self._read(
+            lambda conn: meters.levels_before(
+                conn,
+                self._queries,
+                event_type=event_type,
+                before_ms=before_ms,
+                group_by=group_by,
+                customer_ids=customer_ids,
+            )
+        )
+
+    async def bucket_partials(
+        self,
+        *,
+        event_type: str,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[tuple[str, int, Partial]]:
+        return await self._read(
+            lambda conn: meters.bucket_partials(
+                conn,
+                self._queries,
+                event_type=event_type,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+            )
+        )
+
+    async def prepare_meters(self, event_types: Sequence[str]) -> list[str]:
+        return await self.writer.call(
+            lambda conn: meter_indexes.sync_meter_indexes(conn, event_types)
+        )
+
+    async def meter_aggregate(
+        self,
+        *,
+        event_type: str,
+        meter: EventTypeConfig,
+        customer_id: str,
+        from_ms: int,
+        to_ms: int,
+    ) -> MeterValue | None:
+        return await self._read(
+            lambda conn: meters.meter_aggregate(
+                conn,
+                self._queries,
+                event_type=event_type,
+                meter=meter,
+                customer_id=customer_id,
+                from_ms=from_ms,
+                to_ms=to_ms,
+            )
+        )
+
+    async def window_totals(
+        self,
+        *,
+        event_type: str,
+        windows: Sequence[tuple[int, int]],
+        by_customer: bool,
+        customer_ids: Sequence[str] | None = None,
+    ) -> list[WindowTotal] | None:
+        return await self._read(
+            lambda conn: meters.window_totals(
+                conn,
+                self._queries,
+                event_type=event_type,
+                windows=windows,
+                by_customer=by_customer,
+                customer_ids=customer_ids,
+            )
+        )
+
+    async def group_totals(
+        self,
+        *,
+        event_type: str,
+        windows: Sequence[tuple[int, int]],
+        group_by: Sequence[str],
+        by_customer: bool,
+        customer_ids: Sequence[str] | None = None,
+        filters: Mapping[str, Iterable[str]] | None = None,
+    ) -> list[GroupTotal] | None:
+        return await self._read(
+            lambda conn: meters.group_totals(
+                conn,
+                self._queries,
+                event_type=event_type,
+                windows=windows,
+                group_by=group_by,
+                by_customer=by_customer,
+                customer_ids=customer_ids,
+                filters=filters,
+            )
+        )
 
 
 def store_queries() -> dict[str, str]:

@@ -145,3 +145,102 @@ SELECT key_hash FROM api_keys WHERE revoked_at IS NULL;
 
 -- name: outbox_backlog
 SELECT count(*), min(created_at) FROM deliveries WHERE status = 'pending';
+
+-- name: meter_events
+-- One event type's raw events in [from, to), optionally of some customers only
+-- (/*customers*/ becomes "AND customer_id = ANY(...)").
+SELECT customer_id, (extract(epoch FROM ts) * 1000)::bigint, seq, value, metadata::text
+FROM events
+WHERE event_type = %(event_type)s
+  AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+  AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond' /*customers*/;
+
+-- name: levels_before
+-- The last event before :before_ms of each customer and each distinct value of the
+-- meter's groupBy keys (/*groups*/ adds metadata -> key for each).
+SELECT DISTINCT ON (customer_id /*groups*/)
+       customer_id, (extract(epoch FROM ts) * 1000)::bigint, seq, value, metadata::text
+FROM events
+WHERE event_type = %(event_type)s
+  AND ts < timestamptz 'epoch' + %(before_ms)s * interval '1 millisecond' /*customers*/
+ORDER BY customer_id /*groups*/, ts DESC, seq DESC;
+
+-- name: bucket_partials
+-- One event type's 15-minute partials in [from, to) (bucket numbers), with the bucket
+-- where customer_rollups has the event type.
+SELECT customer_id, bucket, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM rollups
+WHERE event_type = %(event_type)s AND bucket >= %(from_ms)s AND bucket < %(to_ms)s /*customers*/;
+
+-- name: meter_count
+-- One customer's events of one meter in [from, to) (the meter's partial index covers it).
+SELECT count(*) FROM events
+WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+  AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+  AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond';
+
+-- name: meter_nth_value
+-- The value at 0-based rank :offset, smallest first: a nearest-rank percentile.
+SELECT value FROM events
+WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+  AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+  AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'
+ORDER BY value LIMIT 1 OFFSET %(offset)s;
+
+-- name: meter_distinct
+-- Events and distinct values of one metadata key, compared as group text: a string as
+-- is, a number as its shortest text (1.0 is "1"), true/false; null is none.
+SELECT count(*), count(DISTINCT CASE jsonb_typeof(metadata -> %(key)s)
+    WHEN 'string' THEN metadata ->> %(key)s
+    WHEN 'number' THEN trim_scale((metadata ->> %(key)s)::numeric)::text
+    WHEN 'boolean' THEN metadata ->> %(key)s
+END)
+FROM events
+WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+  AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+  AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond';
+
+-- name: meter_level_area
+-- The exact integral of one customer's level over [from, to) (numeric arithmetic): each
+-- level holds until the next event; the one in force at from is the last event before.
+WITH bounds AS (
+    SELECT timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond' AS lo,
+           timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond' AS hi
+), before AS (
+    SELECT value FROM events, bounds
+    WHERE event_type = %(event_type)s AND customer_id = %(customer)s AND ts < bounds.lo
+    ORDER BY ts DESC, seq DESC LIMIT 1
+), levels AS (
+    SELECT %(from_ms)s::bigint AS ts, -1::bigint AS seq, value FROM before
+    UNION ALL
+    SELECT (extract(epoch FROM ts) * 1000)::bigint, seq, value FROM events, bounds
+    WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+      AND ts >= bounds.lo AND ts < bounds.hi
+)
+SELECT coalesce(sum(value * (next_ts - ts)), 0), count(*),
+       count(*) FILTER (WHERE seq = -1), count(*) FILTER (WHERE seq = -1 AND value != 0)
+FROM (SELECT ts, seq, value, lead(ts, 1, %(to_ms)s::bigint) OVER (ORDER BY ts, seq) AS next_ts
+      FROM levels) AS held;
+
+-- name: window_totals
+-- One event type's rollups folded per window (and customer, when /*customer*/ adds it).
+SELECT w.place /*customer*/, sum(r.count), sum(r.total), min(r.minimum), max(r.maximum)
+FROM unnest(%(places)s::int[], %(los)s::bigint[], %(his)s::bigint[]) AS w (place, lo, hi)
+JOIN rollups AS r ON r.bucket >= w.lo AND r.bucket < w.hi
+WHERE r.event_type = %(event_type)s /*customers*/
+GROUP BY w.place /*customer*/;
+
+-- name: group_totals
+-- One grouped meter's raw events folded per window, [customer] and group, in SQL.
+-- width_bucket over the window starts gives each event's window (1-based);
+-- /*groups*/ the group text of each groupBy key, /*filters*/ and /*customers*/
+-- optional conditions.
+SELECT width_bucket(ts, %(starts)s::timestamptz[]) AS place /*customer*/ /*groups*/,
+       count(*), sum(value), min(value), max(value)
+FROM events
+WHERE event_type = %(event_type)s
+  AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+  AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'
+  /*customers*/ /*filters*/
+GROUP BY place /*customer*/ /*groups*/;

@@ -184,3 +184,104 @@ GROUP BY event_type;
 
 -- name: outbox_backlog
 SELECT count(*), min(created_at) FROM deliveries WHERE status = 'pending';
+
+-- name: meter_events
+-- One event type's raw events in [from, to), optionally of some customers only
+-- (/*customers*/ becomes "AND customer_id IN (...)").
+SELECT customer_id, ts, seq, value, metadata FROM events
+WHERE event_type = :event_type AND ts >= :from_ms AND ts < :to_ms /*customers*/;
+
+-- name: levels_before
+-- The last event before :before_ms of each customer and each distinct value of the
+-- meter's groupBy keys (/*groups*/ adds json_type and json_extract of each).
+SELECT customer_id, ts, seq, value, metadata FROM (
+    SELECT customer_id, ts, seq, value, metadata,
+           row_number() OVER (PARTITION BY customer_id /*groups*/ ORDER BY ts DESC, seq DESC)
+               AS place
+    FROM events
+    WHERE event_type = :event_type AND ts < :before_ms /*customers*/
+)
+WHERE place = 1;
+
+-- name: bucket_partials
+-- One event type's 15-minute partials in [from, to) (bucket numbers), with the bucket
+-- where customer_rollups has the event type.
+SELECT customer_id, bucket, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM rollups
+WHERE event_type = :event_type AND bucket >= :from_ms AND bucket < :to_ms /*customers*/;
+
+-- name: meter_count
+-- One customer's events of one meter in [from, to) (the meter's partial index covers it).
+SELECT count(*) FROM events
+WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
+
+-- name: meter_nth_value
+-- The value at 0-based rank :offset, smallest first: a nearest-rank percentile.
+SELECT value FROM events
+WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms
+ORDER BY value LIMIT 1 OFFSET :offset;
+
+-- name: meter_distinct
+-- Events and distinct values of the metadata key at :path, compared as group text: a
+-- string as is, a number as its shortest text (1.0 is "1"), true/false; null is none.
+SELECT count(*), count(DISTINCT CASE json_type(metadata, :path)
+    WHEN 'text' THEN json_extract(metadata, :path)
+    WHEN 'integer' THEN CAST(json_extract(metadata, :path) AS TEXT)
+    WHEN 'real' THEN iif(json_extract(metadata, :path)
+                             = CAST(json_extract(metadata, :path) AS INTEGER),
+                         CAST(CAST(json_extract(metadata, :path) AS INTEGER) AS TEXT),
+                         CAST(json_extract(metadata, :path) AS TEXT))
+    WHEN 'true' THEN 'true'
+    WHEN 'false' THEN 'false'
+END)
+FROM events
+WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
+
+-- name: meter_level_area
+-- The integral of one customer's level over [from, to): each level holds until the next
+-- event; the one in force at :from_ms is the last event before it. Also the events
+-- inside, whether a level was held before, and how many levels are not integers (the
+-- caller then integrates exactly in Python instead).
+WITH before AS (
+    SELECT value FROM events
+    WHERE event_type = :event_type AND customer_id = :customer AND ts < :from_ms
+    ORDER BY ts DESC, seq DESC LIMIT 1
+), levels AS (
+    SELECT :from_ms AS ts, -1 AS seq, value FROM before
+    UNION ALL
+    SELECT ts, seq, value FROM events
+    WHERE event_type = :event_type AND customer_id = :customer
+      AND ts >= :from_ms AND ts < :to_ms
+)
+SELECT total(value * (next_ts - ts)), sum(value * (next_ts - ts)), count(*),
+       sum(seq = -1), sum(seq = -1 AND value != 0), sum(typeof(value) != 'integer')
+FROM (SELECT ts, seq, value, lead(ts, 1, :to_ms) OVER (ORDER BY ts, seq) AS next_ts
+      FROM levels);
+
+-- name: window_totals
+-- One event type's rollups folded per window (and customer, when /*customer*/ adds
+-- it): count, exact integer total, decimal totals to add in Python, min, max.
+-- /*windows*/ becomes the VALUES rows (place, first bucket, end bucket).
+WITH windows (place, lo, hi) AS (VALUES /*windows*/)
+SELECT windows.place /*customer*/, sum(r.count),
+       sum(iif(typeof(r.total) = 'integer', r.total, 0)),
+       group_concat(iif(typeof(r.total) = 'text', r.total, NULL), ' '),
+       min(r.minimum), max(r.maximum)
+FROM windows JOIN rollups AS r ON r.bucket >= windows.lo AND r.bucket < windows.hi
+WHERE r.event_type = :event_type /*customers*/
+GROUP BY windows.place /*customer*/;
+
+-- name: group_totals
+-- One grouped meter's raw events folded per window, [customer] and group, in SQL:
+-- count, exact integer total, other values as round-trip text for Python to add,
+-- min, max. /*place*/ is a CASE giving each event's window, /*groups*/ the group text
+-- of each groupBy key, /*filters*/ and /*customers*/ optional conditions; the meter's
+-- partial index (named by /*index*/) covers every column read.
+SELECT /*place*/ AS place /*customer*/ /*groups*/, count(*),
+       sum(iif(typeof(value) = 'integer', value, 0)),
+       group_concat(iif(typeof(value) = 'integer', NULL, printf('%!.17g', value)), ' '),
+       min(value), max(value)
+FROM events INDEXED BY /*index*/
+WHERE event_type = :event_type AND ts >= :from_ms AND ts < :to_ms /*customers*/ /*filters*/
+GROUP BY place /*customer*/ /*groups*/;
