@@ -12,6 +12,9 @@ import msgspec
 Op = Literal["sum", "avg", "min", "max", "count", "first", "last"]
 OPS: tuple[Op, ...] = ("sum", "avg", "min", "max", "count", "first", "last")
 
+# What ingest does with body fields it does not know: refuse them (400/422) or skip them.
+UnknownFields = Literal["reject", "ignore"]
+
 CalendarPeriod = Literal["hourly", "daily", "weekly", "monthly", "yearly"]
 CALENDAR_PERIODS: tuple[CalendarPeriod, ...] = ("hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -62,6 +65,7 @@ class SystemConfig(msgspec.Struct, frozen=True):
     timezone: str = "UTC"
     grace_period_ms: int = 0
     max_batch_size: int = 1000
+    unknown_fields: UnknownFields = "reject"
     source: str = "<built-in sample>"
 
     def period(self, name: str) -> PeriodConfig | None:

@@ -13,7 +13,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from meterd.aggregation import AggregationRow, Status, build_rows
 from meterd.config.model import Op, WebhookConfig
-from meterd.errors import StorageUnavailable
+from meterd.errors import IdConflict, StorageUnavailable
+from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
@@ -126,37 +127,85 @@ class PostgresStore(Store):
     def ingest_transactions(self) -> int:
         return self._batcher.transactions
 
-    async def _insert_events(self, events: list[NewEvent]) -> list[bool]:
-        """One transaction: insert what is new (the unique id decides), fold it into rollups."""
-        async with self._connection() as conn, conn.transaction():
-            cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
-            seqs = [row[0] for row in await cursor.fetchall()]
-            # Sorted by id, so concurrent batches lock the same keys in the same order.
-            order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
-            columns: list[list[Any]] = [[] for _ in range(8)]
-            for i in order:
-                event = events[i]
-                row = (
-                    seqs[i],
-                    event.id,
-                    event.event_type,
-                    event.customer_id,
-                    Decimal(exact(event.value)),
-                    None if event.metadata is None else event.metadata.decode(),
-                    event.ts_ms,
-                    event.received_ms,
+    async def _insert_events(self, jobs: list[Sequence[NewEvent]]) -> list[Outcome]:
+        """Store each job's events, refusing only the jobs that reuse an id for other content.
+
+        The unique id decides races with other processes; a job refused for a
+        conflict must store nothing, so the transaction is rolled back and the
+        others are stored again without it (conflicts are rare, the retry cheap).
+        """
+        outcomes: dict[int, Outcome] = {}
+        while True:
+            live = [i for i in range(len(jobs)) if i not in outcomes]
+            if not live:
+                break
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    results = await self._try_insert(conn, [jobs[i] for i in live])
+            except _Refused as refused:
+                outcomes.update(
+                    (i, result)
+                    for i, result in zip(live, refused.outcomes, strict=True)
+                    if isinstance(result, IdConflict)
                 )
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
-            cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
-            inserted = {row[0] for row in await cursor.fetchall()}
-            points = [
-                (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
-                for e, seq in zip(events, seqs, strict=True)
-                if seq in inserted
-            ]
-            await self._upsert_rollups(conn, fold(points))
-        return [seq in inserted for seq in seqs]
+                continue
+            outcomes.update(zip(live, results, strict=True))
+        return [outcomes[i] for i in range(len(jobs))]
+
+    async def _try_insert(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], jobs: list[Sequence[NewEvent]]
+    ) -> list[Outcome]:
+        """One transaction: insert what is new (the unique id decides), fold it into rollups.
+
+        Raises _Refused (to roll back) when some job reuses an id for other content.
+        """
+        events = [event for job in jobs for event in job]
+        cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
+        seqs = [row[0] for row in await cursor.fetchall()]
+        # Sorted by id, so concurrent batches lock the same keys in the same order.
+        order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for i in order:
+            event = events[i]
+            row = (
+                seqs[i],
+                event.id,
+                event.event_type,
+                event.customer_id,
+                Decimal(exact(event.value)),
+                None if event.metadata is None else event.metadata.decode(),
+                event.ts_ms,
+                event.received_ms,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
+        inserted = {row[0] for row in await cursor.fetchall()}
+        if len(inserted) < len(events):
+            # Some ids were known: compare with what the other rows hold.
+            ours = set(seqs)
+            again = [e.id for e, seq in zip(events, seqs, strict=True) if seq not in inserted]
+            cursor = await conn.execute(self._queries["events_by_id"].encode(), (again,))
+            stored = {
+                id_: StoredContent(*content)
+                for id_, seq, *content in await cursor.fetchall()
+                if seq not in ours
+            }
+            outcomes = resolve(jobs, stored)
+            if any(isinstance(outcome, IdConflict) for outcome in outcomes):
+                raise _Refused(outcomes)
+        points = [
+            (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
+            for e, seq in zip(events, seqs, strict=True)
+            if seq in inserted
+        ]
+        await self._upsert_rollups(conn, fold(points))
+        results: list[Outcome] = []
+        start = 0
+        for job in jobs:
+            results.append([seq in inserted for seq in seqs[start : start + len(job)]])
+            start += len(job)
+        return results
 
     async def _upsert_rollups(
         self, conn: psycopg.AsyncConnection[tuple[Any, ...]], partials: dict[BucketKey, Partial]
@@ -414,6 +463,14 @@ class PostgresStore(Store):
 
     async def active_api_key_hashes(self) -> set[str]:
         return {row[0] for row in await self._fetch(self._queries["active_api_key_hashes"])}
+
+
+class _Refused(Exception):
+    """Some jobs of an ingest transaction reuse ids for other content: roll it back."""
+
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        super().__init__("id conflict")
+        self.outcomes = outcomes
 
 
 def _number(value: Decimal) -> float:
