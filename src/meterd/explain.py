@@ -53,7 +53,7 @@ def malformed(error: msgspec.DecodeError) -> Problem:
         return Problem(None, "malformed JSON: the body ends before the JSON does")
     found = _AT_BYTE.search(message)
     if found is not None:
-        return Problem(None, f"malformed JSON: unexpected character at byte {found[1]}")
+        return Problem(None, f"malformed JSON: unexpected character at byte offset {found[1]}")
     return Problem(None, "malformed JSON")
 
 

@@ -128,40 +128,37 @@ class PostgresStore(Store):
         return self._batcher.transactions
 
     async def _insert_events(self, jobs: list[Sequence[NewEvent]]) -> list[Outcome]:
-        """Store each job's events, refusing only the jobs that reuse an id for other content.
-
-        The unique id decides races with other processes; a job refused for a
-        conflict must store nothing, so the transaction is rolled back and the
-        others are stored again without it (conflicts are rare, the retry cheap).
-        """
-        outcomes: dict[int, Outcome] = {}
-        while True:
-            live = [i for i in range(len(jobs)) if i not in outcomes]
-            if not live:
-                break
-            try:
-                async with self._connection() as conn, conn.transaction():
-                    results = await self._try_insert(conn, [jobs[i] for i in live])
-            except _Refused as refused:
-                outcomes.update(
-                    (i, result)
-                    for i, result in zip(live, refused.outcomes, strict=True)
-                    if isinstance(result, IdConflict)
-                )
-                continue
-            outcomes.update(zip(live, results, strict=True))
-        return [outcomes[i] for i in range(len(jobs))]
-
-    async def _try_insert(
-        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], jobs: list[Sequence[NewEvent]]
-    ) -> list[Outcome]:
         """One transaction: insert what is new (the unique id decides), fold it into rollups.
 
-        Raises _Refused (to roll back) when some job reuses an id for other content.
+        Ids already stored are compared with what they hold: a job (one request)
+        reusing an id for other content is refused and stores nothing, the others
+        go ahead as if the jobs had run one after another.
         """
         events = [event for job in jobs for event in job]
-        cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
-        seqs = [row[0] for row in await cursor.fetchall()]
+        async with self._connection() as conn, conn.transaction():
+            cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
+            seqs = [row[0] for row in await cursor.fetchall()]
+            inserted = await self._insert_rows(conn, events, seqs)
+            if len(inserted) == len(events):
+                outcomes: list[Outcome] = [[True] * len(job) for job in jobs]
+                wanted = inserted
+            else:
+                outcomes, wanted = await self._settle_known_ids(conn, jobs, seqs, inserted)
+            points = [
+                (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
+                for e, seq in zip(events, seqs, strict=True)
+                if seq in wanted
+            ]
+            await self._upsert_rollups(conn, fold(points))
+        return outcomes
+
+    async def _insert_rows(
+        self,
+        conn: psycopg.AsyncConnection[tuple[Any, ...]],
+        events: Sequence[NewEvent],
+        seqs: Sequence[int],
+    ) -> set[int]:
+        """Insert events whose id is new (ON CONFLICT DO NOTHING); the seqs inserted."""
         # Sorted by id, so concurrent batches lock the same keys in the same order.
         order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
         columns: list[list[Any]] = [[] for _ in range(8)]
@@ -180,32 +177,51 @@ class PostgresStore(Store):
             for column, value in zip(columns, row, strict=True):
                 column.append(value)
         cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
-        inserted = {row[0] for row in await cursor.fetchall()}
-        if len(inserted) < len(events):
-            # Some ids were known: compare with what the other rows hold.
-            ours = set(seqs)
-            again = [e.id for e, seq in zip(events, seqs, strict=True) if seq not in inserted]
-            cursor = await conn.execute(self._queries["events_by_id"].encode(), (again,))
-            stored = {
-                id_: StoredContent(*content)
-                for id_, seq, *content in await cursor.fetchall()
-                if seq not in ours
-            }
-            outcomes = resolve(jobs, stored)
-            if any(isinstance(outcome, IdConflict) for outcome in outcomes):
-                raise _Refused(outcomes)
-        points = [
-            (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
-            for e, seq in zip(events, seqs, strict=True)
-            if seq in inserted
-        ]
-        await self._upsert_rollups(conn, fold(points))
-        results: list[Outcome] = []
+        return {row[0] for row in await cursor.fetchall()}
+
+    async def _settle_known_ids(
+        self,
+        conn: psycopg.AsyncConnection[tuple[Any, ...]],
+        jobs: list[Sequence[NewEvent]],
+        seqs: list[int],
+        inserted: set[int],
+    ) -> tuple[list[Outcome], set[int]]:
+        """Some ids were already taken: refuse the jobs that reuse one for other content.
+
+        A row that ON CONFLICT DO NOTHING skipped for belongs to a committed
+        transaction (the insert waited for it) or to an earlier event of this one.
+        The committed ones decide, jobs run in order; rows of refused jobs are
+        deleted, and an event that only lost its id to a refused job is inserted
+        now (this transaction holds that id's row lock, so nobody else can take it).
+        Returns the outcome per job and the seqs that end up stored.
+        """
+        events = [event for job in jobs for event in job]
+        ours = set(seqs)
+        taken = [e.id for e, seq in zip(events, seqs, strict=True) if seq not in inserted]
+        cursor = await conn.execute(self._queries["events_by_id"].encode(), (taken,))
+        committed = {
+            id_: StoredContent(*content)
+            for id_, seq, *content in await cursor.fetchall()
+            if seq not in ours
+        }
+        outcomes = resolve(jobs, committed)
+        wanted: set[int] = set()
         start = 0
-        for job in jobs:
-            results.append([seq in inserted for seq in seqs[start : start + len(job)]])
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not isinstance(outcome, IdConflict):
+                wanted.update(s for s, new in zip(seqs[start:], outcome, strict=False) if new)
             start += len(job)
-        return results
+        undo = sorted(inserted - wanted)
+        if undo:
+            await conn.execute(self._queries["delete_events"].encode(), (undo,))
+        redo = [i for i, seq in enumerate(seqs) if seq in wanted and seq not in inserted]
+        if redo:
+            again = await self._insert_rows(
+                conn, [events[i] for i in redo], [seqs[i] for i in redo]
+            )
+            if len(again) != len(redo):
+                raise RuntimeError("an id this transaction holds a lock on was taken")
+        return outcomes, wanted
 
     async def _upsert_rollups(
         self, conn: psycopg.AsyncConnection[tuple[Any, ...]], partials: dict[BucketKey, Partial]
@@ -463,14 +479,6 @@ class PostgresStore(Store):
 
     async def active_api_key_hashes(self) -> set[str]:
         return {row[0] for row in await self._fetch(self._queries["active_api_key_hashes"])}
-
-
-class _Refused(Exception):
-    """Some jobs of an ingest transaction reuse ids for other content: roll it back."""
-
-    def __init__(self, outcomes: list[Outcome]) -> None:
-        super().__init__("id conflict")
-        self.outcomes = outcomes
 
 
 def _number(value: Decimal) -> float:

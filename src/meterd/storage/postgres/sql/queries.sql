@@ -19,6 +19,10 @@ SELECT id, seq, event_type, customer_id, value, metadata::text,
        (extract(epoch FROM ts) * 1000)::bigint
 FROM events WHERE id = ANY(%s::text[]);
 
+-- name: delete_events
+-- Only rows of the current transaction: those of a request refused for a reused id.
+DELETE FROM events WHERE seq = ANY(%s::bigint[]);
+
 -- name: upsert_rollups
 INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
                      first_ts, first_seq, first_value, last_ts, last_seq, last_value)
