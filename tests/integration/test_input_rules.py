@@ -109,7 +109,9 @@ async def test_the_idempotency_key_obeys_the_id_rules(
     client: httpx.AsyncClient, store: Store, key: str | bytes, problem: str
 ) -> None:
     response = await client.post(
-        "/usage/api.calls", json={"customerId": "c", "value": 1}, headers={"Idempotency-Key": key}
+        "/usage/api.calls",
+        json={"customerId": "c", "value": 1},
+        headers={b"Idempotency-Key": key if isinstance(key, bytes) else key.encode()},
     )
     assert response.status_code == 400
     assert response.json()["field"] == "Idempotency-Key"
@@ -120,7 +122,7 @@ async def test_the_idempotency_key_obeys_the_id_rules(
 async def test_a_utf8_idempotency_key_is_the_same_id_as_in_a_body(
     client: httpx.AsyncClient, store: Store
 ) -> None:
-    headers = {"Idempotency-Key": "kunde-ø-€".encode()}
+    headers = {b"Idempotency-Key": "kunde-ø-€".encode()}
     first = await client.post(
         "/usage/api.calls", json={"customerId": "c", "value": 1}, headers=headers
     )
