@@ -18,7 +18,7 @@ from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.messages import outgoing_for
 from meterd.periods import BUCKET_MS, PeriodBounds
-from meterd.rollup import BucketKey, Partial, Point, exact, fold
+from meterd.rollup import BucketKey, Partial, Point, exact, exact_decimal, fold
 from meterd.storage.base import (
     AggregationQuery,
     ApiKeyRecord,
@@ -494,7 +494,7 @@ def _partials(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, Partial]]
         customer_id, event_type, count, total = row[:4]
         first = Point(row[6], row[7], _number(row[8]))
         last = Point(row[9], row[10], _number(row[11]))
-        exact_total = int(total) if total == total.to_integral_value() else total.normalize()
+        exact_total = exact_decimal(total)
         partial = Partial(count, exact_total, _number(row[4]), _number(row[5]), first, last)
         result.append((customer_id, event_type, partial))
     return result
