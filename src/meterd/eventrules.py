@@ -77,7 +77,7 @@ def timestamp_problem(timestamp: int | datetime, received_ms: int) -> Problem | 
     if ts_ms < 0:
         return Problem("timestamp", "must not be before 1970-01-01T00:00:00Z")
     if ts_ms > received_ms + MAX_FUTURE_MS:
-        return Problem("timestamp", "must not be more than 5 minutes in the future")
+        return Problem("timestamp", "more than 5 minutes in the future")
     return None
 
 
