@@ -46,6 +46,7 @@ def redacted_config(config: SystemConfig) -> dict[str, Any]:
         "timezone": config.timezone,
         "gracePeriod": format_duration(config.grace_period_ms),
         "maxBatchSize": config.max_batch_size,
+        "unknownFields": config.unknown_fields,
         "source": config.source,
     }
 
