@@ -104,6 +104,8 @@ def explain_event(
                 problem = check(raw_value, path_type, known_types, received_ms)
             except RecursionError:
                 problem = Problem(name, "is nested too deeply")
+            except msgspec.DecodeError:  # e.g. a number beyond every double
+                problem = Problem(name, "is not a valid value for this field")
             if problem is not None:
                 problems.append(problem)
     return problems
@@ -138,7 +140,7 @@ def _identifier(
 ) -> tuple[str | None, Problem | None]:
     try:
         value: Any = _any.decode(raw)
-    except RecursionError:
+    except (msgspec.DecodeError, RecursionError):
         return None, Problem(name, "must be a string")
     if value is None and nullable:
         return None, None
@@ -182,7 +184,7 @@ def _metadata(raw: msgspec.Raw, *_: Any) -> Problem | None:
 def _timestamp_field(raw: msgspec.Raw, _: Any, __: Any, received_ms: int) -> Problem | None:
     try:
         value = _timestamp.decode(raw)
-    except msgspec.ValidationError:
+    except msgspec.DecodeError:
         return Problem(
             "timestamp",
             'must be an ISO-8601 time like "2025-01-15T10:00:00Z" or whole epoch milliseconds',

@@ -270,3 +270,10 @@ def test_malformed_json_is_said_without_decoder_wording() -> None:
     assert refusal(b'{"customerId": "c"').message == (
         "malformed JSON: the body ends before the JSON does"
     )
+
+
+@pytest.mark.parametrize("field", ["customerId", "id", "eventType", "timestamp", "metadata"])
+@pytest.mark.parametrize("raw", [b"1e999", b"-1E+400", b"1" + b"0" * 400])
+def test_numbers_beyond_every_double_in_any_field_are_named(field: str, raw: bytes) -> None:
+    body = b'{"customerId": "c", "value": 1, "' + field.encode() + b'": ' + raw + b"}"
+    assert refusal(body).details == {"field": field}
