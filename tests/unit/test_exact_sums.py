@@ -76,7 +76,7 @@ def test_random_doubles_of_every_magnitude_sum_exactly() -> None:
         if abs(exact_sum) < sys.float_info.max:
             assert json_number(partial.sum) == float(exact_sum)
         else:  # beyond every double: still a finite JSON number, the nearest integer
-            assert abs(json_number(partial.sum) - exact_sum) < 1
+            assert abs(Fraction(json_number(partial.sum)) - exact_sum) < 1
 
 
 @settings(max_examples=300, deadline=None)
