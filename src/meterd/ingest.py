@@ -8,8 +8,10 @@ problem per event.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Container
+from datetime import datetime
 
 import msgspec
 
@@ -24,6 +26,7 @@ from meterd.errors import (
 )
 from meterd.eventrules import MAX_FUTURE_MS as MAX_FUTURE_MS
 from meterd.eventrules import (
+    MIN_EPOCH_MS,
     Identifier,
     Metadata,
     Problem,
@@ -255,6 +258,8 @@ def _check(
     path_type: str | None,
 ) -> list[Problem]:
     """The rules a schema cannot express."""
+    if _plainly_valid(usage, event_type, received_ms, known_types, path_type):
+        return []
     problems = [
         event_type_problem(event_type, known_types=known_types, path_type=path_type),
         value_problem(usage.value),
@@ -262,6 +267,33 @@ def _check(
         None if usage.timestamp is None else timestamp_problem(usage.timestamp, received_ms),
     ]
     return [problem for problem in problems if problem is not None]
+
+
+def _plainly_valid(
+    usage: UsageIn | BatchEventIn,
+    event_type: str | None,
+    received_ms: int,
+    known_types: Container[str],
+    path_type: str | None,
+) -> bool:
+    """The common case, checked inline: every event of a batch passes through here."""
+    timestamp = usage.timestamp
+    return (
+        (event_type in known_types if path_type is None else event_type in (None, path_type))
+        and math.isfinite(usage.value)
+        and (not usage.metadata or bytes(usage.metadata)[:1] == b"{")
+        and (
+            timestamp is None
+            or (
+                isinstance(timestamp, int)
+                and MIN_EPOCH_MS <= timestamp <= received_ms + MAX_FUTURE_MS
+            )
+            or (
+                isinstance(timestamp, datetime)
+                and 0 <= timestamp_ms(timestamp) <= received_ms + MAX_FUTURE_MS
+            )
+        )
+    )
 
 
 def _metadata_bytes(raw: msgspec.Raw) -> bytes | None:
