@@ -104,7 +104,11 @@ def _exact(value: float | int | Decimal) -> int | Decimal:
 
 
 def _same_metadata(a: bytes | str | None, b: bytes | str | None) -> bool:
-    if a == b:
+    if isinstance(a, str):
+        a = a.encode()
+    if isinstance(b, str):
+        b = b.encode()
+    if a == b:  # the usual retry: byte for byte what was sent before
         return True
     try:
         return bool(_json(a) == _json(b))
