@@ -802,3 +802,12 @@ def test_long_quoted_keys_are_shown_whole_in_paths() -> None:
     name = "api calls " * 10
     [problem] = problems(document(events={"api.calls": {"op": "sum"}, name: {"op": "sum"}}))
     assert problem.startswith(f'events."{name}": ')
+
+
+def test_unknown_fields_is_reject_unless_set_to_ignore() -> None:
+    assert parse(document()).unknown_fields == "reject"
+    assert parse(document(unknownFields="ignore")).unknown_fields == "ignore"
+    assert parse(document(unknownFields="reject")).unknown_fields == "reject"
+    assert problems(document(unknownFields="allow")) == [
+        'unknownFields: "allow" is not one of reject, ignore'
+    ]
