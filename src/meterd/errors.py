@@ -1,12 +1,22 @@
 """meterd's one exception hierarchy.
 
 Each class's docstring is its default message; the HTTP layer maps classes to
-status codes in one place (`meterd.http.errors`).
+status codes in one place (`meterd.http.responses`).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+# Error messages quote at most this many characters of what the client sent.
+SHOWN_CHARS = 200
+
+
+def shown(text: str, limit: int = SHOWN_CHARS) -> str:
+    """Client input as an error message quotes it: in quotes, escaped, cut to `limit`."""
+    if len(text) <= limit:
+        return repr(text)
+    return f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 class MeterdError(Exception):
@@ -42,6 +52,27 @@ class ValidationFailed(MeterdError):
     """Some events are invalid; nothing was stored."""
 
 
+class IdConflict(MeterdError):
+    """An id was already used for a different event; nothing was stored.
+
+    `conflicts` lists (index in the request, id, the fields that differ).
+    """
+
+    def __init__(self, conflicts: list[tuple[int, str, list[str]]]) -> None:
+        self.conflicts = conflicts
+        _, first_id, fields = conflicts[0]
+        super().__init__(f"id {shown(first_id)} {conflict_text(fields)}", id=first_id, field="id")
+
+
+def conflict_text(fields: list[str]) -> str:
+    """Why a reused id was refused, in the client's field names."""
+    differ = f"{fields[0]} differs" if len(fields) == 1 else f"{', '.join(fields)} differ"
+    return (
+        f"was already used for a different event ({differ}); nothing was stored. "
+        "A retry must send the same content; a new event needs a new id"
+    )
+
+
 class StorageUnavailable(MeterdError):
     """The database cannot be reached or written; nothing was stored. Retry later."""
 
@@ -69,6 +100,7 @@ STATUS_CODES: dict[type[MeterdError], int] = {
     Unauthorized: 401,
     NotFound: 404,
     Conflict: 409,
+    IdConflict: 409,
     PayloadTooLarge: 413,
     BatchTooLarge: 413,
     ValidationFailed: 422,

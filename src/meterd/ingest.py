@@ -1,7 +1,9 @@
-"""Usage-event input: the request shapes and the rules an event must pass.
+"""Usage-event input: the request shapes, the fast parse, and what an invalid body gets.
 
-Parsing is one C-speed msgspec decode for the common, valid case; only an
-invalid body takes the slower path that names every problem per event.
+Parsing is one C-speed msgspec decode for the common, valid case (unknown
+fields are refused by the decoder itself, at no cost while there are none);
+only an invalid body takes the slower path in `explain.py` that names every
+problem per event.
 """
 
 from __future__ import annotations
@@ -10,40 +12,50 @@ import math
 import random
 from collections.abc import Container
 from datetime import datetime
-from typing import Annotated
 
 import msgspec
 
-from meterd.errors import BatchTooLarge, InvalidRequest, ValidationFailed
-from meterd.timeutil import datetime_to_ms
+from meterd.config.model import UnknownFields
+from meterd.errors import (
+    BatchTooLarge,
+    IdConflict,
+    InvalidRequest,
+    ValidationFailed,
+    conflict_text,
+    shown,
+)
+from meterd.eventrules import MAX_FUTURE_MS as MAX_FUTURE_MS
+from meterd.eventrules import (
+    MIN_EPOCH_MS,
+    Identifier,
+    Metadata,
+    Problem,
+    Timestamp,
+    event_type_problem,
+    metadata_problem,
+    timestamp_ms,
+    timestamp_problem,
+    value_problem,
+)
+from meterd.explain import NotAnArray, batch_items, explain_event
+from meterd.identifiers import identifier_problem
 
-MAX_FUTURE_MS = 5 * 60 * 1000
-_TOO_DEEP = "the JSON is nested too deeply"
-# Epoch values below this (1973-03-03 in ms) are almost surely seconds sent by mistake.
-MIN_EPOCH_MS = 100_000_000_000
 
-# No control characters: ids travel in URLs, headers and logs.
-Identifier = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+\Z")
-]
-Metadata = Annotated[
-    msgspec.Raw,
-    msgspec.Meta(extra_json_schema={"type": "object", "description": "Free-form JSON object."}),
-]
-Timestamp = Annotated[
-    int | datetime,
-    msgspec.Meta(
-        extra_json_schema={
-            "description": "ISO-8601 time (no offset means UTC) or epoch milliseconds; "
-            "defaults to the arrival time; at most 5 minutes in the future."
-        }
-    ),
-]
+class UsageIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """Body of `POST /usage/{eventType}`; an `eventType` in it must equal the path's."""
+
+    customer_id: Identifier
+    value: float
+    metadata: Metadata = msgspec.field(default_factory=msgspec.Raw)
+    timestamp: Timestamp | None = None
+    id: Identifier | None = None
+    event_type: Identifier | None = None
 
 
-class UsageIn(msgspec.Struct, rename="camel"):
-    """Body of `POST /usage/{eventType}`."""
+class BatchEventIn(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
+    """One element of the `POST /usagebatch` array."""
 
+    event_type: Identifier
     customer_id: Identifier
     value: float
     metadata: Metadata = msgspec.field(default_factory=msgspec.Raw)
@@ -51,14 +63,20 @@ class UsageIn(msgspec.Struct, rename="camel"):
     id: Identifier | None = None
 
 
-class BatchEventIn(UsageIn, rename="camel"):
-    """One element of the `POST /usagebatch` array."""
+class _LenientUsageIn(UsageIn, forbid_unknown_fields=False):
+    """UsageIn for `"unknownFields": "ignore"`: fields it does not know are skipped."""
 
-    event_type: Identifier = ""
+
+class _LenientBatchEventIn(BatchEventIn, forbid_unknown_fields=False):
+    """BatchEventIn for `"unknownFields": "ignore"`."""
 
 
 class NewEvent(msgspec.Struct, array_like=True, gc=False):
-    """A validated event on its way to storage."""
+    """A validated event on its way to storage.
+
+    `ts_sent` tells whether the client sent the timestamp (else it is the arrival
+    time): only a sent timestamp takes part in comparing a reused id's content.
+    """
 
     id: str
     event_type: str
@@ -67,17 +85,25 @@ class NewEvent(msgspec.Struct, array_like=True, gc=False):
     metadata: bytes | None
     ts_ms: int
     received_ms: int
+    ts_sent: bool = True
 
 
-class ValidationProblem(msgspec.Struct):
+class ValidationProblem(msgspec.Struct, omit_defaults=True):
+    """The problems of one event of a batch; `field` is set when one field is at fault."""
+
     index: int
     errors: list[str]
+    field: str | None = None
 
 
-_usage_decoder = msgspec.json.Decoder(UsageIn)
-_batch_decoder = msgspec.json.Decoder(list[BatchEventIn])
-_event_decoder = msgspec.json.Decoder(BatchEventIn)
-_raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
+_usage_decoders: dict[str, msgspec.json.Decoder[UsageIn]] = {
+    "reject": msgspec.json.Decoder(UsageIn),
+    "ignore": msgspec.json.Decoder(_LenientUsageIn),
+}
+_batch_decoders: dict[str, msgspec.json.Decoder[list[BatchEventIn]]] = {
+    "reject": msgspec.json.Decoder(list[BatchEventIn]),
+    "ignore": msgspec.json.Decoder(list[_LenientBatchEventIn]),
+}
 
 
 def new_event_id(received_ms: int) -> str:
@@ -92,24 +118,42 @@ def parse_usage(
     idempotency_key: str | None,
     known_types: Container[str],
     received_ms: int,
+    unknown_fields: UnknownFields = "reject",
 ) -> NewEvent:
     """Validate a single-event body; raise InvalidRequest naming the field."""
     if event_type not in known_types:
-        raise InvalidRequest(f"eventType: {event_type!r} is not configured", field="eventType")
+        raise InvalidRequest(f"eventType: {shown(event_type)} is not configured", field="eventType")
+    if idempotency_key is not None:
+        problem = identifier_problem(idempotency_key)
+        if problem is not None:
+            raise InvalidRequest(f"Idempotency-Key: {problem}", field="Idempotency-Key")
     try:
-        usage = _usage_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(_describe_decode_error(exc)) from None
-    except RecursionError:
-        raise InvalidRequest(_TOO_DEEP) from None
-    errors = _check(usage, received_ms)
-    if errors:
-        raise InvalidRequest("; ".join(errors))
+        usage = _usage_decoders[unknown_fields].decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        usage = None
+    problems = (
+        explain_event(
+            body,
+            path_type=event_type,
+            known_types=known_types,
+            unknown_fields=unknown_fields,
+            received_ms=received_ms,
+        )
+        if usage is None
+        else _check(usage, usage.event_type, received_ms, known_types, event_type)
+    )
+    if problems or usage is None:
+        raise _invalid(problems or [Problem(None, "the event is not valid")])
     return _to_new_event(usage, event_type, idempotency_key, received_ms)
 
 
 def parse_batch(
-    body: bytes, *, known_types: Container[str], max_batch_size: int, received_ms: int
+    body: bytes,
+    *,
+    known_types: Container[str],
+    max_batch_size: int,
+    received_ms: int,
+    unknown_fields: UnknownFields = "reject",
 ) -> list[NewEvent]:
     """Validate a batch body: all of it or nothing.
 
@@ -117,47 +161,58 @@ def parse_batch(
     ValidationFailed (with one ValidationProblem per invalid event).
     """
     try:
-        batch = _batch_decoder.decode(body)
+        batch = _batch_decoders[unknown_fields].decode(body)
     except (msgspec.DecodeError, RecursionError):
-        return _reject_batch(body, known_types, max_batch_size, received_ms)
+        return _reject_batch(body, known_types, max_batch_size, received_ms, unknown_fields)
     _check_batch_size(len(batch), max_batch_size)
-    problems = []
+    invalid = []
     for index, item in enumerate(batch):
-        errors = _check(item, received_ms, known_types)
+        errors = _check(item, item.event_type, received_ms, known_types, None)
         if errors:
-            problems.append(ValidationProblem(index, errors))
-    if problems:
-        raise _validation_failed(problems, len(batch))
+            invalid.append(_problem_at(index, errors))
+    if invalid:
+        raise _validation_failed(invalid, len(batch))
     return [_to_new_event(item, item.event_type, None, received_ms) for item in batch]
 
 
+def conflict_failure(conflict: IdConflict, total: int) -> ValidationFailed:
+    """A batch's reused ids, as the 422 that names each refused index."""
+    invalid = [
+        ValidationProblem(index, [f"id: {shown(id_)} {conflict_text(fields)}"], "id")
+        for index, id_, fields in conflict.conflicts
+    ]
+    return _validation_failed(invalid, total)
+
+
 def _reject_batch(
-    body: bytes, known_types: Container[str], max_batch_size: int, received_ms: int
+    body: bytes,
+    known_types: Container[str],
+    max_batch_size: int,
+    received_ms: int,
+    unknown_fields: UnknownFields,
 ) -> list[NewEvent]:
     """The slow path: find and name every problem of a batch that failed to decode."""
     try:
-        items = _raw_list_decoder.decode(body)
-    except msgspec.ValidationError:
+        items = batch_items(body)
+    except NotAnArray:
         raise InvalidRequest("the body must be a JSON array of events") from None
-    except msgspec.DecodeError as exc:
-        raise InvalidRequest(_describe_decode_error(exc)) from None
-    except RecursionError:
-        raise InvalidRequest(_TOO_DEEP) from None
+    except ValueError as error:
+        raise InvalidRequest(str(error.args[0])) from None
     _check_batch_size(len(items), max_batch_size)
-    problems = []
+    invalid = []
     for index, raw in enumerate(items):
-        try:
-            item = _event_decoder.decode(raw)
-        except msgspec.DecodeError as exc:
-            problems.append(ValidationProblem(index, [_describe_decode_error(exc)]))
-            continue
-        except RecursionError:
-            problems.append(ValidationProblem(index, [_TOO_DEEP]))
-            continue
-        errors = _check(item, received_ms, known_types)
+        errors = explain_event(
+            raw,
+            path_type=None,
+            known_types=known_types,
+            unknown_fields=unknown_fields,
+            received_ms=received_ms,
+        )
         if errors:
-            problems.append(ValidationProblem(index, errors))
-    raise _validation_failed(problems, len(items))
+            invalid.append(_problem_at(index, errors))
+    if not invalid:  # the decoder refused something the explanation did not find
+        invalid = [ValidationProblem(0, ["the batch is not valid"])]
+    raise _validation_failed(invalid, len(items))
 
 
 def _check_batch_size(received: int, max_batch_size: int) -> None:
@@ -171,54 +226,74 @@ def _check_batch_size(received: int, max_batch_size: int) -> None:
         )
 
 
-def _validation_failed(problems: list[ValidationProblem], total: int) -> ValidationFailed:
+def _single_field(problems: list[Problem]) -> str | None:
+    fields = {problem.field for problem in problems}
+    return fields.pop() if len(fields) == 1 else None
+
+
+def _invalid(problems: list[Problem]) -> InvalidRequest:
+    field = _single_field(problems)
+    message = "; ".join(str(problem) for problem in problems)
+    return InvalidRequest(message) if field is None else InvalidRequest(message, field=field)
+
+
+def _problem_at(index: int, problems: list[Problem]) -> ValidationProblem:
+    return ValidationProblem(index, [str(p) for p in problems], _single_field(problems))
+
+
+def _validation_failed(invalid: list[ValidationProblem], total: int) -> ValidationFailed:
     return ValidationFailed(
-        f"{len(problems)} of {total} events are invalid; nothing was stored",
-        validationErrors=problems,
-        validCount=total - len(problems),
-        invalidCount=len(problems),
+        f"{len(invalid)} of {total} events are invalid; nothing was stored",
+        validationErrors=invalid,
+        validCount=total - len(invalid),
+        invalidCount=len(invalid),
     )
 
 
 def _check(
-    usage: UsageIn, received_ms: int, known_types: Container[str] | None = None
-) -> list[str]:
-    """The rules a schema cannot express; returns readable problems."""
-    errors = []
-    if isinstance(usage, BatchEventIn) and known_types is not None:
-        if not usage.event_type:
-            errors.append("eventType: required")
-        elif usage.event_type not in known_types:
-            errors.append(f"eventType: {usage.event_type!r} is not configured")
-    if not math.isfinite(usage.value):
-        errors.append("value: must be a finite number")
-    if usage.metadata and not _is_object_or_null(usage.metadata):
-        errors.append("metadata: must be a JSON object")
-    if usage.timestamp is not None:
-        error = _check_timestamp(usage.timestamp, received_ms)
-        if error:
-            errors.append(error)
-    return errors
+    usage: UsageIn | BatchEventIn,
+    event_type: str | None,
+    received_ms: int,
+    known_types: Container[str],
+    path_type: str | None,
+) -> list[Problem]:
+    """The rules a schema cannot express."""
+    if _plainly_valid(usage, event_type, received_ms, known_types, path_type):
+        return []
+    problems = [
+        event_type_problem(event_type, known_types=known_types, path_type=path_type),
+        value_problem(usage.value),
+        metadata_problem(usage.metadata) if usage.metadata else None,
+        None if usage.timestamp is None else timestamp_problem(usage.timestamp, received_ms),
+    ]
+    return [problem for problem in problems if problem is not None]
 
 
-def _check_timestamp(timestamp: int | datetime, received_ms: int) -> str | None:
-    ts_ms = _timestamp_ms(timestamp)
-    if isinstance(timestamp, int) and ts_ms < MIN_EPOCH_MS:
-        return f"timestamp: {timestamp} is too small for epoch milliseconds (seconds sent?)"
-    if ts_ms < 0:
-        return "timestamp: must not be before 1970-01-01T00:00:00Z"
-    if ts_ms > received_ms + MAX_FUTURE_MS:
-        return "timestamp: more than 5 minutes in the future"
-    return None
-
-
-def _timestamp_ms(timestamp: int | datetime) -> int:
-    return timestamp if isinstance(timestamp, int) else datetime_to_ms(timestamp)
-
-
-def _is_object_or_null(raw: msgspec.Raw) -> bool:
-    head = bytes(raw).lstrip()[:1]
-    return head == b"{" or bytes(raw).strip() == b"null"
+def _plainly_valid(
+    usage: UsageIn | BatchEventIn,
+    event_type: str | None,
+    received_ms: int,
+    known_types: Container[str],
+    path_type: str | None,
+) -> bool:
+    """The common case, checked inline: every event of a batch passes through here."""
+    timestamp = usage.timestamp
+    return (
+        (event_type in known_types if path_type is None else event_type in (None, path_type))
+        and math.isfinite(usage.value)
+        and (not usage.metadata or bytes(usage.metadata)[:1] == b"{")
+        and (
+            timestamp is None
+            or (
+                isinstance(timestamp, int)
+                and MIN_EPOCH_MS <= timestamp <= received_ms + MAX_FUTURE_MS
+            )
+            or (
+                isinstance(timestamp, datetime)
+                and 0 <= timestamp_ms(timestamp) <= received_ms + MAX_FUTURE_MS
+            )
+        )
+    )
 
 
 def _metadata_bytes(raw: msgspec.Raw) -> bytes | None:
@@ -229,26 +304,16 @@ def _metadata_bytes(raw: msgspec.Raw) -> bytes | None:
 
 
 def _to_new_event(
-    usage: UsageIn, event_type: str, idempotency_key: str | None, received_ms: int
+    usage: UsageIn | BatchEventIn, event_type: str, idempotency_key: str | None, received_ms: int
 ) -> NewEvent:
-    ts_ms = received_ms if usage.timestamp is None else _timestamp_ms(usage.timestamp)
+    sent = usage.timestamp is not None
     return NewEvent(
         id=usage.id or idempotency_key or new_event_id(received_ms),
         event_type=event_type,
         customer_id=usage.customer_id,
         value=usage.value,
         metadata=_metadata_bytes(usage.metadata),
-        ts_ms=ts_ms,
+        ts_ms=timestamp_ms(usage.timestamp) if usage.timestamp is not None else received_ms,
         received_ms=received_ms,
+        ts_sent=sent,
     )
-
-
-def _describe_decode_error(exc: msgspec.DecodeError) -> str:
-    """Turn msgspec's '... - at `$.value`' into 'value: ...'."""
-    message = str(exc)
-    if " - at `$." in message:
-        text, _, path = message.rpartition(" - at `$.")
-        return f"{path.rstrip('`')}: {text}"
-    if isinstance(exc, msgspec.ValidationError):
-        return message
-    return f"malformed JSON: {message}"

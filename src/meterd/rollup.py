@@ -8,8 +8,9 @@ bucket gives the same numbers, which is what `meterd rebuild` relies on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from decimal import Context, Decimal
+from decimal import MAX_EMAX, MIN_EMIN, Context, Decimal, Inexact, Overflow
 from typing import NamedTuple
 
 import msgspec
@@ -19,8 +20,15 @@ from meterd.periods import BUCKET_MS
 
 ExactNumber = int | Decimal
 
-# Wide enough that adding any realistic run of values never rounds.
-_EXACT = Context(prec=100)
+# Every value counts as the shortest decimal that reads back as the same double
+# (what the client wrote, up to 17 significant digits). Such a decimal is a whole
+# multiple of 10**-324 below 1.8 * 10**308, so a sum of n of them has at most
+# 633 + log10(n) digits: with EXACT_DIGITS every sum of fewer than 10**60 values
+# is exact. Inexact is trapped, so going past that would fail loudly, never round.
+EXACT_DIGITS = 700
+_EXACT = Context(prec=EXACT_DIGITS, Emax=MAX_EMAX, Emin=MIN_EMIN, traps=[Inexact, Overflow])
+# avg is a quotient, rounded anyway: 40 digits are plenty for the nearest double.
+_QUOTIENT = Context(prec=40, Emax=MAX_EMAX, Emin=MIN_EMIN)
 
 
 def exact(value: float | int) -> ExactNumber:
@@ -40,16 +48,23 @@ def add_exact(a: ExactNumber, b: ExactNumber) -> ExactNumber:
 
 def parse_exact(text: str) -> ExactNumber:
     """Read back a stored exact sum."""
-    number = Decimal(text)
-    return int(number) if number == number.to_integral_value() else number
+    return exact_decimal(Decimal(text))
+
+
+def exact_decimal(number: Decimal) -> ExactNumber:
+    """A stored decimal as an exact number: integral ones as int, the rest unrounded."""
+    if number == number.to_integral_value():
+        return int(number)
+    return number
 
 
 def format_exact(number: ExactNumber) -> str:
+    """Every digit, no exponent: the text SQLite stores and PostgreSQL reads as NUMERIC."""
     if isinstance(number, int):
         return str(number)
     if number == number.to_integral_value():
         return str(int(number))
-    return format(number.normalize(), "f")
+    return format(number.normalize(_EXACT), "f")
 
 
 def json_number(number: ExactNumber) -> int | float:
@@ -58,7 +73,9 @@ def json_number(number: ExactNumber) -> int | float:
         return number
     if number == number.to_integral_value():
         return int(number)
-    return float(number)
+    nearest = float(number)
+    # Beyond the largest double (a sum of huge values): the nearest integer, still finite.
+    return nearest if math.isfinite(nearest) else int(number)
 
 
 class Point(NamedTuple):
@@ -92,7 +109,7 @@ class Partial(msgspec.Struct, frozen=True, gc=False):
         if op == "sum":
             return json_number(self.sum)
         if op == "avg":
-            return json_number(_EXACT.divide(Decimal(self.sum), self.count))
+            return json_number(_QUOTIENT.divide(Decimal(self.sum), self.count))
         if op == "count":
             return self.count
         if op == "min":

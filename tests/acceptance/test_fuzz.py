@@ -365,7 +365,11 @@ def test_event_with_one_field_mutated_is_stored_exactly_or_refused(
     start = now_ms()
     answer = post(ingest, "/usage/api.calls", encode(event))
     arrival = (start, now_ms())
-    assert answer.status in SINGLE_STATUSES[mutation.expect], f"{mutation}: {answer}"
+    # Every event has its own customer: an id already stored is reused for other content.
+    reused = {409} if duplicate else set()
+    assert answer.status in SINGLE_STATUSES[mutation.expect] | reused, f"{mutation}: {answer}"
+    if answer.status == 409:
+        assert answer.body["id"] == sent_id and answer.rows == [], answer
     if answer.status != 201:
         return
     check_single_captured(answer, "api.calls", sent_id)
@@ -398,7 +402,9 @@ def test_batch_with_one_event_mutated_is_stored_whole_or_not_at_all(
     start = now_ms()
     answer = post(ingest, "/usagebatch", encode(events))
     arrival = (start, now_ms())
-    assert answer.status in BATCH_STATUSES[mutation.expect], f"{mutation}: {answer}"
+    # Every event has its own customer: an id already stored is reused for other content.
+    reused = {422} if existing else set()
+    assert answer.status in BATCH_STATUSES[mutation.expect] | reused, f"{mutation}: {answer}"
     if answer.status == 422:
         assert [p["index"] for p in answer.body["validationErrors"]] == [index], answer
         assert (answer.body["validCount"], answer.body["invalidCount"]) == (size - 1, 1), answer

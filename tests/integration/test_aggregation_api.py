@@ -317,19 +317,18 @@ async def test_aggregations_filters_and_paging(client: httpx.AsyncClient) -> Non
 
 
 async def test_rebuild_gives_identical_rollups(client: httpx.AsyncClient, store: Store) -> None:
-    await post(
-        client,
-        [
-            event(
-                f"c{i % 5}",
-                v,
-                f"2025-01-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
-                kind=f"t.{OPS[i % 7]}",
-                id=f"r{i % 150}",
-            )
-            for i, v in enumerate([0.1, -3, 2.5, 1e-3, 7, 0.2, 11] * 30)
-        ],
-    )
+    events = [
+        event(
+            f"c{i % 5}",
+            v,
+            f"2025-01-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z",
+            kind=f"t.{OPS[i % 7]}",
+            id=f"r{i}",
+        )
+        for i, v in enumerate([0.1, -3, 2.5, 1e-3, 7, 0.2, 11] * 30)
+    ]
+    # 150 distinct events and 60 retries of them (the same content: duplicates).
+    await post(client, events[:150] + events[:60])
     hourly = PeriodCalendar(PeriodConfig("hourly"), "UTC")
     hours = list(
         hourly.bounds_between(parse_iso_ms("2025-01-01T00:00Z"), parse_iso_ms("2025-01-29T00:00Z"))

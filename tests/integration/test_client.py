@@ -32,6 +32,7 @@ from meterd.client import (
     ConnectionFailed,
     Event,
     FailedBatch,
+    IdConflict,
     InvalidEvents,
     MeterdClient,
     NotFound,
@@ -380,6 +381,27 @@ def test_an_invalid_batch_raises_invalid_events_with_per_index_errors(
     assert (error.valid_count, error.invalid_count) == (1, 2)
     assert "[1] eventType: 'nope' is not configured" in str(error)
     assert stored_ids(meter, "c-422") == []
+
+
+def test_an_id_reused_for_another_event_raises_id_conflict(meter: MeterdClient) -> None:
+    first = meter.capture("api.calls", "c-409", 1, id="c-409-a", timestamp=PAST)
+    again = meter.capture("api.calls", "c-409", 1, id="c-409-a", timestamp=PAST)
+    assert (first.duplicate, again.duplicate) == (False, True)
+    with pytest.raises(IdConflict) as caught:
+        meter.capture("api.calls", "c-409", 2, id="c-409-a", timestamp=PAST)
+    assert caught.value.status_code == 409
+    assert caught.value.id == "c-409-a"
+    assert "value differs" in str(caught.value)
+    with pytest.raises(InvalidEvents) as in_batch:
+        meter.capture_batch(
+            [
+                Event(event_type="api.calls", customer_id="c-409", value=1, id="c-409-b"),
+                Event(event_type="api.calls", customer_id="c-409", value=3, id="c-409-a"),
+            ]
+        )
+    [problem] = in_batch.value.validation_errors
+    assert (problem.index, problem.field) == (1, "id")
+    assert stored_ids(meter, "c-409") == ["c-409-a"]
 
 
 def test_an_invalid_tracked_event_fails_alone(server: Server) -> None:

@@ -377,7 +377,7 @@ def test_all_problems_are_reported_together_in_document_order() -> None:
     }
     assert problems(doc) == [
         "retries: unknown key (expected one of periods, events, webhooks, timezone,"
-        " gracePeriod, maxBatchSize, plans, invoicing, portal)",
+        " gracePeriod, maxBatchSize, plans, invoicing, portal, unknownFields)",
         f'periods[1]: "fortnightly" is not one of {CALENDAR_LIST}'
         ' (a custom period is an object: {"name", "every", "anchor"})',
         f'events."api.calls".op: "median" is not one of {OPS_LIST}',
@@ -828,3 +828,12 @@ def test_portal_frame_ancestors_are_origins() -> None:
         )
     message = str(raised.value)
     assert "portal.frameAncestors[0]" in message and "portal.x: unknown key" in message
+
+
+def test_unknown_fields_is_reject_unless_set_to_ignore() -> None:
+    assert parse(document()).unknown_fields == "reject"
+    assert parse(document(unknownFields="ignore")).unknown_fields == "ignore"
+    assert parse(document(unknownFields="reject")).unknown_fields == "reject"
+    assert problems(document(unknownFields="allow")) == [
+        'unknownFields: "allow" is not one of reject, ignore'
+    ]

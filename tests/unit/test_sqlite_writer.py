@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from meterd.errors import StorageUnavailable
+from meterd.errors import IdConflict, StorageUnavailable
 from meterd.ingest import NewEvent
 from meterd.storage.sqlite.writer import Writer
 
 
-def _no_ingest(conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
+def _no_ingest(
+    conn: sqlite3.Connection, jobs: Sequence[Sequence[NewEvent]]
+) -> list[list[bool] | IdConflict]:
     raise AssertionError("not used here")
 
 

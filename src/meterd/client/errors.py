@@ -66,6 +66,19 @@ class NotFound(APIError):
     """No such resource (404)."""
 
 
+class IdConflict(APIError):
+    """The event id (or Idempotency-Key) was already used for a different event (409).
+
+    Nothing was stored. A retry must send exactly the same event; a new event needs
+    a new id. In a batch the server answers 422 instead: see `InvalidEvents`.
+    """
+
+    @property
+    def id(self) -> str | None:
+        value = self.body.get("id")
+        return value if isinstance(value, str) else None
+
+
 class PayloadTooLarge(APIError):
     """The request body is larger than the server accepts (413)."""
 
@@ -85,10 +98,14 @@ class BatchTooLarge(PayloadTooLarge):
 
 
 class ValidationProblem(msgspec.Struct, frozen=True):
-    """The problems of one event of a batch; `index` is its position in the batch."""
+    """The problems of one event of a batch; `index` is its position in the batch.
+
+    `field` names the field at fault when there is one (`"id"` for a reused id).
+    """
 
     index: int
     errors: list[str]
+    field: str | None = None
 
 
 class InvalidEvents(APIError):
@@ -128,6 +145,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequest,
     401: Unauthorized,
     404: NotFound,
+    409: IdConflict,
     429: RateLimited,
 }
 

@@ -59,6 +59,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
         timezone=timezone(get("timezone", "UTC"), ("timezone",), problems) or "UTC",
         grace_period_ms=duration_ms(get("gracePeriod", "0s"), ("gracePeriod",), problems) or 0,
         max_batch_size=get("maxBatchSize", 1000),
+        unknown_fields="ignore" if get("unknownFields") == "ignore" else "reject",
         source=source,
         portal=read_portal(get("portal")),
     )

@@ -31,6 +31,9 @@ Op = Literal[
 ]
 OPS: tuple[Op, ...] = (*FOLDABLE_OPS, *EVENT_OPS)
 
+# What ingest does with body fields it does not know: refuse them (400/422) or skip them.
+UnknownFields = Literal["reject", "ignore"]
+
 CalendarPeriod = Literal["hourly", "daily", "weekly", "monthly", "yearly"]
 CALENDAR_PERIODS: tuple[CalendarPeriod, ...] = ("hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -91,6 +94,7 @@ class SystemConfig(msgspec.Struct, frozen=True):
     timezone: str = "UTC"
     grace_period_ms: int = 0
     max_batch_size: int = 1000
+    unknown_fields: UnknownFields = "reject"
     source: str = "<built-in sample>"
     plans: dict[str, Plan] = {}
     invoicing: InvoicingConfig = InvoicingConfig()

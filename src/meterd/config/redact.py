@@ -80,6 +80,7 @@ def redacted_config(config: SystemConfig) -> dict[str, Any]:
         "timezone": config.timezone,
         "gracePeriod": format_duration(config.grace_period_ms),
         "maxBatchSize": config.max_batch_size,
+        "unknownFields": config.unknown_fields,
         "source": config.source,
         "plans": plans_document(config.plans),
         "invoicing": redacted_invoicing(config.invoicing, REDACTED),

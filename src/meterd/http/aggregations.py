@@ -17,7 +17,7 @@ from meterd.aggregation import (
 )
 from meterd.closing import AggregationCounts, PeriodCloser
 from meterd.config.model import SystemConfig
-from meterd.errors import InvalidRequest, NotFound
+from meterd.errors import InvalidRequest, NotFound, shown
 from meterd.http.events import event_page, group_by_of, page
 from meterd.http.params import decode_cursor, int_cursor, is_integer, limit_param, time_param
 from meterd.http.responses import JSONResponse
@@ -92,7 +92,7 @@ def aggregation_routes(
         params = request.query_params
         period = params.get("period") or None
         if period is not None and period not in closer.calendars:
-            raise InvalidRequest(f"period: {period!r} is not configured", field="period")
+            raise InvalidRequest(f"period: {shown(period)} is not configured", field="period")
         cursor = decode_cursor(params)
         if cursor is not None and (len(cursor) != 2 or not is_integer(cursor[0])):
             raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
@@ -117,7 +117,9 @@ def aggregation_routes(
         aggregation_id = request.path_params["id"]
         found = split_aggregation_id(aggregation_id, closer.calendars)
         if found is None:
-            raise NotFound(f"{aggregation_id!r} is not an aggregation id of a configured period")
+            raise NotFound(
+                f"{shown(aggregation_id)} is not an aggregation id of a configured period"
+            )
         customer_id, _, bounds = found
         params = request.query_params
         cursor = int_cursor(params, 2)
@@ -136,7 +138,7 @@ def aggregation_routes(
         name = params.get("period") or default_period(closer.calendars)
         calendar = closer.calendars.get(name)
         if calendar is None:
-            raise InvalidRequest(f"period: {name!r} is not configured", field="period")
+            raise InvalidRequest(f"period: {shown(name)} is not configured", field="period")
         now = now_ms()
         at = time_param(params, "at")
         bounds = calendar.bounds_at(now if at is None else at)

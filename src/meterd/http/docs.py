@@ -30,6 +30,17 @@ class ErrorBody(msgspec.Struct):
     error: str
 
 
+class InvalidBody(msgspec.Struct):
+    error: str
+    field: str | None = None
+
+
+class IdConflictBody(msgspec.Struct):
+    error: str
+    id: str
+    field: str
+
+
 class BatchTooLargeBody(msgspec.Struct, rename="camel"):
     error: str
     received: int
@@ -105,14 +116,17 @@ OPERATIONS: tuple[Operation, ...] = (
         "Capture one usage event",
         {
             201: ("Committed (or a duplicate of a committed event).", UsageCaptured),
-            400: ("Invalid event; nothing stored.", ErrorBody),
+            400: ("Invalid event; nothing stored. `field` names the field at fault.", InvalidBody),
+            409: ("The id was already used for a different event; nothing stored.", IdConflictBody),
             413: ("Body too large.", ErrorBody),
             503: ("Database unavailable; nothing stored, retry.", ErrorBody),
         },
         request=UsageIn,
         params=(
             Param("eventType", "path", "A configured event type.", _STRING, required=True),
-            Param("Idempotency-Key", "header", "Event id if the body has none.", _STRING),
+            Param(
+                "Idempotency-Key", "header", "Event id if the body has none (id rules).", _STRING
+            ),
         ),
     ),
     Operation(
@@ -123,7 +137,7 @@ OPERATIONS: tuple[Operation, ...] = (
             201: ("All committed (duplicates acknowledged, not stored twice).", BatchCaptured),
             400: ("Not a non-empty JSON array.", ErrorBody),
             413: ("More events than maxBatchSize, or body too large.", BatchTooLargeBody),
-            422: ("Some events invalid; nothing stored.", ValidationFailedBody),
+            422: ("Some events invalid or reusing an id; nothing stored.", ValidationFailedBody),
             503: ("Database unavailable; nothing stored, retry.", ErrorBody),
         },
         request=list[BatchEventIn],

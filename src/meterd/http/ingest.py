@@ -14,10 +14,10 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterd.config.model import SystemConfig
-from meterd.errors import MeterdError
+from meterd.errors import IdConflict, InvalidRequest, MeterdError
 from meterd.http.body import read_body
-from meterd.http.responses import error_response, meterd_error_response
-from meterd.ingest import parse_batch, parse_usage
+from meterd.http.responses import error_response, meterd_error_response, shown_path
+from meterd.ingest import conflict_failure, parse_batch, parse_usage
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
@@ -55,6 +55,7 @@ class IngestRoutes:
         self._store = store
         self._known_types = frozenset(config.events)
         self._max_batch_size = config.max_batch_size
+        self._unknown_fields = config.unknown_fields
         self._max_body_bytes = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -68,7 +69,9 @@ class IngestRoutes:
             await self.app(scope, receive, send)
             return
         if scope["method"] != "POST":
-            refusal = error_response(405, "Method Not Allowed", {"Allow": "POST"}, path=path)
+            refusal = error_response(
+                405, "Method Not Allowed", {"Allow": "POST"}, path=shown_path(path)
+            )
             await refusal(scope, receive, send)
             return
         try:
@@ -86,14 +89,21 @@ class IngestRoutes:
 
     async def _capture_usage(self, scope: Scope, receive: Receive, event_type: str) -> bytes:
         headers = _headers(scope)
+        key = _idempotency_key(headers.get(b"idempotency-key"))
         event = parse_usage(
             await read_body(receive, headers.get(b"content-length"), self._max_body_bytes),
             event_type=event_type,
-            idempotency_key=_text(headers.get(b"idempotency-key")),
+            idempotency_key=key,
             known_types=self._known_types,
             received_ms=now_ms(),
+            unknown_fields=self._unknown_fields,
         )
-        [stored] = await self._store.ingest([event])
+        try:
+            [stored] = await self._store.ingest([event])
+        except IdConflict as conflict:
+            if event.id == key:
+                conflict.details["field"] = "Idempotency-Key"
+            raise
         return _encode(
             UsageCaptured(
                 "Event captured", event.event_type, event.customer_id, event.id, not stored
@@ -107,8 +117,12 @@ class IngestRoutes:
             known_types=self._known_types,
             max_batch_size=self._max_batch_size,
             received_ms=now_ms(),
+            unknown_fields=self._unknown_fields,
         )
-        stored = sum(await self._store.ingest(events))
+        try:
+            stored = sum(await self._store.ingest(events))
+        except IdConflict as conflict:
+            raise conflict_failure(conflict, len(events)) from None
         return _encode(BatchCaptured("Events captured", len(events), stored, len(events) - stored))
 
 
@@ -120,8 +134,15 @@ def _headers(scope: Scope) -> dict[bytes, bytes]:
     return headers
 
 
-def _text(value: bytes | None) -> str | None:
-    return None if value is None else value.decode("latin-1")
+def _idempotency_key(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        raise InvalidRequest(
+            "Idempotency-Key: must be UTF-8 text", field="Idempotency-Key"
+        ) from None
 
 
 def _created_start(length: int) -> Message:

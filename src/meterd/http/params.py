@@ -7,7 +7,7 @@ import re
 
 from starlette.datastructures import QueryParams
 
-from meterd.errors import InvalidRequest
+from meterd.errors import InvalidRequest, shown
 from meterd.timeutil import parse_iso_ms
 
 MAX_LIMIT = 1000
@@ -31,7 +31,7 @@ def time_param(params: QueryParams, name: str) -> int | None:
         ms = int(text) if is_integer(text) else parse_iso_ms(text)
     except ValueError:
         raise InvalidRequest(
-            f"{name}: {text!r} is neither an ISO-8601 time nor epoch milliseconds", field=name
+            f"{name}: {shown(text)} is neither an ISO-8601 time nor epoch milliseconds", field=name
         ) from None
     if not MIN_TIME_MS <= ms < MAX_TIME_MS:
         raise InvalidRequest(f"{name}: must lie between 1970 and the year 9000", field=name)

@@ -43,7 +43,13 @@ async def meterd_error(request: Request, exc: Exception) -> Response:
 
 async def http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return error_response(exc.status_code, exc.detail, path=request.url.path)
+    return error_response(exc.status_code, exc.detail, path=shown_path(request.url.path))
+
+
+def shown_path(path: str) -> str:
+    """A request path as an error body repeats it: cut like any other input."""
+    limit = errors.SHOWN_CHARS
+    return path if len(path) <= limit else f"{path[:limit]}... ({len(path)} characters)"
 
 
 async def unexpected_error(request: Request, exc: Exception) -> Response:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 
-from meterd.errors import Overloaded
+from meterd.errors import IdConflict, Overloaded
 from meterd.ingest import NewEvent
 from meterd.storage.commitsizes import CommitSizes
 
-IngestFn = Callable[[list[NewEvent]], Awaitable[list[bool]]]
+# Each job's events in; per job, stored/duplicate flags or the IdConflict that refused it.
+IngestFn = Callable[[list[Sequence[NewEvent]]], Awaitable[list[list[bool] | IdConflict]]]
 
 # Bounds one transaction, so a flood of requests still commits often.
 MAX_GROUP_EVENTS = 20_000
@@ -66,7 +67,7 @@ class IngestBatcher:
         self, jobs: list[tuple[Sequence[NewEvent], asyncio.Future[list[bool]]]]
     ) -> None:
         try:
-            stored = await self._ingest([event for events, _ in jobs for event in events])
+            results = await self._ingest([events for events, _ in jobs])
         except Exception as error:
             for _, future in jobs:
                 if not future.done():
@@ -74,8 +75,10 @@ class IngestBatcher:
             return
         self.transactions += 1
         self.commit_sizes.observe(sum(len(events) for events, _ in jobs))
-        start = 0
-        for events, future in jobs:
-            if not future.done():
-                future.set_result(stored[start : start + len(events)])
-            start += len(events)
+        for (_, future), result in zip(jobs, results, strict=True):
+            if future.done():
+                continue
+            if isinstance(result, IdConflict):
+                future.set_exception(result)
+            else:
+                future.set_result(result)

@@ -13,14 +13,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from meterd.aggregation import AggregationRow, Status, build_rows, with_meter_values
 from meterd.config.model import EventTypeConfig, Op, WebhookConfig
-from meterd.errors import StorageUnavailable
+from meterd.errors import IdConflict, StorageUnavailable
+from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds
-from meterd.rollup import BucketKey, Partial, Point, exact, fold
+from meterd.rollup import BucketKey, Partial, Point, exact, exact_decimal, fold
 from meterd.storage.base import (
     AggregationQuery,
     ApiKeyRecord,
@@ -148,37 +149,101 @@ class PostgresStore(PostgresInvoicing, Store):
     def ingest_transactions(self) -> int:
         return self._batcher.transactions
 
-    async def _insert_events(self, events: list[NewEvent]) -> list[bool]:
-        """One transaction: insert what is new (the unique id decides), fold it into rollups."""
+    async def _insert_events(self, jobs: list[Sequence[NewEvent]]) -> list[Outcome]:
+        """One transaction: insert what is new (the unique id decides), fold it into rollups.
+
+        Ids already stored are compared with what they hold: a job (one request)
+        reusing an id for other content is refused and stores nothing, the others
+        go ahead as if the jobs had run one after another.
+        """
+        events = [event for job in jobs for event in job]
         async with self._connection() as conn, conn.transaction():
             cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
             seqs = [row[0] for row in await cursor.fetchall()]
-            # Sorted by id, so concurrent batches lock the same keys in the same order.
-            order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
-            columns: list[list[Any]] = [[] for _ in range(8)]
-            for i in order:
-                event = events[i]
-                row = (
-                    seqs[i],
-                    event.id,
-                    event.event_type,
-                    event.customer_id,
-                    Decimal(exact(event.value)),
-                    None if event.metadata is None else event.metadata.decode(),
-                    event.ts_ms,
-                    event.received_ms,
-                )
-                for column, value in zip(columns, row, strict=True):
-                    column.append(value)
-            cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
-            inserted = {row[0] for row in await cursor.fetchall()}
+            inserted = await self._insert_rows(conn, events, seqs)
+            if len(inserted) == len(events):
+                outcomes: list[Outcome] = [[True] * len(job) for job in jobs]
+                wanted = inserted
+            else:
+                outcomes, wanted = await self._settle_known_ids(conn, jobs, seqs, inserted)
             points = [
                 (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
                 for e, seq in zip(events, seqs, strict=True)
-                if seq in inserted
+                if seq in wanted
             ]
             await self._upsert_rollups(conn, fold(points))
-        return [seq in inserted for seq in seqs]
+        return outcomes
+
+    async def _insert_rows(
+        self,
+        conn: psycopg.AsyncConnection[tuple[Any, ...]],
+        events: Sequence[NewEvent],
+        seqs: Sequence[int],
+    ) -> set[int]:
+        """Insert events whose id is new (ON CONFLICT DO NOTHING); the seqs inserted."""
+        # Sorted by id, so concurrent batches lock the same keys in the same order.
+        order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
+        columns: list[list[Any]] = [[] for _ in range(8)]
+        for i in order:
+            event = events[i]
+            row = (
+                seqs[i],
+                event.id,
+                event.event_type,
+                event.customer_id,
+                Decimal(exact(event.value)),
+                None if event.metadata is None else event.metadata.decode(),
+                event.ts_ms,
+                event.received_ms,
+            )
+            for column, value in zip(columns, row, strict=True):
+                column.append(value)
+        cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
+        return {row[0] for row in await cursor.fetchall()}
+
+    async def _settle_known_ids(
+        self,
+        conn: psycopg.AsyncConnection[tuple[Any, ...]],
+        jobs: list[Sequence[NewEvent]],
+        seqs: list[int],
+        inserted: set[int],
+    ) -> tuple[list[Outcome], set[int]]:
+        """Some ids were already taken: refuse the jobs that reuse one for other content.
+
+        A row that ON CONFLICT DO NOTHING skipped for belongs to a committed
+        transaction (the insert waited for it) or to an earlier event of this one.
+        The committed ones decide, jobs run in order; rows of refused jobs are
+        deleted, and an event that only lost its id to a refused job is inserted
+        now (this transaction holds that id's row lock, so nobody else can take it).
+        Returns the outcome per job and the seqs that end up stored.
+        """
+        events = [event for job in jobs for event in job]
+        ours = set(seqs)
+        taken = [e.id for e, seq in zip(events, seqs, strict=True) if seq not in inserted]
+        cursor = await conn.execute(self._queries["events_by_id"].encode(), (taken,))
+        committed = {
+            id_: StoredContent(*content)
+            for id_, seq, *content in await cursor.fetchall()
+            if seq not in ours
+        }
+        outcomes = resolve(jobs, committed)
+        wanted: set[int] = set()
+        start = 0
+        for job, outcome in zip(jobs, outcomes, strict=True):
+            if not isinstance(outcome, IdConflict):
+                wanted.update(s for s, new in zip(seqs[start:], outcome, strict=False) if new)
+            start += len(job)
+        undo = sorted(inserted - wanted)
+        if undo:
+            await conn.execute(self._queries["delete_events"].encode(), (undo,))
+        redo = [i for i, seq in enumerate(seqs) if seq in wanted and seq not in inserted]
+        if redo:
+            again = await self._insert_rows(
+                conn, [events[i] for i in redo], [seqs[i] for i in redo]
+            )
+            if len(again) != len(redo):
+                raise RuntimeError("an id this transaction holds a lock on was taken")
+        return outcomes, wanted
 
     async def _upsert_rollups(
         self, conn: psycopg.AsyncConnection[tuple[Any, ...]], partials: dict[BucketKey, Partial]
@@ -643,7 +708,7 @@ def _partials(rows: Sequence[tuple[Any, ...]]) -> list[tuple[str, str, Partial]]
         customer_id, event_type, count, total = row[:4]
         first = Point(row[6], row[7], _number(row[8]))
         last = Point(row[9], row[10], _number(row[11]))
-        exact_total = int(total) if total == total.to_integral_value() else total.normalize()
+        exact_total = exact_decimal(total)
         partial = Partial(count, exact_total, _number(row[4]), _number(row[5]), first, last)
         result.append((customer_id, event_type, partial))
     return result

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 from meterd.aggregation import AggregationRow, Status
 from meterd.config.model import EventTypeConfig, Op, WebhookConfig
-from meterd.errors import StorageUnavailable
+from meterd.errors import IdConflict, StorageUnavailable
+from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
@@ -155,43 +156,49 @@ class SQLiteStore(SQLiteInvoicing, Store):
     def ingest_transactions(self) -> int:
         return 0 if self._writer is None else self._writer.ingest_transactions
 
-    def _insert_events(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
-        """Runs in the writer's transaction: skip known ids, insert the rest."""
+    def _insert_events(
+        self, conn: sqlite3.Connection, jobs: Sequence[Sequence[NewEvent]]
+    ) -> list[Outcome]:
+        """Runs in the writer's transaction: skip known ids, refuse reused ones, insert the rest.
+
+        The writer is the only one writing, so what is read here cannot change before
+        the insert: deciding in Python is race-free.
+        """
         q = self._queries
-        existing = _existing_ids(conn, {event.id for event in events})
+        stored = _stored_by_id(conn, {event.id for events in jobs for event in events})
+        outcomes = resolve(jobs, stored)
         seq = conn.execute(q["max_seq"]).fetchone()[0]
         compacted = daily.days_until(conn, q)
-        stored: list[bool] = []
         rows = []
         points = []
-        for event in events:
-            if event.id in existing:
-                stored.append(False)
+        for events, outcome in zip(jobs, outcomes, strict=True):
+            if isinstance(outcome, IdConflict):
                 continue
-            existing.add(event.id)
-            stored.append(True)
-            seq += 1
-            points.append(
-                (event.customer_id, event.event_type, Point(event.ts_ms, seq, event.value))
-            )
-            rows.append(
-                (
-                    seq,
-                    event.id,
-                    event.event_type,
-                    event.customer_id,
-                    event.value,
-                    None if event.metadata is None else event.metadata.decode(),
-                    event.ts_ms,
-                    event.received_ms,
+            for event, fresh in zip(events, outcome, strict=True):
+                if not fresh:
+                    continue
+                seq += 1
+                points.append(
+                    (event.customer_id, event.event_type, Point(event.ts_ms, seq, event.value))
                 )
-            )
+                rows.append(
+                    (
+                        seq,
+                        event.id,
+                        event.event_type,
+                        event.customer_id,
+                        event.value,
+                        None if event.metadata is None else event.metadata.decode(),
+                        event.ts_ms,
+                        event.received_ms,
+                    )
+                )
         insert_rows(conn, q["insert_event"], rows)
         rollups.upsert_partials(conn, q["upsert_rollup"], fold(points))
         late = daily.late_partials(points, compacted)
         if late:
             rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
-        return stored
+        return outcomes
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
         sql, params = _events_sql(query)
@@ -599,15 +606,18 @@ def store_queries() -> dict[str, str]:
     return queries
 
 
-def _existing_ids(conn: sqlite3.Connection, ids: set[str]) -> set[str]:
-    found: set[str] = set()
+def _stored_by_id(conn: sqlite3.Connection, ids: set[str]) -> dict[str, StoredContent]:
+    found: dict[str, StoredContent] = {}
     pending = list(ids)
     for start in range(0, len(pending), _IN_CHUNK):
         chunk = pending[start : start + _IN_CHUNK]
         marks = ",".join("?" * len(chunk))
-        found.update(
-            row[0] for row in conn.execute(f"SELECT id FROM events WHERE id IN ({marks})", chunk)
+        sql = (
+            "SELECT id, event_type, customer_id, value, metadata, ts FROM events"
+            f" WHERE id IN ({marks})"
         )
+        for id_, *content in conn.execute(sql, chunk):
+            found[id_] = StoredContent(*content)
     return found
 
 

@@ -14,12 +14,15 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from meterd.errors import Overloaded, StorageUnavailable
+from meterd.errors import IdConflict, Overloaded, StorageUnavailable
 from meterd.ingest import NewEvent
 from meterd.storage.commitsizes import CommitSizes
 
 T = TypeVar("T")
-IngestFn = Callable[[sqlite3.Connection, Sequence[NewEvent]], list[bool]]
+# Each job's events in; per job, stored/duplicate flags or the IdConflict that refused it.
+IngestFn = Callable[
+    [sqlite3.Connection, Sequence[Sequence[NewEvent]]], list[list[bool] | IdConflict]
+]
 
 # Bounds one transaction, so a flood of requests still commits often.
 MAX_GROUP_EVENTS = 20_000
@@ -155,21 +158,19 @@ class Writer:
                 return jobs, False
 
     def _run_ingest(self, conn: sqlite3.Connection, jobs: list[_IngestJob]) -> None:
-        events = [event for job in jobs for event in job.events]
         try:
-            stored = _in_transaction(conn, lambda c: self._ingest(c, events))
+            results = _in_transaction(conn, lambda c: self._ingest(c, [j.events for j in jobs]))
         except BaseException as error:  # noqa: B036 - every waiter must hear of the failure
             _settle_jobs([(job, None, error) for job in jobs])
             return
         self.ingest_transactions += 1
-        self.commit_sizes.observe(len(events))
-        outcomes: list[_Outcome] = []
-        start = 0
-        for job in jobs:
-            end = start + len(job.events)
-            outcomes.append((job, stored[start:end], None))
-            start = end
-        _settle_jobs(outcomes)
+        self.commit_sizes.observe(sum(len(job.events) for job in jobs))
+        _settle_jobs(
+            [
+                (job, None, result) if isinstance(result, IdConflict) else (job, result, None)
+                for job, result in zip(jobs, results, strict=True)
+            ]
+        )
 
     def _run_calls(self, conn: sqlite3.Connection, jobs: list[_CallJob]) -> None:
         """Every queued call in one transaction, so they share one commit.

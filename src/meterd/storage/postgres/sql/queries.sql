@@ -13,6 +13,16 @@ FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::numeric[], %b:
 ON CONFLICT (id) DO NOTHING
 RETURNING seq;
 
+-- name: events_by_id
+-- What stored ids hold, to tell a retried event from a reused id.
+SELECT id, seq, event_type, customer_id, value, metadata::text,
+       (extract(epoch FROM ts) * 1000)::bigint
+FROM events WHERE id = ANY(%s::text[]);
+
+-- name: delete_events
+-- Only rows of the current transaction: those of a request refused for a reused id.
+DELETE FROM events WHERE seq = ANY(%s::bigint[]);
+
 -- name: upsert_rollups
 INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
                      first_ts, first_seq, first_value, last_ts, last_seq, last_value)
