@@ -14,6 +14,7 @@ from typing import Annotated
 
 import msgspec
 
+from meterd.durations import format_duration
 from meterd.errors import BatchTooLarge, InvalidRequest, ValidationFailed
 from meterd.timeutil import datetime_to_ms
 
@@ -92,8 +93,10 @@ def parse_usage(
     idempotency_key: str | None,
     known_types: Container[str],
     received_ms: int,
+    max_event_age_ms: int | None = None,
 ) -> NewEvent:
-    """Validate a single-event body; raise InvalidRequest naming the field."""
+    """Validate a single-event body; raise InvalidRequest naming the field, or
+    ValidationFailed (422) for an event older than `max_event_age_ms`."""
     if event_type not in known_types:
         raise InvalidRequest(f"eventType: {event_type!r} is not configured", field="eventType")
     try:
@@ -105,11 +108,22 @@ def parse_usage(
     errors = _check(usage, received_ms)
     if errors:
         raise InvalidRequest("; ".join(errors))
-    return _to_new_event(usage, event_type, idempotency_key, received_ms)
+    event = _to_new_event(usage, event_type, idempotency_key, received_ms)
+    too_old = age_problem(event.ts_ms, received_ms, max_event_age_ms)
+    if too_old:
+        raise ValidationFailed(
+            too_old, field="timestamp", maxEventAge=format_duration(max_event_age_ms or 0)
+        )
+    return event
 
 
 def parse_batch(
-    body: bytes, *, known_types: Container[str], max_batch_size: int, received_ms: int
+    body: bytes,
+    *,
+    known_types: Container[str],
+    max_batch_size: int,
+    received_ms: int,
+    max_event_age_ms: int | None = None,
 ) -> list[NewEvent]:
     """Validate a batch body: all of it or nothing.
 
@@ -124,6 +138,9 @@ def parse_batch(
     problems = []
     for index, item in enumerate(batch):
         errors = _check(item, received_ms, known_types)
+        if not errors and item.timestamp is not None:
+            too_old = age_problem(_timestamp_ms(item.timestamp), received_ms, max_event_age_ms)
+            errors = [too_old] if too_old else []
         if errors:
             problems.append(ValidationProblem(index, errors))
     if problems:
@@ -210,6 +227,26 @@ def _check_timestamp(timestamp: int | datetime, received_ms: int) -> str | None:
     if ts_ms > received_ms + MAX_FUTURE_MS:
         return "timestamp: more than 5 minutes in the future"
     return None
+
+
+def age_problem(ts_ms: int, received_ms: int, max_event_age_ms: int | None) -> str | None:
+    """Why an event at `ts_ms` is too old for the `maxEventAge` limit, if it is."""
+    if max_event_age_ms is None or ts_ms >= received_ms - max_event_age_ms:
+        return None
+    return f"timestamp: older than maxEventAge ({format_duration(max_event_age_ms)})"
+
+
+def timestamp_problem(timestamp: int | datetime, received_ms: int) -> str | None:
+    """What is wrong with an event time (too far in the future, before 1970...), if anything."""
+    return _check_timestamp(timestamp, received_ms)
+
+
+def timestamp_ms(timestamp: int | datetime) -> int:
+    return _timestamp_ms(timestamp)
+
+
+def describe_decode_error(exc: msgspec.DecodeError) -> str:
+    return _describe_decode_error(exc)
 
 
 def _timestamp_ms(timestamp: int | datetime) -> int:

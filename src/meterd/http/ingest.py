@@ -55,6 +55,7 @@ class IngestRoutes:
         self._store = store
         self._known_types = frozenset(config.events)
         self._max_batch_size = config.max_batch_size
+        self._max_event_age_ms = config.max_event_age_ms
         self._max_body_bytes = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -92,6 +93,7 @@ class IngestRoutes:
             idempotency_key=_text(headers.get(b"idempotency-key")),
             known_types=self._known_types,
             received_ms=now_ms(),
+            max_event_age_ms=self._max_event_age_ms,
         )
         [stored] = await self._store.ingest([event])
         return _encode(
@@ -107,6 +109,7 @@ class IngestRoutes:
             known_types=self._known_types,
             max_batch_size=self._max_batch_size,
             received_ms=now_ms(),
+            max_event_age_ms=self._max_event_age_ms,
         )
         stored = sum(await self._store.ingest(events))
         return _encode(BatchCaptured("Events captured", len(events), stored, len(events) - stored))
