@@ -72,7 +72,7 @@ SET closing_until = greatest(close_horizons.closing_until, excluded.closing_unti
 
 -- name: ingest_barrier
 -- Waits until every ingest transaction holding the shared lock has ended.
-SELECT pg_advisory_xact_lock(hashtext('meterd.ingest'));
+SELECT pg_advisory_xact_lock(hashtext('meterd.ingest.' || current_schema()));
 
 -- name: claim_late_changes
 SELECT period, customer_id, bucket FROM late_changes

@@ -2,7 +2,7 @@
 -- Also takes the shared ingest lock: a close waits for in-flight ingest behind it
 -- (ingest_barrier in corrections.sql), so no late event goes unnoticed.
 SELECT nextval('events_seq')
-FROM (SELECT pg_advisory_xact_lock_shared(hashtext('meterd.ingest'))) AS ingest_lock,
+FROM (SELECT pg_advisory_xact_lock_shared(hashtext('meterd.ingest.' || current_schema()))) AS ingest_lock,
      generate_series(1, %s);
 
 -- name: insert_events
@@ -58,7 +58,7 @@ SELECT min(bucket) FROM rollups WHERE bucket >= %s;
 SELECT closed_until FROM period_watermarks WHERE period = %s;
 
 -- name: try_lock_period
-SELECT pg_try_advisory_xact_lock(hashtext('meterd.close.' || %s));
+SELECT pg_try_advisory_xact_lock(hashtext('meterd.close.' || current_schema() || '.' || %s));
 
 -- name: advance_watermark
 INSERT INTO period_watermarks (period, closed_until) VALUES (%s, %s)
