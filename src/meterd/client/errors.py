@@ -66,6 +66,10 @@ class NotFound(APIError):
     """No such resource (404)."""
 
 
+class Conflict(APIError):
+    """The request conflicts with the resource's state (409): e.g. amending a voided event."""
+
+
 class PayloadTooLarge(APIError):
     """The request body is larger than the server accepts (413)."""
 
@@ -128,6 +132,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequest,
     401: Unauthorized,
     404: NotFound,
+    409: Conflict,
     429: RateLimited,
 }
 
