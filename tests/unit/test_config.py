@@ -839,6 +839,7 @@ def test_portal_frame_ancestors_are_origins() -> None:
     message = str(raised.value)
     assert "portal.frameAncestors[0]" in message and "portal.x: unknown key" in message
 
+
 def test_max_event_age_is_a_duration_and_absent_means_any_age() -> None:
     assert parse(document(maxEventAge="35d")).max_event_age_ms == 35 * 86_400_000
     assert parse(document()).max_event_age_ms is None
