@@ -108,7 +108,12 @@ class PeriodCloser:
                 invoicing=self.invoicing,
                 meters=self.meters,
             )
-            watermark = bounds.end_ms
+            watermark = await self.store.watermark(calendar.name)
+            if watermark is None or watermark < bounds.end_ms:
+                # Another process is closing this period (PostgreSQL): it goes on to the
+                # later ones. Skipping past it could close a later period first and move
+                # the watermark over this one.
+                return closed
 
     async def refresh_open(self, now: int) -> int:
         """Write `open` records for every period not closed yet that has events."""

@@ -114,6 +114,7 @@ async def test_amend_replaces_an_event_once(client: httpx.AsyncClient) -> None:
     original = (await client.get("/events/a-1")).json()
     assert (original["status"], original["amendedBy"]) == ("voided", new_id)
     replacement = (await client.get(f"/events/{new_id}")).json()
+    assert replacement["amendKey"] == {"name": "METERD_API_KEYS", "prefix": API_KEY[:9]}
     assert (replacement["status"], replacement["amends"], replacement["value"]) == (
         "active",
         "a-1",

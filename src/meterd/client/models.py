@@ -174,6 +174,7 @@ class EventDetail(StoredEvent, rename="camel", kw_only=True):
     amends: str | None = None
     amended_by: str | None = None
     amend_reason: str | None = None
+    amend_key: ApiKeyName | None = None
 
 
 class VoidResult(msgspec.Struct, rename="camel", kw_only=True):

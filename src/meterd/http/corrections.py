@@ -38,6 +38,8 @@ class EventDetailOut(EventOut, rename="camel"):
     amends: str | None = None
     amended_by: str | None = None
     amend_reason: str | None = None
+    # The API key of the amendment that stored this event in place of `amends`.
+    amend_key: KeyOut | None = None
 
 
 class VoidOut(msgspec.Struct, rename="camel"):
@@ -109,6 +111,7 @@ def corrections_routes(config: SystemConfig, store: Store) -> list[Route]:
             amends=None if amends is None else amends.event_id,
             amended_by=None if voided is None else voided.replaced_by,
             amend_reason=None if amends is None else amends.reason,
+            amend_key=None if amends is None else _key_out(amends.key),
         )
         return JSONResponse(out)
 
