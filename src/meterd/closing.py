@@ -53,7 +53,11 @@ class PeriodCloser:
         """Recompute the records late events and corrections touched (DESIGN.md section 8):
         revision n+1 and `aggregation.adjusted` for each closed record that changed."""
         return await self.store.settle_late_changes(
-            calendars=self.calendars, ops=self.ops, webhooks=self.webhooks, now_ms=now
+            calendars=self.calendars,
+            ops=self.ops,
+            webhooks=self.webhooks,
+            now_ms=now,
+            invoicing=self.invoicing,
         )
 
     async def _close_periods(self, now: int) -> int:

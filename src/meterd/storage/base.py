@@ -619,12 +619,15 @@ class Store(abc.ABC):
         ops: Mapping[str, Op],
         webhooks: Sequence[WebhookConfig],
         now_ms: int,
+        invoicing: PeriodInvoicing | None = None,
     ) -> int:
         """Recompute the records that late events and corrections touched.
 
         A closed record whose totals changed gets revision n+1 and an
         `aggregation.adjusted` outbox row per webhook, in the same transaction; a
-        closed period's first record gets `aggregation.completed`. Open records are
+        closed period's first record gets `aggregation.completed`. With `invoicing`, a
+        revision of an invoiced period also writes its adjustment invoice, and a closed
+        period's first record its invoice, in that transaction. Open records are
         refreshed. Returns the revisions and records written.
         """
 

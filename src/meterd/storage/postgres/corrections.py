@@ -19,6 +19,7 @@ from meterd.aggregation import totals_of
 from meterd.config.model import Op, WebhookConfig
 from meterd.errors import Conflict, NotFound
 from meterd.ingest import NewEvent
+from meterd.invoices import PeriodInvoicing
 from meterd.messages import Outgoing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import RevisionPlan, Touched, plan_revision, touched_records
@@ -31,6 +32,7 @@ from meterd.storage.base import (
     Revision,
     StoredEvent,
 )
+from meterd.storage.postgres.invoicing import write_adjustments, write_invoices
 from meterd.storage.postgres.recompute import Connection, recompute_rollups
 from meterd.storage.rows import (
     aggregation_from_row,
@@ -157,6 +159,7 @@ async def settle_step(
     ops: Mapping[str, Op],
     webhooks: Sequence[WebhookConfig],
     now_ms: int,
+    invoicing: PeriodInvoicing | None = None,
 ) -> tuple[int, int]:
     """In the caller's transaction: claim a batch of late changes and recompute the
     records they touched. Returns (changes consumed, records and revisions written).
@@ -182,7 +185,7 @@ async def settle_step(
         mark = marks.get(touched.period)
         closed = mark is not None and touched.bounds.end_ms <= mark
         written += await _revise(
-            conn, queries, customer_partials, touched, closed, ops, webhooks, now_ms
+            conn, queries, customer_partials, touched, closed, ops, webhooks, now_ms, invoicing
         )
     async with conn.cursor() as batch:
         await batch.executemany(queries["delete_late_change"].encode(), ready)
@@ -220,6 +223,7 @@ async def _revise(
     ops: Mapping[str, Op],
     webhooks: Sequence[WebhookConfig],
     now_ms: int,
+    invoicing: PeriodInvoicing | None,
 ) -> int:
     # The record's row lock serialises processes revising it; a record that does not
     # exist yet is created with ON CONFLICT, and a process that loses looks again.
@@ -236,8 +240,41 @@ async def _revise(
             webhooks=webhooks,
         )
         if await _write_plan(conn, queries, plan, now_ms):
+            if invoicing is not None:
+                await _invoice_plan(conn, queries, plan, invoicing, touched, now_ms)
             return int(plan.record is not None or plan.revision is not None)
     return 0
+
+
+async def _invoice_plan(
+    conn: Connection,
+    queries: Mapping[str, str],
+    plan: RevisionPlan,
+    invoicing: PeriodInvoicing,
+    touched: Touched,
+    now_ms: int,
+) -> None:
+    """A revision of an invoiced period gets its adjustment invoice; a closed period's
+    first record its invoice, as a close would have written it."""
+    delivery_sql = queries["insert_deliveries"]
+    if plan.revision is not None:
+        await write_adjustments(
+            conn,
+            invoicing=invoicing,
+            rows=[plan.revision],
+            delivery_sql=delivery_sql,
+            now_ms=now_ms,
+        )
+    if plan.record is not None and plan.record.status == "closed":
+        await write_invoices(
+            conn,
+            invoicing=invoicing,
+            period=touched.period,
+            bounds=touched.bounds,
+            rows=[plan.record],
+            delivery_sql=delivery_sql,
+            now_ms=now_ms,
+        )
 
 
 async def _write_plan(

@@ -726,6 +726,7 @@ class PostgresStore(PostgresInvoicing, Store):
         ops: Mapping[str, Op],
         webhooks: Sequence[WebhookConfig],
         now_ms: int,
+        invoicing: PeriodInvoicing | None = None,
     ) -> int:
         written = 0
         while True:
@@ -738,6 +739,7 @@ class PostgresStore(PostgresInvoicing, Store):
                     ops=ops,
                     webhooks=webhooks,
                     now_ms=now_ms,
+                    invoicing=invoicing,
                 )
             )
             written += step

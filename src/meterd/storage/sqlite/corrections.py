@@ -16,8 +16,9 @@ from meterd.aggregation import totals_of
 from meterd.config.model import Op, WebhookConfig
 from meterd.errors import Conflict, NotFound
 from meterd.ingest import NewEvent
+from meterd.invoices import PeriodInvoicing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
-from meterd.revisions import RevisionPlan, plan_revision, touched_records
+from meterd.revisions import RevisionPlan, Touched, plan_revision, touched_records
 from meterd.rollup import Partial, Point
 from meterd.storage.base import (
     Amendment,
@@ -34,6 +35,7 @@ from meterd.storage.rows import (
     encode_totals,
     select_aggregations,
 )
+from meterd.storage.sqlite.invoicing import write_adjustments, write_invoices
 from meterd.storage.sqlite.recompute import recompute_rollups
 
 # A late change written by a correction: it may alter a record of any period.
@@ -153,6 +155,7 @@ def settle_step(
     ops: Mapping[str, Op],
     webhooks: Sequence[WebhookConfig],
     now_ms: int,
+    invoicing: PeriodInvoicing | None = None,
 ) -> tuple[int, int]:
     """Consume a batch of late changes: recompute each touched record and write what
     changed. Returns (changes consumed, records and revisions written)."""
@@ -179,6 +182,8 @@ def settle_step(
             webhooks=webhooks,
         )
         written += _write_plan(conn, queries, plan, now_ms)
+        if invoicing is not None:
+            _invoice_plan(conn, queries, plan, invoicing, touched, now_ms)
     conn.executemany(queries["delete_late_change"], changes)
     return len(changes), written
 
@@ -217,6 +222,37 @@ def _write_plan(
         ],
     )
     return int(plan.record is not None or plan.revision is not None)
+
+
+def _invoice_plan(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    plan: RevisionPlan,
+    invoicing: PeriodInvoicing,
+    touched: Touched,
+    now_ms: int,
+) -> None:
+    """A revision of an invoiced period gets its adjustment invoice; a closed period's
+    first record its invoice, as a close would have written it."""
+    delivery_sql = queries["insert_delivery"]
+    if plan.revision is not None:
+        write_adjustments(
+            conn,
+            invoicing=invoicing,
+            rows=[plan.revision],
+            delivery_sql=delivery_sql,
+            now_ms=now_ms,
+        )
+    if plan.record is not None and plan.record.status == "closed":
+        write_invoices(
+            conn,
+            invoicing=invoicing,
+            period=touched.period,
+            bounds=touched.bounds,
+            rows=[plan.record],
+            delivery_sql=delivery_sql,
+            now_ms=now_ms,
+        )
 
 
 def _repeated_amendment(

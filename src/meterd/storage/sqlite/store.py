@@ -652,6 +652,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
         ops: Mapping[str, Op],
         webhooks: Sequence[WebhookConfig],
         now_ms: int,
+        invoicing: PeriodInvoicing | None = None,
     ) -> int:
         written = 0
         while True:
@@ -664,6 +665,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
                     ops=ops,
                     webhooks=webhooks,
                     now_ms=now_ms,
+                    invoicing=invoicing,
                 )
             )
             written += step
