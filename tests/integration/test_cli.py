@@ -180,7 +180,6 @@ def test_a_database_that_does_not_exist_is_an_error_naming_it(
 
 
 def test_usage_group_by_and_query(tmp_path: Path) -> None:
-def test_void_and_amend(tmp_path: Path) -> None:
     import asyncio
 
     from meterd.ingest import NewEvent
@@ -191,8 +190,6 @@ def test_void_and_amend(tmp_path: Path) -> None:
     config = tmp_path / "systemconfig.json"
     events = {"llm.tokens": {"op": "sum", "groupBy": ["model", "direction"]}}
     config.write_text(json.dumps({"periods": ["daily"], "events": events}))
-    config.write_text(json.dumps({"periods": ["daily"], "events": {"api.calls": {"op": "sum"}}}))
-    ts = parse_iso_ms("2025-01-15T10:00:00Z")
 
     async def load() -> None:
         store = SQLiteStore(str(tmp_path / "m.db"))
@@ -247,6 +244,22 @@ def test_void_and_amend(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["query", "--meter", "nope", *common])
     assert bad.exit_code != 0 and "meter:" in bad.output
 
+
+def test_void_and_amend(tmp_path: Path) -> None:
+    import asyncio
+
+    from meterd.ingest import NewEvent
+    from meterd.storage.sqlite.store import SQLiteStore
+    from meterd.timeutil import parse_iso_ms
+
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    config = tmp_path / "systemconfig.json"
+    config.write_text(json.dumps({"periods": ["daily"], "events": {"api.calls": {"op": "sum"}}}))
+    ts = parse_iso_ms("2025-01-15T10:00:00Z")
+
+    async def load() -> None:
+        store = SQLiteStore(str(tmp_path / "m.db"))
+        await store.open()
         await store.ingest(
             [NewEvent(f"e{i}", "api.calls", "cus_1", 2, None, ts, ts) for i in (1, 2)]
         )
