@@ -58,6 +58,7 @@ class PeriodCloser:
             webhooks=self.webhooks,
             now_ms=now,
             invoicing=self.invoicing,
+            meters=self.meters,
         )
 
     async def _close_periods(self, now: int) -> int:

@@ -15,6 +15,7 @@ import msgspec
 from meterd.aggregation import AggregationRow, Totals, aggregation_id
 from meterd.config.model import WebhookConfig
 from meterd.messages import Outgoing, adjusted_outgoing_for, outgoing_for
+from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 
 
@@ -55,6 +56,13 @@ def touched_records(
         if calendar is not None:
             found.add(Touched(period, customer_id, calendar.bounds_at(bucket * BUCKET_MS)))
     return sorted(found)
+
+
+def customer_values(
+    values: Mapping[str, Mapping[str, MeterValue]], customer_id: str
+) -> dict[str, MeterValue]:
+    """One customer's meter values by event type, from values by type and customer."""
+    return {t: v[customer_id] for t, v in values.items() if customer_id in v}
 
 
 def plan_revision(

@@ -620,6 +620,7 @@ class Store(abc.ABC):
         webhooks: Sequence[WebhookConfig],
         now_ms: int,
         invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         """Recompute the records that late events and corrections touched.
 

@@ -15,14 +15,20 @@ from typing import Any
 
 import msgspec
 
-from meterd.aggregation import totals_of
-from meterd.config.model import Op, WebhookConfig
+from meterd.aggregation import merge_meter_values, totals_of
+from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.errors import Conflict, NotFound
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.messages import Outgoing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
-from meterd.revisions import RevisionPlan, Touched, plan_revision, touched_records
+from meterd.revisions import (
+    RevisionPlan,
+    Touched,
+    customer_values,
+    plan_revision,
+    touched_records,
+)
 from meterd.rollup import BucketKey, Partial
 from meterd.storage.base import (
     Amendment,
@@ -33,6 +39,7 @@ from meterd.storage.base import (
     StoredEvent,
 )
 from meterd.storage.postgres.invoicing import write_adjustments, write_invoices
+from meterd.storage.postgres.meters import period_meter_values
 from meterd.storage.postgres.recompute import Connection, recompute_rollups
 from meterd.storage.rows import (
     aggregation_from_row,
@@ -160,6 +167,7 @@ async def settle_step(
     webhooks: Sequence[WebhookConfig],
     now_ms: int,
     invoicing: PeriodInvoicing | None = None,
+    meters: Mapping[str, EventTypeConfig] | None = None,
 ) -> tuple[int, int]:
     """In the caller's transaction: claim a batch of late changes and recompute the
     records they touched. Returns (changes consumed, records and revisions written).
@@ -185,7 +193,16 @@ async def settle_step(
         mark = marks.get(touched.period)
         closed = mark is not None and touched.bounds.end_ms <= mark
         written += await _revise(
-            conn, queries, customer_partials, touched, closed, ops, webhooks, now_ms, invoicing
+            conn,
+            queries,
+            customer_partials,
+            touched,
+            closed,
+            ops,
+            webhooks,
+            now_ms,
+            invoicing,
+            meters,
         )
     async with conn.cursor() as batch:
         await batch.executemany(queries["delete_late_change"].encode(), ready)
@@ -224,6 +241,7 @@ async def _revise(
     webhooks: Sequence[WebhookConfig],
     now_ms: int,
     invoicing: PeriodInvoicing | None,
+    meters: Mapping[str, EventTypeConfig] | None,
 ) -> int:
     # The record's row lock serialises processes revising it; a record that does not
     # exist yet is created with ON CONFLICT, and a process that loses looks again.
@@ -231,10 +249,21 @@ async def _revise(
         cursor = await conn.execute(_LOCK_RECORD.encode(), (touched.aggregation_id,))
         row = await cursor.fetchone()
         partials = await customer_partials(conn, touched.customer_id, touched.bounds)
+        totals = totals_of(partials, ops)
+        if meters:
+            # The meters computed from raw events, as a close computes them.
+            values = await period_meter_values(
+                conn,
+                queries,
+                meters=meters,
+                bounds=touched.bounds,
+                customer_ids=[touched.customer_id],
+            )
+            totals = merge_meter_values(totals, customer_values(values, touched.customer_id))
         plan = plan_revision(
             touched=touched,
             current=None if row is None else aggregation_from_row(row),
-            totals=totals_of(partials, ops),
+            totals=totals,
             closed=closed,
             now_ms=now_ms,
             webhooks=webhooks,

@@ -727,6 +727,7 @@ class PostgresStore(PostgresInvoicing, Store):
         webhooks: Sequence[WebhookConfig],
         now_ms: int,
         invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         written = 0
         while True:
@@ -740,6 +741,7 @@ class PostgresStore(PostgresInvoicing, Store):
                     webhooks=webhooks,
                     now_ms=now_ms,
                     invoicing=invoicing,
+                    meters=meters,
                 )
             )
             written += step

@@ -12,13 +12,19 @@ from typing import Any
 
 import msgspec
 
-from meterd.aggregation import totals_of
-from meterd.config.model import Op, WebhookConfig
+from meterd.aggregation import merge_meter_values, totals_of
+from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.errors import Conflict, NotFound
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
-from meterd.revisions import RevisionPlan, Touched, plan_revision, touched_records
+from meterd.revisions import (
+    RevisionPlan,
+    Touched,
+    customer_values,
+    plan_revision,
+    touched_records,
+)
 from meterd.rollup import Partial, Point
 from meterd.storage.base import (
     Amendment,
@@ -36,6 +42,7 @@ from meterd.storage.rows import (
     select_aggregations,
 )
 from meterd.storage.sqlite.invoicing import write_adjustments, write_invoices
+from meterd.storage.sqlite.meters import period_meter_values
 from meterd.storage.sqlite.recompute import recompute_rollups
 
 # A late change written by a correction: it may alter a record of any period.
@@ -156,6 +163,7 @@ def settle_step(
     webhooks: Sequence[WebhookConfig],
     now_ms: int,
     invoicing: PeriodInvoicing | None = None,
+    meters: Mapping[str, EventTypeConfig] | None = None,
 ) -> tuple[int, int]:
     """Consume a batch of late changes: recompute each touched record and write what
     changed. Returns (changes consumed, records and revisions written)."""
@@ -173,10 +181,21 @@ def settle_step(
         mark = marks.get(touched.period)
         row = conn.execute(_SELECT_RECORD, (touched.aggregation_id,)).fetchone()
         partials = customer_partials(conn, touched.customer_id, touched.bounds)
+        totals = totals_of(partials, ops)
+        if meters:
+            # The meters computed from raw events, as a close computes them.
+            values = period_meter_values(
+                conn,
+                queries,
+                meters=meters,
+                bounds=touched.bounds,
+                customer_ids=[touched.customer_id],
+            )
+            totals = merge_meter_values(totals, customer_values(values, touched.customer_id))
         plan = plan_revision(
             touched=touched,
             current=None if row is None else aggregation_from_row(row),
-            totals=totals_of(partials, ops),
+            totals=totals,
             closed=mark is not None and touched.bounds.end_ms <= mark,
             now_ms=now_ms,
             webhooks=webhooks,

@@ -653,6 +653,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
         webhooks: Sequence[WebhookConfig],
         now_ms: int,
         invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         written = 0
         while True:
@@ -666,6 +667,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
                     webhooks=webhooks,
                     now_ms=now_ms,
                     invoicing=invoicing,
+                    meters=meters,
                 )
             )
             written += step
