@@ -46,6 +46,8 @@ class AggregationRow(msgspec.Struct, frozen=True):
     delivered: int = 0
     delivered_ms: int | None = None
     attempts: int = 0
+    # 1 as closed; a late event or a correction in a closed period adds revisions.
+    revision: int = 1
 
 
 def aggregation_id(customer_id: str, period: str, period_key: str) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
+import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
@@ -22,7 +24,7 @@ from meterd.errors import MeterdError
 from meterd.logs import LOG_FORMATS, LogFormat, logging_config
 from meterd.settings import DEFAULT_CONFIG_PATH, DEFAULT_DATABASE_URL, ServerSettings
 from meterd.storage import open_store
-from meterd.storage.base import CustomerRecord, DeliveryRecord, Store
+from meterd.storage.base import CustomerRecord, DeliveryRecord, KeyIdentity, Store
 from meterd.terminal import print_json, print_table
 from meterd.timeutil import format_ms, now_ms, parse_iso_ms
 from meterd.usage import usage_of
@@ -527,6 +529,85 @@ def redeliver(delivery_id: int, database_url: str) -> None:
         f"Delivery {delivery_id} to {redact_url(record.url)} is pending again;"
         " a running server sends it."
     )
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--reason", required=True, help="Why the event is voided (kept with the void).")
+@db_option
+def void(event_id: str, reason: str, database_url: str) -> None:
+    """Void an event: it leaves every total; closed records it was in get a revision."""
+    from meterd import corrections
+
+    store = _open_existing_or_exit(database_url)
+    body = json.dumps({"reason": reason}).encode()
+    voided = _run(
+        store,
+        lambda: corrections.void_event(
+            store, event_id=event_id, body=body, key=_operator(), now_ms=now_ms()
+        ),
+    )
+    click.echo(f"Voided {voided.event_id} at {format_ms(voided.voided_ms)}: {voided.reason}")
+
+
+@main.command()
+@click.argument("event_id")
+@click.option("--reason", required=True, help="Why the event is amended (kept with it).")
+@click.option("--value", type=float, default=None, help="The corrected value.")
+@click.option("--timestamp", default=None, help="The corrected time (ISO-8601 or epoch ms).")
+@click.option("--metadata", default=None, help="The corrected metadata, a JSON object.")
+@click.option("--customer", "customer_id", default=None, help="The corrected customer id.")
+@config_option
+@db_option
+def amend(
+    event_id: str,
+    reason: str,
+    value: float | None,
+    timestamp: str | None,
+    metadata: str | None,
+    customer_id: str | None,
+    config_path: str | None,
+    database_url: str,
+) -> None:
+    """Replace an event by a corrected copy; the original is voided, in one transaction."""
+    from meterd import corrections
+
+    changes: dict[str, object] = {"reason": reason}
+    if value is not None:
+        changes["value"] = value
+    if timestamp is not None:
+        changes["timestamp"] = int(timestamp) if timestamp.isdigit() else timestamp
+    if metadata is not None:
+        try:
+            changes["metadata"] = json.loads(metadata)
+        except ValueError as error:
+            raise click.BadParameter(str(error), param_hint="--metadata") from None
+    if customer_id is not None:
+        changes["customerId"] = customer_id
+    config = _load_config_or_exit(config_path)
+    store = _open_existing_or_exit(database_url)
+    amended = _run(
+        store,
+        lambda: corrections.amend_event(
+            store,
+            event_id=event_id,
+            body=json.dumps(changes).encode(),
+            key=_operator(),
+            idempotency_key=None,
+            now_ms=now_ms(),
+            max_event_age_ms=config.max_event_age_ms,
+        ),
+    )
+    event = amended.replacement
+    click.echo(
+        f"Amended {event_id}: replaced by {event.id} ({event.customer_id}, {event.value}"
+        f" at {format_ms(event.ts_ms)})"
+    )
+
+
+def _operator() -> KeyIdentity:
+    """Corrections from the command line are recorded under the operator's login."""
+    return KeyIdentity(f"cli:{getpass.getuser()}", "-")
 
 
 @main.group()

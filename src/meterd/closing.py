@@ -24,6 +24,8 @@ log = logging.getLogger("meterd.closing")
 class AggregationCounts(msgspec.Struct):
     closed: int = 0
     open: int = 0
+    # Records written again because late events or corrections changed them.
+    revised: int = 0
 
 
 class PeriodCloser:
@@ -42,6 +44,24 @@ class PeriodCloser:
         self.carries_levels = any(m.op == "time_weighted_avg" for m in self.meters.values())
 
     async def close_completed(self, now: int) -> int:
+        """Close every period that ended at least the grace period before `now`, then
+        revise what late events and corrections changed; the records written."""
+        closed = await self._close_periods(now)
+        return closed + await self.revise_touched(now)
+
+    async def revise_touched(self, now: int) -> int:
+        """Recompute the records late events and corrections touched (DESIGN.md section 8):
+        revision n+1 and `aggregation.adjusted` for each closed record that changed."""
+        return await self.store.settle_late_changes(
+            calendars=self.calendars,
+            ops=self.ops,
+            webhooks=self.webhooks,
+            now_ms=now,
+            invoicing=self.invoicing,
+            meters=self.meters,
+        )
+
+    async def _close_periods(self, now: int) -> int:
         """Close every period that ended at least the grace period before `now`.
 
         Idempotent: a period already closed is skipped, and within a period a
@@ -93,7 +113,12 @@ class PeriodCloser:
                 invoicing=self.invoicing,
                 meters=self.meters,
             )
-            watermark = bounds.end_ms
+            watermark = await self.store.watermark(calendar.name)
+            if watermark is None or watermark < bounds.end_ms:
+                # Another process is closing this period (PostgreSQL): it goes on to the
+                # later ones. Skipping past it could close a later period first and move
+                # the watermark over this one.
+                return closed
 
     async def refresh_open(self, now: int) -> int:
         """Write `open` records for every period not closed yet that has events."""
@@ -118,8 +143,9 @@ class PeriodCloser:
 
     async def trigger(self, now: int) -> AggregationCounts:
         """Aggregate every period now: close the completed ones, refresh the open ones."""
-        closed = await self.close_completed(now)
-        return AggregationCounts(closed=closed, open=await self.refresh_open(now))
+        closed = await self._close_periods(now)
+        revised = await self.revise_touched(now)
+        return AggregationCounts(closed=closed, revised=revised, open=await self.refresh_open(now))
 
 
 class CloseScheduler:

@@ -16,6 +16,7 @@ from datetime import datetime
 import msgspec
 
 from meterd.config.model import UnknownFields
+from meterd.durations import format_duration
 from meterd.errors import (
     BatchTooLarge,
     IdConflict,
@@ -119,8 +120,10 @@ def parse_usage(
     known_types: Container[str],
     received_ms: int,
     unknown_fields: UnknownFields = "reject",
+    max_event_age_ms: int | None = None,
 ) -> NewEvent:
-    """Validate a single-event body; raise InvalidRequest naming the field."""
+    """Validate a single-event body; raise InvalidRequest naming the field, or
+    ValidationFailed (422) for an event older than `max_event_age_ms`."""
     if event_type not in known_types:
         raise InvalidRequest(f"eventType: {shown(event_type)} is not configured", field="eventType")
     if idempotency_key is not None:
@@ -144,7 +147,13 @@ def parse_usage(
     )
     if problems or usage is None:
         raise _invalid(problems or [Problem(None, "the event is not valid")])
-    return _to_new_event(usage, event_type, idempotency_key, received_ms)
+    event = _to_new_event(usage, event_type, idempotency_key, received_ms)
+    too_old = age_problem(event.ts_ms, received_ms, max_event_age_ms)
+    if too_old:
+        raise ValidationFailed(
+            str(too_old), field="timestamp", maxEventAge=format_duration(max_event_age_ms or 0)
+        )
+    return event
 
 
 def parse_batch(
@@ -154,6 +163,7 @@ def parse_batch(
     max_batch_size: int,
     received_ms: int,
     unknown_fields: UnknownFields = "reject",
+    max_event_age_ms: int | None = None,
 ) -> list[NewEvent]:
     """Validate a batch body: all of it or nothing.
 
@@ -168,6 +178,9 @@ def parse_batch(
     invalid = []
     for index, item in enumerate(batch):
         errors = _check(item, item.event_type, received_ms, known_types, None)
+        if not errors and item.timestamp is not None:
+            too_old = age_problem(timestamp_ms(item.timestamp), received_ms, max_event_age_ms)
+            errors = [too_old] if too_old else []
         if errors:
             invalid.append(_problem_at(index, errors))
     if invalid:
@@ -294,6 +307,13 @@ def _plainly_valid(
             )
         )
     )
+
+
+def age_problem(ts_ms: int, received_ms: int, max_event_age_ms: int | None) -> Problem | None:
+    """Why an event at `ts_ms` is too old for the `maxEventAge` limit, if it is."""
+    if max_event_age_ms is None or ts_ms >= received_ms - max_event_age_ms:
+        return None
+    return Problem("timestamp", f"older than maxEventAge ({format_duration(max_event_age_ms)})")
 
 
 def _metadata_bytes(raw: msgspec.Raw) -> bytes | None:

@@ -1,5 +1,5 @@
 """Outgoing webhook messages, shaped here (below storage) and written to the outbox by the
-caller's transaction: `aggregation.completed` and `invoice.created`."""
+caller's transaction: `aggregation.completed`, `aggregation.adjusted` and `invoice.created`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import msgspec
 
-from meterd.aggregation import AggregationRow
+from meterd.aggregation import AggregationRow, Totals
 from meterd.config.model import WebhookConfig
 from meterd.invoices import InvoiceOut, InvoiceRecord, invoice_out
 from meterd.meters.values import GroupValue
@@ -25,6 +25,28 @@ class PayloadData(msgspec.Struct, rename="camel"):
     event_counts: dict[str, int]
     event_count: int
     groups: dict[str, list[GroupValue]] | msgspec.UnsetType = msgspec.UNSET
+
+
+class PreviousTotals(msgspec.Struct, rename="camel"):
+    """What an adjusted record said before this revision."""
+
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    groups: dict[str, list[GroupValue]] | msgspec.UnsetType = msgspec.UNSET
+
+
+class AdjustedData(PayloadData, rename="camel", kw_only=True):
+    revision: int
+    previous: PreviousTotals
+
+
+class AdjustedPayload(msgspec.Struct):
+    type: str
+    customerId: str  # noqa: N815 - the wire name
+    period: str
+    data: AdjustedData
+    created: int
 
 
 class CompletedPayload(msgspec.Struct):
@@ -70,12 +92,57 @@ def completed_payload(row: AggregationRow) -> bytes:
     )
 
 
+def adjusted_payload(row: AggregationRow, previous: Totals) -> bytes:
+    """The body sent for revision `row.revision` of a closed record: as completed, plus
+    `revision` and the `previous` totals it replaces."""
+    return _encoder.encode(
+        AdjustedPayload(
+            type="aggregation.adjusted",
+            customerId=row.customer_id,
+            period=row.period,
+            data=AdjustedData(
+                aggregation_id=row.id,
+                period_key=row.period_key,
+                period_start=format_ms(row.period_start),
+                period_end=format_ms(row.period_end - 1),
+                timestamp=format_ms(row.updated_ms),
+                events=row.totals.events,
+                event_counts=row.totals.event_counts,
+                event_count=row.totals.event_count,
+                groups=row.totals.groups or msgspec.UNSET,
+                revision=row.revision,
+                previous=PreviousTotals(
+                    events=previous.events,
+                    event_counts=previous.event_counts,
+                    event_count=previous.event_count,
+                    groups=previous.groups or msgspec.UNSET,
+                ),
+            ),
+            created=row.updated_ms // 1000,
+        )
+    )
+
+
 def outgoing_for(row: AggregationRow, webhooks: Sequence[WebhookConfig]) -> list[Outgoing]:
     """Outbox rows for a newly closed record: one per enabled webhook that wants its period."""
-    payload = completed_payload(row)
+    return _outgoing(row, webhooks, completed_payload(row), row.id)
+
+
+def adjusted_outgoing_for(
+    row: AggregationRow, previous: Totals, webhooks: Sequence[WebhookConfig]
+) -> list[Outgoing]:
+    """Outbox rows for revision `row.revision` (2 or more) of a closed record."""
+    return _outgoing(
+        row, webhooks, adjusted_payload(row, previous), f"{row.id}\nrevision {row.revision}"
+    )
+
+
+def _outgoing(
+    row: AggregationRow, webhooks: Sequence[WebhookConfig], payload: bytes, subject: str
+) -> list[Outgoing]:
     return [
         Outgoing(
-            message_id=_message_id(row.id, index, hook.url),
+            message_id=_message_id(subject, index, hook.url),
             aggregation_id=row.id,
             url=hook.url,
             payload=payload,

@@ -171,11 +171,21 @@ async def test_a_closed_record_is_final_and_written_once(
     assert await closer.close_completed(now_ms()) == 6
     assert await closer.close_completed(now_ms()) == 0
     before = (await records(client, customerId="once"))["once_monthly_202501"]
-    # A late event: stored and visible live, but the closed record does not change.
+    assert before["revision"] == 1
+    # A late event: the closed record stays as it was, and a revision 2 follows it.
     await post(client, [event("once", 100, "2025-01-11T00:00:00Z")])
     await trigger(client)
     after = (await records(client, customerId="once"))["once_monthly_202501"]
-    assert after == before
+    assert (after["revision"], after["events"], after["createdAt"]) == (
+        2,
+        {"t.sum": 101},
+        before["createdAt"],
+    )
+    revisions = await client.get("/aggregations/once_monthly_202501/revisions")
+    assert [(r["revision"], r["events"]) for r in revisions.json()] == [
+        (1, before["events"]),
+        (2, {"t.sum": 101}),
+    ]
     usage = await client.get(
         "/customers/once/usage", params={"period": "monthly", "at": "2025-01-20T00:00:00Z"}
     )

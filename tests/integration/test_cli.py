@@ -160,6 +160,8 @@ def test_read_commands_name_the_database_they_read(tmp_path: Path) -> None:
         ["redeliver", "1"],
         ["rebuild"],
         ["usage", "--customer", "c"],
+        ["void", "e1", "--reason", "r"],
+        ["amend", "e1", "--reason", "r", "--value", "1"],
     ],
 )
 def test_a_database_that_does_not_exist_is_an_error_naming_it(
@@ -241,3 +243,51 @@ def test_usage_group_by_and_query(tmp_path: Path) -> None:
     ]
     bad = CliRunner().invoke(main, ["query", "--meter", "nope", *common])
     assert bad.exit_code != 0 and "meter:" in bad.output
+
+
+def test_void_and_amend(tmp_path: Path) -> None:
+    import asyncio
+
+    from meterd.ingest import NewEvent
+    from meterd.storage.sqlite.store import SQLiteStore
+    from meterd.timeutil import parse_iso_ms
+
+    db = f"sqlite:///{tmp_path / 'm.db'}"
+    config = tmp_path / "systemconfig.json"
+    config.write_text(json.dumps({"periods": ["daily"], "events": {"api.calls": {"op": "sum"}}}))
+    ts = parse_iso_ms("2025-01-15T10:00:00Z")
+
+    async def load() -> None:
+        store = SQLiteStore(str(tmp_path / "m.db"))
+        await store.open()
+        await store.ingest(
+            [NewEvent(f"e{i}", "api.calls", "cus_1", 2, None, ts, ts) for i in (1, 2)]
+        )
+        await store.close()
+
+    async def detail(event_id: str) -> tuple[str | None, str | None]:
+        store = SQLiteStore(str(tmp_path / "m.db"))
+        await store.open()
+        try:
+            found = await store.get_event(event_id)
+        finally:
+            await store.close()
+        assert found is not None and found.voided is not None
+        return found.voided.key.name, found.voided.replaced_by
+
+    asyncio.run(load())
+    assert "Voided e1" in run("void", "e1", "--reason", "duplicate", "--db", db)
+    out = run(
+        "amend", "e2", "--reason", "typo", "--value", "20", "--config", str(config), "--db", db
+    )
+    replaced = re.search(r"replaced by (\S+) ", out)
+    assert replaced is not None, out
+    name, replaced_by = asyncio.run(detail("e2"))
+    assert name is not None and name.startswith("cli:") and replaced_by == replaced[1]
+    args = ["--customer", "cus_1", "--at", "2025-01-15T12:00:00Z", "--period", "daily"]
+    shown = run("usage", *args, "--config", str(config), "--db", db)
+    assert re.search(r"api\.calls\s*│\s*20\s*│\s*1", shown), shown
+    again = CliRunner().invoke(main, ["amend", "e2", "--reason", "x", "--value", "3", "--db", db])
+    assert again.exit_code != 0 and "voided" in again.output
+    missing = CliRunner().invoke(main, ["void", "nope", "--reason", "x", "--db", db])
+    assert missing.exit_code != 0 and "nope" in missing.output

@@ -27,8 +27,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meterd.client import (
     AsyncMeterdClient,
+    BadRequest,
     BatchTooLarge,
     ClientClosed,
+    Conflict,
     ConnectionFailed,
     Event,
     FailedBatch,
@@ -217,7 +219,8 @@ def test_a_full_batch_is_sent_at_once_and_the_rest_waits(server: Server) -> None
             meter.track("api.calls", "c-size", i)
         wait_until(lambda: len(stored_ids(meter, "c-size")) == 20)
         assert server.gate.batch_sizes() == [10, 10]
-        assert meter.pending == 5
+        # The second batch's answer may still be on its way back to the sender thread.
+        wait_until(lambda: meter.pending == 5)
         meter.flush()
         assert server.gate.batch_sizes() == [10, 10, 5]
         assert len(stored_ids(meter, "c-size")) == 25
@@ -520,6 +523,56 @@ def test_aggregations_usage_and_deliveries(meter: MeterdClient) -> None:
     assert one.payload is not None and one.payload["type"] == "aggregation.completed"
     assert one.attempt_log == []
     assert meter.redeliver(one.id).status == "pending"
+
+
+def test_void_amend_get_event_and_revisions(meter: MeterdClient, server: Server) -> None:
+    for n, value in enumerate((5, 7, 9)):
+        meter.capture("api.calls", "c-fix", value, timestamp=PAST, id=f"fix-{n}")
+    meter.trigger()
+    voided = meter.void("fix-0", "duplicate")
+    assert (voided.id, voided.status, voided.reason) == ("fix-0", "voided", "duplicate")
+    assert meter.void("fix-0", "again") == voided
+    # The first answer is lost: the retry carries the same Idempotency-Key, so the event
+    # is amended once and the retry gets that amendment back.
+    server.gate.fail_after = 1
+    amended = meter.amend("fix-1", "wrong value", value=70, metadata={"note": "fixed"})
+    assert (amended.amends, amended.value, amended.metadata) == ("fix-1", 70, {"note": "fixed"})
+    assert amended.duplicate
+    with pytest.raises(Conflict):
+        meter.amend("fix-1", "again", value=71)
+    with pytest.raises(BadRequest, match="reason"):
+        meter.void("fix-2", "")
+    with pytest.raises(NotFound):
+        meter.get_event("nope")
+    original = meter.get_event("fix-1")
+    assert (original.status, original.amended_by) == ("voided", amended.id)
+    assert meter.get_event(amended.id).amends == "fix-1"
+    assert meter.get_event("fix-0").voided_by is not None
+    listed = {e.id: e.status for e in meter.events(customer_id="c-fix", include_voided=True)}
+    assert listed == {"fix-0": "voided", "fix-1": "voided", "fix-2": "active", amended.id: "active"}
+    assert {e.id for e in meter.events(customer_id="c-fix")} == {"fix-2", amended.id}
+
+    assert meter.trigger().revised >= 4  # hourly, daily, weekly, monthly
+    [daily] = meter.aggregations(customer_id="c-fix", period="daily").items
+    assert (daily.revision, daily.events) == (2, {"api.calls": 79})
+    history = meter.revisions(daily.id)
+    assert [(r.revision, r.events) for r in history] == [
+        (1, {"api.calls": 21}),
+        (2, {"api.calls": 79}),
+    ]
+
+
+async def test_async_void_and_amend(ameter: AsyncMeterdClient) -> None:
+    await ameter.capture("api.calls", "c-afix", 3, timestamp=PAST, id="afix-0")
+    await ameter.trigger()
+    amended = await ameter.amend("afix-0", "moved", customer_id="c-afix-2", idempotency_key="k")
+    again = await ameter.amend("afix-0", "moved", customer_id="c-afix-2", idempotency_key="k")
+    assert again.id == amended.id and again.duplicate and not amended.duplicate
+    assert (await ameter.void(amended.id, "test")).status == "voided"
+    assert (await ameter.get_event(amended.id)).void_reason == "test"
+    assert (await ameter.trigger()).revised >= 4
+    history = await ameter.revisions("c-afix_daily_20250115")
+    assert [(r.revision, r.events) for r in history] == [(1, {"api.calls": 3}), (2, {})]
 
 
 def test_service_routes(meter: MeterdClient) -> None:

@@ -377,7 +377,7 @@ def test_all_problems_are_reported_together_in_document_order() -> None:
     }
     assert problems(doc) == [
         "retries: unknown key (expected one of periods, events, webhooks, timezone,"
-        " gracePeriod, maxBatchSize, plans, invoicing, portal, unknownFields)",
+        " gracePeriod, maxBatchSize, plans, invoicing, portal, unknownFields, maxEventAge)",
         f'periods[1]: "fortnightly" is not one of {CALENDAR_LIST}'
         ' (a custom period is an object: {"name", "every", "anchor"})',
         f'events."api.calls".op: "median" is not one of {OPS_LIST}',
@@ -767,6 +767,16 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         'gracePeriod: "-5m" is not a duration like "500ms", "30s", "5m", "2h" or "30d"',
     ),
     (
+        "max event age zero",
+        document(maxEventAge="0s"),
+        "maxEventAge: must be longer than 0s",
+    ),
+    (
+        "max event age number",
+        document(maxEventAge=35),
+        'maxEventAge: expected a duration like "30s" or "5m", got 35',
+    ),
+    (
         "max batch size string",
         document(maxBatchSize="abc"),
         'maxBatchSize: expected an integer, got "abc"',
@@ -837,3 +847,8 @@ def test_unknown_fields_is_reject_unless_set_to_ignore() -> None:
     assert problems(document(unknownFields="allow")) == [
         'unknownFields: "allow" is not one of reject, ignore'
     ]
+
+
+def test_max_event_age_is_a_duration_and_absent_means_any_age() -> None:
+    assert parse(document(maxEventAge="35d")).max_event_age_ms == 35 * 86_400_000
+    assert parse(document()).max_event_age_ms is None

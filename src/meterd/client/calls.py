@@ -21,21 +21,25 @@ import msgspec
 from meterd import __version__
 from meterd.client.models import (
     Aggregation,
+    Amendment,
     BatchResult,
     CaptureResult,
     Customer,
     Delivery,
     DeliveryStatus,
     Event,
+    EventDetail,
     Health,
     Invoice,
     InvoicePreview,
     Page,
+    Revision,
     ServiceInfo,
     StoredEvent,
     TriggerResult,
     Usage,
     UsageQueryResult,
+    VoidResult,
 )
 
 T = TypeVar("T")
@@ -73,6 +77,12 @@ class Call(Generic[T]):
     retry: bool = True
     # Error statuses that are still answers to read, not errors (readiness: 503).
     accept: frozenset[int] = frozenset()
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def request_headers(self) -> dict[str, str] | None:
+        if self.body is None and not self.headers:
+            return None
+        return {**(JSON_HEADERS if self.body is not None else {}), **self.headers}
 
 
 def _reader(decoder: msgspec.json.Decoder[T]) -> Callable[[httpx.Response], T]:
@@ -104,6 +114,10 @@ _usage_query = _reader(msgspec.json.Decoder(UsageQueryResult))
 _health = _reader(msgspec.json.Decoder(Health))
 _info = _reader(msgspec.json.Decoder(ServiceInfo))
 _config = _reader(msgspec.json.Decoder(dict[str, Any]))
+_event_detail = _reader(msgspec.json.Decoder(EventDetail))
+_void = _reader(msgspec.json.Decoder(VoidResult))
+_amendment = _reader(msgspec.json.Decoder(Amendment))
+_revisions = _reader(msgspec.json.Decoder(list[Revision]))
 
 
 def new_event_id() -> str:
@@ -209,11 +223,67 @@ def list_events(
     to: Moment | None = None,
     limit: int | None = None,
     cursor: str | None = None,
+    include_voided: bool = False,
 ) -> Call[Page[StoredEvent]]:
     params = _query(
         customerId=customer_id, eventType=event_type, from_=from_, to=to, limit=limit, cursor=cursor
     )
+    if include_voided:
+        params["includeVoided"] = "true"
     return Call("GET", "/events", _events, params=params)
+
+
+def get_event(event_id: str) -> Call[EventDetail]:
+    return Call("GET", f"/events/{_segment(event_id)}", _event_detail)
+
+
+def void_event(event_id: str, reason: str) -> Call[VoidResult]:
+    # Safe to retry: voiding a voided event answers the first void.
+    body = _encoder.encode({"reason": reason})
+    return Call("POST", f"/events/{_segment(event_id)}/void", _void, body=body)
+
+
+def amend_event(
+    event_id: str,
+    reason: str,
+    changes: Mapping[str, Any],
+    *,
+    idempotency_key: str | None = None,
+) -> Call[Amendment]:
+    """An amend; retried safely under an Idempotency-Key (a new one unless given)."""
+    body = _encoder.encode({"reason": reason, **changes})
+    key = idempotency_key or new_event_id()
+    return Call(
+        "POST",
+        f"/events/{_segment(event_id)}/amend",
+        _amendment,
+        body=body,
+        headers={"idempotency-key": key},
+    )
+
+
+def amend_changes(
+    *,
+    value: float | None = None,
+    timestamp: datetime | int | str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    customer_id: str | None = None,
+) -> dict[str, Any]:
+    """The fields an amend changes, as the API names them (None: unchanged)."""
+    changes: dict[str, Any] = {}
+    if value is not None:
+        changes["value"] = value
+    if timestamp is not None:
+        changes["timestamp"] = timestamp
+    if metadata is not None:
+        changes["metadata"] = dict(metadata)
+    if customer_id is not None:
+        changes["customerId"] = customer_id
+    return changes
+
+
+def revisions(aggregation_id: str) -> Call[list[Revision]]:
+    return Call("GET", f"/aggregations/{_segment(aggregation_id)}/revisions", _revisions)
 
 
 def list_aggregations(

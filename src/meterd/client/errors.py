@@ -66,7 +66,11 @@ class NotFound(APIError):
     """No such resource (404)."""
 
 
-class IdConflict(APIError):
+class Conflict(APIError):
+    """The request conflicts with the resource's state (409): e.g. amending a voided event."""
+
+
+class IdConflict(Conflict):
     """The event id (or Idempotency-Key) was already used for a different event (409).
 
     Nothing was stored. A retry must send exactly the same event; a new event needs
@@ -145,7 +149,7 @@ _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequest,
     401: Unauthorized,
     404: NotFound,
-    409: IdConflict,
+    409: Conflict,
     429: RateLimited,
 }
 
@@ -166,6 +170,8 @@ def error_for_response(response: httpx.Response) -> APIError:
         )
     if status >= 500:
         return ServerError(status, body)
+    if status == 409 and body.get("field") in ("id", "Idempotency-Key"):
+        return IdConflict(status, body)
     return _BY_STATUS.get(status, APIError)(status, body)
 
 

@@ -70,6 +70,8 @@ class StoredEvent(msgspec.Struct, rename="camel", kw_only=True):
     week: str = ""
     month: str = ""
     year: str = ""
+    # "voided" once a correction took the event out of every total.
+    status: str = "active"
 
 
 class GroupValue(msgspec.Struct, kw_only=True):
@@ -104,6 +106,8 @@ class Aggregation(msgspec.Struct, rename="camel", kw_only=True):
     updated_at: datetime
     webhook_status: WebhookStatus = msgspec.field(default_factory=WebhookStatus)
     groups: dict[str, list[GroupValue]] = msgspec.field(default_factory=dict)
+    # 1 as closed; later revisions follow late events and corrections.
+    revision: int = 1
 
 
 class Usage(msgspec.Struct, rename="camel", kw_only=True):
@@ -149,7 +153,63 @@ class TriggerResult(msgspec.Struct, kw_only=True):
 
     closed: int
     open: int
+    # Closed records given a new revision by late events or corrections.
+    revised: int = 0
     message: str = ""
+
+
+class ApiKeyName(msgspec.Struct, kw_only=True):
+    """The API key that made a correction: its name and display prefix."""
+
+    name: str
+    prefix: str
+
+
+class EventDetail(StoredEvent, rename="camel", kw_only=True):
+    """One event with its correction history."""
+
+    voided_at: datetime | None = None
+    void_reason: str | None = None
+    voided_by: ApiKeyName | None = None
+    amends: str | None = None
+    amended_by: str | None = None
+    amend_reason: str | None = None
+    amend_key: ApiKeyName | None = None
+
+
+class VoidResult(msgspec.Struct, rename="camel", kw_only=True):
+    id: str
+    status: str
+    voided_at: datetime
+    reason: str
+    voided_by: ApiKeyName
+
+
+class Amendment(msgspec.Struct, rename="camel", kw_only=True):
+    """The replacement event of an amend; `amends` is the id it replaced."""
+
+    id: str
+    amends: str
+    event_type: str
+    customer_id: str
+    value: float
+    metadata: dict[str, Any] | None = None
+    timestamp: datetime
+    received_at: datetime
+    status: str
+    reason: str
+    amended_by: ApiKeyName
+    duplicate: bool = False
+
+
+class Revision(msgspec.Struct, rename="camel", kw_only=True):
+    """One version of a closed record's totals; revision 1 is the record as closed."""
+
+    revision: int
+    events: dict[str, int | float]
+    event_counts: dict[str, int]
+    event_count: int
+    created_at: datetime
 
 
 class Attempt(msgspec.Struct, rename="camel", kw_only=True):

@@ -24,21 +24,25 @@ from meterd.client.errors import (
 )
 from meterd.client.models import (
     Aggregation,
+    Amendment,
     BatchResult,
     CaptureResult,
     Customer,
     Delivery,
     DeliveryStatus,
     Event,
+    EventDetail,
     Health,
     Invoice,
     InvoicePreview,
     Page,
+    Revision,
     ServiceInfo,
     StoredEvent,
     TriggerResult,
     Usage,
     UsageQueryResult,
+    VoidResult,
 )
 from meterd.client.retry import RetryPolicy
 
@@ -201,8 +205,12 @@ class MeterdClient:
         to: Moment | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        include_voided: bool = False,
     ) -> Page[StoredEvent]:
-        """One page of stored events, newest first; `from_`/`to` are inclusive."""
+        """One page of stored events, newest first; `from_`/`to` are inclusive.
+
+        Voided events are left out unless `include_voided` (their `status` says so).
+        """
         return self._call(
             calls.list_events(
                 customer_id=customer_id,
@@ -211,6 +219,7 @@ class MeterdClient:
                 to=to,
                 limit=limit,
                 cursor=cursor,
+                include_voided=include_voided,
             )
         )
 
@@ -302,6 +311,42 @@ class MeterdClient:
                 aggregation_id, event_type=event_type, limit=page_size, cursor=cursor
             )
         )
+
+    def get_event(self, event_id: str) -> EventDetail:
+        """One event with its status and correction history (voided, amends, amended by)."""
+        return self._call(calls.get_event(event_id))
+
+    def void(self, event_id: str, reason: str) -> VoidResult:
+        """Void an event: it leaves every total, and closed records it was in get a new
+        revision. Voiding it again answers the first void."""
+        return self._call(calls.void_event(event_id, reason))
+
+    def amend(
+        self,
+        event_id: str,
+        reason: str,
+        *,
+        value: float | None = None,
+        timestamp: datetime | int | str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        customer_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Amendment:
+        """Replace an event by a corrected copy (the original is voided); returns the copy.
+
+        Retries are safe: they carry one Idempotency-Key (`idempotency_key`, or a new one).
+        Raises `Conflict` when the event is already voided.
+        """
+        changes = calls.amend_changes(
+            value=value, timestamp=timestamp, metadata=metadata, customer_id=customer_id
+        )
+        return self._call(
+            calls.amend_event(event_id, reason, changes, idempotency_key=idempotency_key)
+        )
+
+    def revisions(self, aggregation_id: str) -> list[Revision]:
+        """Every revision of a record, oldest first (revision 1 is the record as closed)."""
+        return self._call(calls.revisions(aggregation_id))
 
     def trigger(self) -> TriggerResult:
         """Aggregate every period now: close completed periods, write open records."""
@@ -452,7 +497,7 @@ class MeterdClient:
                     call.path,
                     params=call.params,
                     content=call.body,
-                    headers=calls.JSON_HEADERS if call.body is not None else None,
+                    headers=call.request_headers(),
                 )
             except httpx.TransportError as error:
                 delay = self._retry.delay(retry) if call.retry else None

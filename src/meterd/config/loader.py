@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+from meterd.config.corrections import max_event_age_ms
 from meterd.config.invoicing import with_plans
 from meterd.config.jsontext import decode_json
 from meterd.config.meters import read_meters
@@ -60,6 +61,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
         grace_period_ms=duration_ms(get("gracePeriod", "0s"), ("gracePeriod",), problems) or 0,
         max_batch_size=get("maxBatchSize", 1000),
         unknown_fields="ignore" if get("unknownFields") == "ignore" else "reject",
+        max_event_age_ms=max_event_age_ms(get("maxEventAge"), problems),
         source=source,
         portal=read_portal(get("portal")),
     )

@@ -95,6 +95,8 @@ class SystemConfig(msgspec.Struct, frozen=True):
     grace_period_ms: int = 0
     max_batch_size: int = 1000
     unknown_fields: UnknownFields = "reject"
+    # Events older than this (by their timestamp, at arrival) are refused; None: any age.
+    max_event_age_ms: int | None = None
     source: str = "<built-in sample>"
     plans: dict[str, Plan] = {}
     invoicing: InvoicingConfig = InvoicingConfig()

@@ -79,6 +79,9 @@ def redacted_config(config: SystemConfig) -> dict[str, Any]:
         ],
         "timezone": config.timezone,
         "gracePeriod": format_duration(config.grace_period_ms),
+        "maxEventAge": (
+            None if config.max_event_age_ms is None else format_duration(config.max_event_age_ms)
+        ),
         "maxBatchSize": config.max_batch_size,
         "unknownFields": config.unknown_fields,
         "source": config.source,

@@ -52,6 +52,9 @@ class AggregationOut(msgspec.Struct, rename="camel"):
     webhook_status: WebhookStatus
     groups: dict[str, list[GroupValue]] | msgspec.UnsetType = msgspec.UNSET
 
+    # 1 as closed; each later revision recomputes it after late events or corrections.
+    revision: int = 1
+
 
 class TriggerOut(AggregationCounts):
     message: str = "Aggregation complete"
@@ -78,6 +81,7 @@ def aggregation_out(row: AggregationRow) -> AggregationOut:
             attempts=row.attempts,
         ),
         groups=row.totals.groups or msgspec.UNSET,
+        revision=row.revision,
     )
 
 
@@ -109,9 +113,12 @@ def aggregation_routes(
 
     async def trigger(request: Request) -> Response:
         counts = await closer.trigger(now_ms())
-        if counts.closed:
+        if counts.closed or counts.revised:
             on_closed()
-        return JSONResponse(TriggerOut(closed=counts.closed, open=counts.open), status_code=202)
+        return JSONResponse(
+            TriggerOut(closed=counts.closed, open=counts.open, revised=counts.revised),
+            status_code=202,
+        )
 
     async def aggregation_events(request: Request) -> Response:
         aggregation_id = request.path_params["id"]
@@ -130,6 +137,7 @@ def aggregation_routes(
             to_ms=bounds.last_ms,
             limit=limit_param(params),
             before=(cursor[0], cursor[1]) if cursor else None,
+            include_voided=True,
         )
         return await event_page(store, query, config.timezone, group_by_of(config))
 

@@ -21,6 +21,7 @@ from meterd.html.app import html_routes
 from meterd.http import responses
 from meterd.http.aggregations import aggregation_routes
 from meterd.http.auth import ApiKeyMiddleware
+from meterd.http.corrections import corrections_routes
 from meterd.http.customers import customer_routes
 from meterd.http.deliveries import delivery_routes
 from meterd.http.docs import docs_routes
@@ -116,6 +117,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     routes = [
         *meta_routes(config, store),
         *events_routes(config, store),
+        *corrections_routes(config, store),
         *aggregation_routes(config, store, closer, on_closed=on_closed),
         *delivery_routes(store, on_redeliver=wake_worker),
         *customer_routes(config, store),

@@ -45,6 +45,11 @@ class ApiKeyMiddleware:
         return path in self.public_paths or path.startswith(PUBLIC_PREFIXES)
 
 
+def presented_key(scope: Scope) -> str | None:
+    """The API key a request carries, if any."""
+    return _presented_key(scope)
+
+
 def _presented_key(scope: Scope) -> str | None:
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     for name, value in headers:

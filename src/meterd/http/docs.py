@@ -12,8 +12,10 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from meterd import __version__
+from meterd.corrections import AmendIn, VoidIn
 from meterd.customers import CustomerOut
 from meterd.http.aggregations import AggregationOut, TriggerOut
+from meterd.http.corrections import AmendOut, EventDetailOut, RevisionOut, VoidOut
 from meterd.http.deliveries import DeliveryOut
 from meterd.http.events import NEXT_CURSOR_HEADER, EventOut
 from meterd.http.ingest import BatchCaptured, UsageCaptured
@@ -90,6 +92,7 @@ _LIMIT = Param("limit", "query", "Page size, 1 to 1000.", {"type": "integer", "d
 _CURSOR = Param(
     "cursor", "query", f"The {NEXT_CURSOR_HEADER} header of the previous page.", _STRING
 )
+_EVENT_ID = Param("id", "path", "The event's id.", _STRING, required=True)
 _AUTH_ERRORS: dict[int, tuple[str, Any]] = {401: ("No valid API key.", ErrorBody)}
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -152,10 +155,48 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("eventType", "query", "Only this event type.", _STRING),
             Param("from", "query", "Event time at or after.", _TIME),
             Param("to", "query", "Event time at or before.", _TIME),
+            Param("includeVoided", "query", "true: voided events too.", {"type": "boolean"}),
             _LIMIT,
             _CURSOR,
         ),
         paged=True,
+    ),
+    Operation(
+        "get",
+        "/events/{id}",
+        "One event with its status and correction history",
+        {200: ("The event.", EventDetailOut), 404: ("No such event.", ErrorBody)},
+        params=(_EVENT_ID,),
+    ),
+    Operation(
+        "post",
+        "/events/{id}/void",
+        "Void an event: it leaves every total; closed records get a revision",
+        {
+            200: ("Voided (or already voided: the first void).", VoidOut),
+            400: ("No reason.", ErrorBody),
+            404: ("No such event.", ErrorBody),
+            409: ("The event was amended: void the replacement.", ErrorBody),
+        },
+        request=VoidIn,
+        params=(_EVENT_ID,),
+    ),
+    Operation(
+        "post",
+        "/events/{id}/amend",
+        "Replace an event: void it and store a corrected copy, in one transaction",
+        {
+            201: ("The replacement event.", AmendOut),
+            400: ("No reason, a bad field, or nothing to change.", ErrorBody),
+            404: ("No such event.", ErrorBody),
+            409: ("The event is voided, or the Idempotency-Key was used elsewhere.", ErrorBody),
+            422: ("The new timestamp is older than maxEventAge.", ErrorBody),
+        },
+        request=AmendIn,
+        params=(
+            _EVENT_ID,
+            Param("Idempotency-Key", "header", "Makes a retried amend harmless.", _STRING),
+        ),
     ),
     Operation(
         "get",
@@ -194,6 +235,15 @@ OPERATIONS: tuple[Operation, ...] = (
             _CURSOR,
         ),
         paged=True,
+    ),
+    Operation(
+        "get",
+        "/aggregations/{id}/revisions",
+        "Every revision of a record, oldest first (revision 1 is the record as closed)",
+        {200: ("The revisions.", list[RevisionOut]), 404: ("No such record.", ErrorBody)},
+        params=(
+            Param("id", "path", "`{customerId}_{period}_{periodKey}`.", _STRING, required=True),
+        ),
     ),
     Operation(
         "get",

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meterd.config.model import SystemConfig
-from meterd.http.params import encode_cursor, int_cursor, limit_param, time_param
+from meterd.http.params import bool_param, encode_cursor, int_cursor, limit_param, time_param
 from meterd.http.responses import JSONResponse
 from meterd.meters.groups import dimensions, group_key, metadata_of
 from meterd.periods import period_keys
@@ -40,6 +40,9 @@ class EventOut(msgspec.Struct, rename="camel"):
     # For meters with groupBy: the event's group (its dimensions), as `groups` shows it.
     group: dict[str, str | None] | msgspec.UnsetType = msgspec.UNSET
 
+    # "voided" once a correction took the event out of every total.
+    status: str = "active"
+
 
 def event_out(
     event: StoredEvent, timezone: str, group_by: Mapping[str, Sequence[str]] | None = None
@@ -64,6 +67,7 @@ def event_out(
             if dims
             else msgspec.UNSET
         ),
+        status="active" if event.voided_ms is None else "voided",
     )
 
 
@@ -106,6 +110,7 @@ def events_routes(config: SystemConfig, store: Store) -> list[Route]:
             to_ms=time_param(params, "to"),
             limit=limit_param(params),
             before=(cursor[0], cursor[1]) if cursor else None,
+            include_voided=bool_param(params, "includeVoided"),
         )
         return await event_page(store, query, config.timezone, group_by_of(config))
 

@@ -56,6 +56,7 @@ class IngestRoutes:
         self._known_types = frozenset(config.events)
         self._max_batch_size = config.max_batch_size
         self._unknown_fields = config.unknown_fields
+        self._max_event_age_ms = config.max_event_age_ms
         self._max_body_bytes = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -97,6 +98,7 @@ class IngestRoutes:
             known_types=self._known_types,
             received_ms=now_ms(),
             unknown_fields=self._unknown_fields,
+            max_event_age_ms=self._max_event_age_ms,
         )
         try:
             [stored] = await self._store.ingest([event])
@@ -118,6 +120,7 @@ class IngestRoutes:
             max_batch_size=self._max_batch_size,
             received_ms=now_ms(),
             unknown_fields=self._unknown_fields,
+            max_event_age_ms=self._max_event_age_ms,
         )
         try:
             stored = sum(await self._store.ingest(events))

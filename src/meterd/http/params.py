@@ -71,3 +71,11 @@ def int_cursor(params: QueryParams, size: int) -> tuple[int, ...] | None:
     if len(parts) != size or not all(is_integer(p) for p in parts):
         raise InvalidRequest("cursor: not a cursor returned by this API", field="cursor")
     return tuple(int(p) for p in parts)
+
+
+def bool_param(params: QueryParams, name: str) -> bool:
+    """`true` or `false` (default false)."""
+    text = (params.get(name) or "false").lower()
+    if text not in ("true", "false"):
+        raise InvalidRequest(f"{name}: must be true or false", field=name)
+    return text == "true"

@@ -13,13 +13,13 @@ from typing import Literal
 
 import msgspec
 
-from meterd.aggregation import AggregationRow, Status
+from meterd.aggregation import AggregationRow, Status, Totals
 from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
-from meterd.periods import PeriodBounds
+from meterd.periods import PeriodBounds, PeriodCalendar
 from meterd.rollup import Partial
 from meterd.storage.commitsizes import CommitSizes
 
@@ -33,6 +33,8 @@ class StoredEvent(msgspec.Struct, frozen=True):
     metadata: bytes | None
     ts_ms: int
     received_ms: int
+    # Set when a correction voided the event (it then counts in no total).
+    voided_ms: int | None = None
 
 
 class EventQuery(msgspec.Struct, frozen=True):
@@ -45,6 +47,7 @@ class EventQuery(msgspec.Struct, frozen=True):
     limit: int = 100
     # Keyset cursor: only events strictly older than (ts_ms, seq).
     before: tuple[int, int] | None = None
+    include_voided: bool = False
 
 
 class AggregationQuery(msgspec.Struct, frozen=True):
@@ -176,6 +179,48 @@ class WriteStats(msgspec.Struct, frozen=True):
 class OutboxBacklog(msgspec.Struct, frozen=True):
     pending: int
     oldest_created_ms: int | None
+
+
+class KeyIdentity(msgspec.Struct, frozen=True):
+    """Which API key did something: its name and display prefix, never the key."""
+
+    name: str
+    prefix: str
+
+
+class Correction(msgspec.Struct, frozen=True):
+    """The record of an event's void; `replaced_by` is set when an amendment did it."""
+
+    event_id: str
+    voided_ms: int
+    reason: str
+    key: KeyIdentity
+    replaced_by: str | None = None
+
+
+class EventDetail(msgspec.Struct, frozen=True):
+    """One raw event with its correction history."""
+
+    event: StoredEvent
+    voided: Correction | None = None
+    # The event this one replaced, when it was stored by an amendment.
+    amends: Correction | None = None
+
+
+class Amendment(msgspec.Struct, frozen=True):
+    original_id: str
+    replacement: StoredEvent
+    correction: Correction
+    # True when an earlier amend with the same Idempotency-Key already did it.
+    duplicate: bool = False
+
+
+class Revision(msgspec.Struct, frozen=True):
+    """One version of a closed record's totals; revision 1 is the record as closed."""
+
+    revision: int
+    totals: Totals
+    created_ms: int
 
 
 class Store(abc.ABC):
@@ -530,3 +575,67 @@ class Store(abc.ABC):
         None when the database cannot fold them exactly now (the caller then folds
         `meter_events`).
         """
+
+    # --- corrections ---
+
+    @abc.abstractmethod
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        """One raw event with its correction history, voided or not."""
+
+    @abc.abstractmethod
+    async def void_event(
+        self, *, event_id: str, reason: str, key: KeyIdentity, now_ms: int
+    ) -> Correction:
+        """Void an event in one transaction: record the correction, take it out of the
+        rollups, and note a change to any closed period it fell in.
+
+        Voiding a voided event returns the first void. Raises NotFound for an unknown
+        id, Conflict when an amendment already replaced the event.
+        """
+
+    @abc.abstractmethod
+    async def amend_event(
+        self,
+        *,
+        event_id: str,
+        replacement: NewEvent,
+        reason: str,
+        key: KeyIdentity,
+        idempotency_key: str | None,
+        now_ms: int,
+    ) -> Amendment:
+        """Void `event_id` and store `replacement` in its place, in one transaction.
+
+        A retry with the same `idempotency_key` returns the first amendment
+        (duplicate=True). Raises NotFound, or Conflict when the event is already voided
+        or the key was used for another event.
+        """
+
+    @abc.abstractmethod
+    async def settle_late_changes(
+        self,
+        *,
+        calendars: Mapping[str, PeriodCalendar],
+        ops: Mapping[str, Op],
+        webhooks: Sequence[WebhookConfig],
+        now_ms: int,
+        invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
+    ) -> int:
+        """Recompute the records that late events and corrections touched.
+
+        A closed record whose totals changed gets revision n+1 and an
+        `aggregation.adjusted` outbox row per webhook, in the same transaction; a
+        closed period's first record gets `aggregation.completed`. With `invoicing`, a
+        revision of an invoiced period also writes its adjustment invoice, and a closed
+        period's first record its invoice, in that transaction. Open records are
+        refreshed. Returns the revisions and records written.
+        """
+
+    @abc.abstractmethod
+    async def list_revisions(self, aggregation_id: str) -> list[Revision]:
+        """Every revision of a record, oldest first; empty for an unknown record."""
+
+    @abc.abstractmethod
+    async def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The stored key with this hash, revoked or not."""

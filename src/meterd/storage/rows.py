@@ -20,8 +20,11 @@ _totals_decoder = msgspec.json.Decoder(Totals)
 def select_aggregations(totals: str = "totals") -> str:
     """Aggregation records with their delivery summary, the columns `aggregation_from_row` reads.
 
-    `totals` is the column expression that yields the totals as JSON text.
+    `totals` is the column expression that yields the totals as JSON text. The last
+    three columns are the latest revision (2 or more) of a corrected closed record.
     """
+    latest = "FROM aggregation_revisions r WHERE r.aggregation_id = aggregations.id"
+    revised = totals.replace("totals", "r.totals")
     return f"""
 SELECT id, customer_id, period, period_key, period_start, period_end, status, {totals},
        created_at, updated_at,
@@ -31,7 +34,10 @@ SELECT id, customer_id, period, period_key, period_start, period_end, status, {t
        (SELECT max(delivered_at) FROM deliveries d
         WHERE d.aggregation_id = aggregations.id AND NOT d.dry_run),
        (SELECT coalesce(sum(attempts), 0) FROM deliveries d
-        WHERE d.aggregation_id = aggregations.id)
+        WHERE d.aggregation_id = aggregations.id),
+       (SELECT max(revision) {latest}),
+       (SELECT {revised} {latest} ORDER BY r.revision DESC LIMIT 1),
+       (SELECT max(created_at) {latest})
 FROM aggregations"""
 
 
@@ -43,6 +49,10 @@ SELECT_DELIVERIES = (
 
 def encode_totals(totals: Totals) -> str:
     return _totals_encoder.encode(totals).decode()
+
+
+def decode_totals(text: str) -> Totals:
+    return _totals_decoder.decode(text)
 
 
 def aggregation_values(row: AggregationRow) -> tuple[Any, ...]:
@@ -91,7 +101,10 @@ def delivery_update_values(outcome: AttemptOutcome) -> tuple[Any, ...]:
 
 def aggregation_from_row(row: tuple[Any, ...]) -> AggregationRow:
     id_, customer_id, period, key, start, end, status, totals, created, updated = row[:10]
-    deliveries, delivered, delivered_ms, attempts = row[10:]
+    deliveries, delivered, delivered_ms, attempts = row[10:14]
+    revision, revised_totals, revised_ms = row[14:17]
+    if revision is not None:
+        totals, updated = revised_totals, revised_ms
     return AggregationRow(
         id=id_,
         customer_id=customer_id,
@@ -107,6 +120,7 @@ def aggregation_from_row(row: tuple[Any, ...]) -> AggregationRow:
         delivered=delivered,
         delivered_ms=delivered_ms,
         attempts=int(attempts),
+        revision=1 if revision is None else int(revision),
     )
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -20,24 +20,29 @@ from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
-from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.rollup import BucketKey, Partial, Point, exact, exact_decimal, fold
 from meterd.storage.base import (
     AggregationQuery,
+    Amendment,
     ApiKeyRecord,
     AttemptOutcome,
     AttemptRecord,
     ConsoleSessionRecord,
+    Correction,
     DeliveryRecord,
     DeliveryStatus,
+    EventDetail,
     EventQuery,
+    KeyIdentity,
     OutboxBacklog,
     PortalTokenRecord,
+    Revision,
     Store,
     StoredEvent,
     WriteStats,
 )
-from meterd.storage.postgres import meter_indexes
+from meterd.storage.postgres import corrections, meter_indexes
 from meterd.storage.postgres import meters as meters_module
 from meterd.storage.postgres.batcher import IngestBatcher
 from meterd.storage.postgres.console import PostgresConsole
@@ -57,7 +62,10 @@ from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.timeutil import now_ms
 
+T = TypeVar("T")
+
 REBUILD_CHUNK = 50_000
+DEADLOCK_RETRIES = 3
 CONNECT_TIMEOUT_S = 2.0
 FAIL_FAST_S = 1.0
 _MS = "(timestamptz 'epoch' + ? * interval '1 millisecond')"
@@ -65,7 +73,8 @@ _TS_MS = "(extract(epoch FROM ts) * 1000)::bigint"
 
 _SELECT_EVENTS = (
     f"SELECT seq, id, event_type, customer_id, value, metadata::text, {_TS_MS},"
-    " (extract(epoch FROM received_at) * 1000)::bigint FROM events"
+    " (extract(epoch FROM received_at) * 1000)::bigint, v.voided_at"
+    " FROM events LEFT JOIN event_voids v ON v.event_id = events.id"
 )
 _SELECT_AGGREGATIONS = select_aggregations("totals::text")
 
@@ -75,7 +84,7 @@ class PostgresStore(PostgresInvoicing, Store):
 
     def __init__(self, url: str, *, pool_size: int = 10, max_pending_events: int = 100_000) -> None:
         self.url = url
-        self._queries = read_queries(PACKAGE)
+        self._queries = read_queries(PACKAGE) | read_queries(PACKAGE, "corrections.sql")
         self._console = PostgresConsole(
             read_queries(PACKAGE, "console.sql"), self._fetch, self._execute_count
         )
@@ -156,23 +165,40 @@ class PostgresStore(PostgresInvoicing, Store):
         reusing an id for other content is refused and stores nothing, the others
         go ahead as if the jobs had run one after another.
         """
-        events = [event for job in jobs for event in job]
         async with self._connection() as conn, conn.transaction():
-            cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
-            seqs = [row[0] for row in await cursor.fetchall()]
-            inserted = await self._insert_rows(conn, events, seqs)
-            if len(inserted) == len(events):
-                outcomes: list[Outcome] = [[True] * len(job) for job in jobs]
-                wanted = inserted
-            else:
-                outcomes, wanted = await self._settle_known_ids(conn, jobs, seqs, inserted)
-            points = [
-                (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
-                for e, seq in zip(events, seqs, strict=True)
-                if seq in wanted
-            ]
-            await self._upsert_rollups(conn, fold(points))
+            return await self._insert_jobs(conn, jobs)
+
+    async def _insert_jobs(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], jobs: list[Sequence[NewEvent]]
+    ) -> list[Outcome]:
+        """The ingest transaction's work, in the caller's transaction."""
+        events = [event for job in jobs for event in job]
+        cursor = await conn.execute(self._queries["next_seqs"].encode(), (len(events),))
+        seqs = [row[0] for row in await cursor.fetchall()]
+        inserted = await self._insert_rows(conn, events, seqs)
+        if len(inserted) == len(events):
+            outcomes: list[Outcome] = [[True] * len(job) for job in jobs]
+            wanted = inserted
+        else:
+            outcomes, wanted = await self._settle_known_ids(conn, jobs, seqs, inserted)
+        points = [
+            (e.customer_id, e.event_type, Point(e.ts_ms, seq, e.value))
+            for e, seq in zip(events, seqs, strict=True)
+            if seq in wanted
+        ]
+        partials = fold(points)
+        await self._upsert_rollups(conn, partials)
+        await corrections.note_late_events(conn, self._queries, list(partials))
         return outcomes
+
+    async def _insert_request(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], events: Sequence[NewEvent]
+    ) -> list[bool]:
+        """One request's events in the caller's transaction (an amend's replacement)."""
+        [outcome] = await self._insert_jobs(conn, [events])
+        if isinstance(outcome, IdConflict):
+            raise outcome
+        return outcome
 
     async def _insert_rows(
         self,
@@ -274,6 +300,7 @@ class PostgresStore(PostgresInvoicing, Store):
         sql, params = select_where(
             _SELECT_EVENTS,
             [
+                ("v.event_id IS NULL", None if query.include_voided else ()),
                 ("customer_id = ?", query.customer_id),
                 ("event_type = ?", query.event_type),
                 (f"ts >= {_MS}", query.from_ms),
@@ -294,16 +321,23 @@ class PostgresStore(PostgresInvoicing, Store):
                 metadata=None if metadata is None else metadata.encode(),
                 ts_ms=ts,
                 received_ms=received,
+                voided_ms=voided,
             )
-            for seq, id_, event_type, customer_id, value, metadata, ts, received in rows
+            for seq, id_, event_type, customer_id, value, metadata, ts, received, voided in rows
         ]
 
     # -- rollups and aggregation records ----------------------------------
 
     async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
+        async with self._connection() as conn:
+            return await self._customer_partials(conn, customer_id, bounds)
+
+    async def _customer_partials(
+        self, conn: psycopg.AsyncConnection[tuple[Any, ...]], customer_id: str, bounds: PeriodBounds
+    ) -> dict[str, Partial]:
         params = (customer_id, bounds.start_ms // BUCKET_MS, bounds.end_ms // BUCKET_MS)
-        rows = await self._fetch(self._queries["customer_rollups"], params)
-        return merge_by_type(_partials(rows))
+        cursor = await conn.execute(self._queries["customer_rollups"].encode(), params)
+        return merge_by_type(_partials(await cursor.fetchall()))
 
     async def first_data_ms(self, from_ms: int | None) -> int | None:
         bucket = -(2**62) if from_ms is None else -(-from_ms // BUCKET_MS)
@@ -327,6 +361,11 @@ class PostgresStore(PostgresInvoicing, Store):
         meters: Mapping[str, EventTypeConfig] | None = None,
     ) -> int:
         q = self._queries
+        if status == "closed":
+            async with self._connection() as conn:
+                await corrections.raise_close_horizon(
+                    conn, q, period=period, until_ms=bounds.end_ms
+                )
         async with self._connection() as conn, conn.transaction():
             if status == "closed":
                 # Another process closing this period right now: leave it to that one.
@@ -693,6 +732,103 @@ class PostgresStore(PostgresInvoicing, Store):
                 customer_ids=customer_ids,
                 filters=filters,
             )
+
+    # --- corrections ---
+
+    async def _in_transaction(
+        self, work: Callable[[psycopg.AsyncConnection[tuple[Any, ...]]], Awaitable[T]]
+    ) -> T:
+        """`work` in a transaction of its own, again when PostgreSQL broke a deadlock
+        between it and a concurrent ingest (their row locks can meet in either order)."""
+        for attempt in range(DEADLOCK_RETRIES):
+            try:
+                async with self._connection() as conn, conn.transaction():
+                    return await work(conn)
+            except psycopg.errors.DeadlockDetected:
+                if attempt == DEADLOCK_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        async with self._connection() as conn:
+            return await corrections.get_event(conn, self._queries, event_id, _number)
+
+    async def void_event(
+        self, *, event_id: str, reason: str, key: KeyIdentity, now_ms: int
+    ) -> Correction:
+        return await self._in_transaction(
+            lambda conn: corrections.void_event(
+                conn,
+                self._queries,
+                _number,
+                event_id=event_id,
+                reason=reason,
+                key=key,
+                now_ms=now_ms,
+            )
+        )
+
+    async def amend_event(
+        self,
+        *,
+        event_id: str,
+        replacement: NewEvent,
+        reason: str,
+        key: KeyIdentity,
+        idempotency_key: str | None,
+        now_ms: int,
+    ) -> Amendment:
+        return await self._in_transaction(
+            lambda conn: corrections.amend_event(
+                conn,
+                self._queries,
+                _number,
+                self._insert_request,
+                event_id=event_id,
+                replacement=replacement,
+                reason=reason,
+                key=key,
+                idempotency_key=idempotency_key,
+                now_ms=now_ms,
+            )
+        )
+
+    async def settle_late_changes(
+        self,
+        *,
+        calendars: Mapping[str, PeriodCalendar],
+        ops: Mapping[str, Op],
+        webhooks: Sequence[WebhookConfig],
+        now_ms: int,
+        invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
+    ) -> int:
+        written = 0
+        while True:
+            consumed, step = await self._in_transaction(
+                lambda conn: corrections.settle_step(
+                    conn,
+                    self._queries,
+                    self._customer_partials,
+                    calendars=calendars,
+                    ops=ops,
+                    webhooks=webhooks,
+                    now_ms=now_ms,
+                    invoicing=invoicing,
+                    meters=meters,
+                )
+            )
+            written += step
+            if not consumed:
+                return written
+
+    async def list_revisions(self, aggregation_id: str) -> list[Revision]:
+        async with self._connection() as conn:
+            return await corrections.list_revisions(conn, self._queries, aggregation_id)
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        rows = await self._fetch(self._queries["api_key_by_hash"], (key_hash,))
+        return ApiKeyRecord(*rows[0]) if rows else None
 
 
 def _number(value: Decimal) -> float:

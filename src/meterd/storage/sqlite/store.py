@@ -18,19 +18,24 @@ from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
-from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.rollup import Partial, Point, fold
 from meterd.storage.base import (
     AggregationQuery,
+    Amendment,
     ApiKeyRecord,
     AttemptOutcome,
     AttemptRecord,
     ConsoleSessionRecord,
+    Correction,
     DeliveryRecord,
     DeliveryStatus,
+    EventDetail,
     EventQuery,
+    KeyIdentity,
     OutboxBacklog,
     PortalTokenRecord,
+    Revision,
     Store,
     StoredEvent,
     WriteStats,
@@ -47,7 +52,15 @@ from meterd.storage.rows import (
 )
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
-from meterd.storage.sqlite import aggregations, console, daily, meter_indexes, meters, rollups
+from meterd.storage.sqlite import (
+    aggregations,
+    console,
+    corrections,
+    daily,
+    meter_indexes,
+    meters,
+    rollups,
+)
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
@@ -198,7 +211,15 @@ class SQLiteStore(SQLiteInvoicing, Store):
         late = daily.late_partials(points, compacted)
         if late:
             rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
+        corrections.note_late_events(conn, q, points)
         return outcomes
+
+    def _insert_request(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
+        """One request's events in the caller's transaction (an amend's replacement)."""
+        [outcome] = self._insert_events(conn, [events])
+        if isinstance(outcome, IdConflict):
+            raise outcome
+        return outcome
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
         sql, params = _events_sql(query)
@@ -211,30 +232,34 @@ class SQLiteStore(SQLiteInvoicing, Store):
     # -- rollups and aggregation records ----------------------------------
 
     async def customer_partials(self, customer_id: str, bounds: PeriodBounds) -> dict[str, Partial]:
-        q = self._queries
-
         def read(conn: sqlite3.Connection) -> dict[str, Partial]:
             # One snapshot: the compaction mark and the rows it describes.
             conn.execute("BEGIN")
             try:
-                params = daily.span_params(customer_id, bounds, daily.days_until(conn, q))
-                try:
-                    return rollups.folded_partials(
-                        conn.execute(q["customer_totals"], params).fetchall(),
-                        conn.execute(q["customer_firsts"], params).fetchall(),
-                        conn.execute(q["customer_lasts"], params).fetchall(),
-                    )
-                except sqlite3.OperationalError as error:
-                    if "integer overflow" not in str(error):
-                        raise
-                # Integer totals beyond 2**63: fold in Python, where integers do not overflow.
-                rows = conn.execute(q["customer_rollups"], params)
-                return merge_by_type(rollups.partial_rows(rows))
+                return self._customer_partials(conn, customer_id, bounds)
             finally:
                 if conn.in_transaction:  # a read: ending the snapshot, nothing to keep
                     conn.execute("ROLLBACK")
 
         return await self._read(read)
+
+    def _customer_partials(
+        self, conn: sqlite3.Connection, customer_id: str, bounds: PeriodBounds
+    ) -> dict[str, Partial]:
+        q = self._queries
+        params = daily.span_params(customer_id, bounds, daily.days_until(conn, q))
+        try:
+            return rollups.folded_partials(
+                conn.execute(q["customer_totals"], params).fetchall(),
+                conn.execute(q["customer_firsts"], params).fetchall(),
+                conn.execute(q["customer_lasts"], params).fetchall(),
+            )
+        except sqlite3.OperationalError as error:
+            if "integer overflow" not in str(error):
+                raise
+        # Integer totals beyond 2**63: fold in Python, where integers do not overflow.
+        rows = conn.execute(q["customer_rollups"], params)
+        return merge_by_type(rollups.partial_rows(rows))
 
     async def first_data_ms(self, from_ms: int | None) -> int | None:
         bucket = None if from_ms is None else -(-from_ms // BUCKET_MS)
@@ -596,10 +621,87 @@ class SQLiteStore(SQLiteInvoicing, Store):
             )
         )
 
+    # --- corrections ---
+
+    async def get_event(self, event_id: str) -> EventDetail | None:
+        return await self._read(lambda conn: corrections.get_event(conn, self._queries, event_id))
+
+    async def void_event(
+        self, *, event_id: str, reason: str, key: KeyIdentity, now_ms: int
+    ) -> Correction:
+        return await self.writer.call(
+            lambda conn: corrections.void_event(
+                conn, self._queries, event_id=event_id, reason=reason, key=key, now_ms=now_ms
+            )
+        )
+
+    async def amend_event(
+        self,
+        *,
+        event_id: str,
+        replacement: NewEvent,
+        reason: str,
+        key: KeyIdentity,
+        idempotency_key: str | None,
+        now_ms: int,
+    ) -> Amendment:
+        return await self.writer.call(
+            lambda conn: corrections.amend_event(
+                conn,
+                self._queries,
+                self._insert_request,
+                event_id=event_id,
+                replacement=replacement,
+                reason=reason,
+                key=key,
+                idempotency_key=idempotency_key,
+                now_ms=now_ms,
+            )
+        )
+
+    async def settle_late_changes(
+        self,
+        *,
+        calendars: Mapping[str, PeriodCalendar],
+        ops: Mapping[str, Op],
+        webhooks: Sequence[WebhookConfig],
+        now_ms: int,
+        invoicing: PeriodInvoicing | None = None,
+        meters: Mapping[str, EventTypeConfig] | None = None,
+    ) -> int:
+        written = 0
+        while True:
+            consumed, step = await self.writer.call(
+                lambda conn: corrections.settle_step(
+                    conn,
+                    self._queries,
+                    self._customer_partials,
+                    calendars=calendars,
+                    ops=ops,
+                    webhooks=webhooks,
+                    now_ms=now_ms,
+                    invoicing=invoicing,
+                    meters=meters,
+                )
+            )
+            written += step
+            if not consumed:
+                return written
+
+    async def list_revisions(self, aggregation_id: str) -> list[Revision]:
+        return await self._read(
+            lambda conn: corrections.list_revisions(conn, self._queries, aggregation_id)
+        )
+
+    async def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        sql = self._queries["api_key_by_hash"]
+        row = await self._read(lambda conn: conn.execute(sql, (key_hash,)).fetchone())
+        return None if row is None else ApiKeyRecord(*row)
+
 
 def store_queries() -> dict[str, str]:
     """The named queries, with those built from others (daily upsert, customer span)."""
-    queries = read_queries(PACKAGE)
+    queries = read_queries(PACKAGE) | read_queries(PACKAGE, "corrections.sql")
     queries["upsert_daily_rollup"] = daily.upsert_sql(queries["upsert_rollup"])
     for name in ("customer_totals", "customer_firsts", "customer_lasts", "customer_rollups"):
         queries[name] = queries["customer_span"] + "\n" + queries[name]
@@ -623,8 +725,10 @@ def _stored_by_id(conn: sqlite3.Connection, ids: set[str]) -> dict[str, StoredCo
 
 def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:
     return select_where(
-        "SELECT seq, id, event_type, customer_id, value, metadata, ts, received_at FROM events",
+        "SELECT seq, id, event_type, customer_id, value, metadata, ts, received_at, voided_at"
+        " FROM events LEFT JOIN event_voids v ON v.event_id = events.id",
         [
+            ("v.event_id IS NULL", None if query.include_voided else ()),
             ("customer_id = ?", query.customer_id),
             ("event_type = ?", query.event_type),
             ("ts >= ?", query.from_ms),
@@ -652,7 +756,7 @@ def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
 
 
 def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    seq, id_, event_type, customer_id, value, metadata, ts, received = row
+    seq, id_, event_type, customer_id, value, metadata, ts, received, voided = row
     return StoredEvent(
         seq=seq,
         id=id_,
@@ -662,4 +766,5 @@ def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
         metadata=None if metadata is None else metadata.encode(),
         ts_ms=ts,
         received_ms=received,
+        voided_ms=voided,
     )

@@ -1,5 +1,9 @@
 -- name: next_seqs
-SELECT nextval('events_seq') FROM generate_series(1, %s);
+-- Also takes the shared ingest lock: a close waits for in-flight ingest behind it
+-- (ingest_barrier in corrections.sql), so no late event goes unnoticed.
+SELECT nextval('events_seq')
+FROM (SELECT pg_advisory_xact_lock_shared(hashtext('meterd.ingest.' || current_schema()))) AS ingest_lock,
+     generate_series(1, %s);
 
 -- name: insert_events
 -- Columns travel as binary arrays: psycopg builds those in C, text arrays in Python.
@@ -64,7 +68,7 @@ SELECT min(bucket) FROM rollups WHERE bucket >= %s;
 SELECT closed_until FROM period_watermarks WHERE period = %s;
 
 -- name: try_lock_period
-SELECT pg_try_advisory_xact_lock(hashtext('meterd.close.' || %s));
+SELECT pg_try_advisory_xact_lock(hashtext('meterd.close.' || current_schema() || '.' || %s));
 
 -- name: advance_watermark
 INSERT INTO period_watermarks (period, closed_until) VALUES (%s, %s)
@@ -88,7 +92,9 @@ DELETE FROM rollups;
 
 -- name: events_from_seq
 SELECT seq, customer_id, event_type, value, (extract(epoch FROM ts) * 1000)::bigint
-FROM events WHERE seq > %s ORDER BY seq LIMIT %s;
+FROM events
+WHERE seq > %s AND NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+ORDER BY seq LIMIT %s;
 
 -- name: insert_deliveries
 INSERT INTO deliveries (message_id, aggregation_id, url, payload, status, next_attempt_at,

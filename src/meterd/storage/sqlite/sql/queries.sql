@@ -105,7 +105,10 @@ WHERE aggregations.status = 'open';
 DELETE FROM rollups;
 
 -- name: events_from_seq
-SELECT seq, customer_id, event_type, value, ts FROM events WHERE seq > ? ORDER BY seq LIMIT ?;
+-- Voided events count in no rollup.
+SELECT seq, customer_id, event_type, value, ts FROM events
+WHERE seq > ? AND NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+ORDER BY seq LIMIT ?;
 
 -- name: closed_aggregation_ids
 SELECT id FROM aggregations WHERE period = ? AND period_start = ? AND status = 'closed';
