@@ -48,6 +48,7 @@ from meterd.storage.rows import (
 from meterd.storage.sqlbuild import select_where
 from meterd.storage.sqlfiles import read_queries
 from meterd.storage.sqlite import aggregations, console, daily, meter_indexes, meters, rollups
+from meterd.storage.sqlite.alerts import SQLiteAlerts, touch_watched
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
@@ -63,7 +64,7 @@ REBUILD_CHUNK = 50_000
 _IN_CHUNK = 900
 
 
-class SQLiteStore(SQLiteInvoicing, Store):
+class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
     """A SQLite file in WAL mode: one writer thread, a small pool of read-only readers."""
 
     def __init__(
@@ -198,6 +199,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
         late = daily.late_partials(points, compacted)
         if late:
             rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
+        touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
         return outcomes
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
