@@ -33,7 +33,7 @@ async def check_against_usage(
     """The entitlement, after checking it agrees with the live usage route."""
     answer = await client.get(f"/customers/{customer}/entitlements/{meter}")
     assert answer.status_code == 200, answer.text
-    shown = answer.json()
+    shown: dict[str, Any] = answer.json()
     usage = await usage_of(client, customer, meter, shown["period"])
     assert shown["usage"] == usage
     assert shown["limit"] == limit
@@ -114,7 +114,7 @@ async def test_meters_without_a_limit_are_open(client: httpx.AsyncClient) -> Non
 
 
 async def test_the_listing_shows_each_limit_in_its_own_period(client: httpx.AsyncClient) -> None:
-    limits = {
+    limits: dict[str, dict[str, Any]] = {
         "api.calls": {"period": "daily", "limit": 100},
         "storage.bytes": {"period": "hourly", "limit": 1000},
     }

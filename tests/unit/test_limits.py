@@ -53,7 +53,7 @@ def plan(**allowances: int | str) -> Plan:
 
 
 def test_customer_limits_win_over_plan_allowances() -> None:
-    allowances = {"api.calls": 100000, "llm.tokens": "2.5"}
+    allowances: dict[str, int | str] = {"api.calls": 100000, "llm.tokens": "2.5"}
     own = msgspec.json.encode(
         {"api.calls": {"period": "daily", "limit": 10, "alertThresholds": [100, 50]}}
     )
