@@ -34,6 +34,13 @@ class EntitlementOut(msgspec.Struct, rename="camel"):
     has_access: bool
 
 
+class EntitlementsOut(msgspec.Struct, rename="camel"):
+    """Every configured meter's entitlement of one customer."""
+
+    customer_id: str
+    entitlements: list[EntitlementOut]
+
+
 def limits_for(
     customer: CustomerRecord | None, *, config: SystemConfig, now_ms: int
 ) -> dict[str, Limit]:

@@ -8,7 +8,7 @@ from starlette.routing import Route
 
 from meterd.aggregation import calendars_for, ops_for
 from meterd.config.model import SystemConfig
-from meterd.entitlements import entitlement, entitlements
+from meterd.entitlements import EntitlementsOut, entitlement, entitlements
 from meterd.http.responses import JSONResponse
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
@@ -40,7 +40,7 @@ def entitlement_routes(config: SystemConfig, store: Store) -> list[Route]:
             ops=ops,
             now_ms=now_ms(),
         )
-        return JSONResponse({"customerId": customer_id, "entitlements": answers})
+        return JSONResponse(EntitlementsOut(customer_id=customer_id, entitlements=answers))
 
     # Ahead of /customers/{id:path}, which would take these paths for a customer id.
     return [
