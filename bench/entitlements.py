@@ -13,6 +13,7 @@
    (synchronous=FULL, as `meterd serve`), three ways in alternation, R rounds each:
    alert tracking switched off (the code before this feature), no customer with limits
    (one lookup per transaction), and every customer with limits (a touch row each).
+   With --postgres URL, only this comparison, on fresh schemas of that database.
 
 Every loop is bounded in count and time. Figures go to bench/results/entitlements.json.
 """
@@ -28,7 +29,8 @@ import shutil
 import sqlite3
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -36,7 +38,7 @@ from unittest import mock
 import httpx
 from tests.acceptance.server import MeterdProcess
 
-from bench import machine, usage_latency
+from bench import machine, postgres_ingest, usage_latency
 from bench.figures import Figure, PartResult, median
 from meterd.aggregation import calendars_for, ops_for
 from meterd.alerts import AlertChecker
@@ -45,6 +47,9 @@ from meterd.config.model import SystemConfig
 from meterd.customers import CustomerIn, put_customer
 from meterd.entitlements import entitlement
 from meterd.ingest import NewEvent
+from meterd.storage.base import Store
+from meterd.storage.postgres import store as postgres_store
+from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite import store as sqlite_store
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
@@ -73,7 +78,7 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
-async def give_limits(store: SQLiteStore, conf: SystemConfig, customers: Iterable[str]) -> None:
+async def give_limits(store: Store, conf: SystemConfig, customers: Iterable[str]) -> None:
     calendars = calendars_for(conf)
     given = CustomerIn(plan=None, stripe_customer=None, limits=json.dumps(LIMIT).encode())
     for customer in customers:
@@ -181,9 +186,15 @@ async def in_process_latency(db: Path, wanted: Sequence[str]) -> dict[str, float
 # -- ingest cost ---------------------------------------------------------------
 
 
-def tracking_off() -> Any:
+def tracking_off(backend: str) -> Any:
     """Ingest as before this feature: no watched-customer lookup, no touches."""
-    return mock.patch.object(sqlite_store, "touch_watched", lambda conn, pairs: None)
+    if backend == "sqlite":
+        return mock.patch.object(sqlite_store, "touch_watched", lambda conn, pairs: None)
+
+    async def nothing(conn: object, pairs: object) -> None:
+        return None
+
+    return mock.patch.object(postgres_store, "touch_watched", nothing)
 
 
 def ingest_batches(batches: int, seed: int) -> list[list[NewEvent]]:
@@ -206,42 +217,56 @@ def ingest_batches(batches: int, seed: int) -> list[list[NewEvent]]:
     ]
 
 
-async def ingest_rate(workdir: Path, mode: str, batches: int, seed: int) -> float:
-    db = workdir / f"ingest-{mode}-{seed}.db"
-    store = SQLiteStore(str(db))
-    await store.open()
-    try:
-        if mode == "all watched":
-            customers = (f"ing_{c:04d}" for c in range(INGEST_CUSTOMERS))
-            await give_limits(store, config(), customers)
-            await AlertChecker(store, config()).check(now_ms())  # the touches limits make
-        data = ingest_batches(batches, seed)
-        began = time.perf_counter()
-        if mode == "tracking off":
-            with tracking_off():
+@contextmanager
+def fresh_store(workdir: Path, backend: str, name: str) -> Iterator[Store]:
+    """An empty store: a new SQLite file, or a new schema on the PostgreSQL `backend` URL."""
+    if backend == "sqlite":
+        db = workdir / f"{name}.db"
+        try:
+            yield SQLiteStore(str(db))
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+        return
+    with postgres_ingest.fresh_schema(backend) as schema:
+        yield PostgresStore(schema.url)
+
+
+async def ingest_rate(workdir: Path, backend: str, mode: str, batches: int, seed: int) -> float:
+    with fresh_store(workdir, backend, f"ingest-{seed}") as store:
+        await store.open()
+        try:
+            if mode == "all watched":
+                customers = (f"ing_{c:04d}" for c in range(INGEST_CUSTOMERS))
+                await give_limits(store, config(), customers)
+                await AlertChecker(store, config()).check(now_ms())  # the touches limits make
+            data = ingest_batches(batches, seed)
+            began = time.perf_counter()
+            if mode == "tracking off":
+                with tracking_off("sqlite" if backend == "sqlite" else "postgresql"):
+                    for batch in data:
+                        await store.ingest(batch)
+            else:
                 for batch in data:
                     await store.ingest(batch)
-        else:
-            for batch in data:
-                await store.ingest(batch)
-        seconds = time.perf_counter() - began
-        if mode == "all watched":
-            touched = await store.touched_meters(after=None, limit=INGEST_CUSTOMERS + 1)
-            sent = {event.customer_id for batch in data for event in batch}
-            assert len(touched) == len(sent), (len(touched), len(sent))
-    finally:
-        await store.close()
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
+            seconds = time.perf_counter() - began
+            if mode == "all watched":
+                touched = await store.touched_meters(after=None, limit=INGEST_CUSTOMERS + 1)
+                sent = {event.customer_id for batch in data for event in batch}
+                assert len(touched) == len(sent), (len(touched), len(sent))
+        finally:
+            await store.close()
     return batches * INGEST_BATCH / seconds
 
 
-async def ingest_cost(workdir: Path, batches: int, rounds: int) -> dict[str, list[float]]:
+async def ingest_cost(
+    workdir: Path, backend: str, batches: int, rounds: int
+) -> dict[str, list[float]]:
     modes = ("tracking off", "no limits", "all watched")
     rates: dict[str, list[float]] = {mode: [] for mode in modes}
     for index in range(rounds):
         for mode in modes:  # alternated, so drift hits every mode alike
-            rates[mode].append(await ingest_rate(workdir, mode, batches, index))
+            rates[mode].append(await ingest_rate(workdir, backend, mode, batches, index))
             print(f"  ingest round {index}: {mode}: {rates[mode][-1]:,.0f} events/s", flush=True)
     return rates
 
@@ -271,7 +296,7 @@ def measure(
     wanted = request_customers(customers, queries)
     http = http_latency(path, workdir, wanted)
     local = asyncio.run(in_process_latency(path, wanted))
-    rates = asyncio.run(ingest_cost(workdir, batches, rounds))
+    rates = asyncio.run(ingest_cost(workdir, "sqlite", batches, rounds))
     size = f"{count:,} events"
     check = Figure(
         key=f"entitlement_p99_{events}",
@@ -318,7 +343,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     add("--batches", type=int, default=100, help="1,000-event batches per ingest run")
     add("--rounds", type=int, default=3, help="ingest runs per mode")
     add("--db", type=Path, help="keep the loaded database here and reuse it next time")
+    add("--postgres", metavar="URL", help="only the ingest comparison, on this PostgreSQL")
     args = parser.parse_args(argv)
+    if args.postgres:
+        with tempfile.TemporaryDirectory() as tmp:
+            rates = asyncio.run(ingest_cost(Path(tmp), args.postgres, args.batches, args.rounds))
+        for mode, runs in rates.items():
+            print(f"PostgreSQL batch ingest, {mode}: median {median(runs):,.0f} events/s {runs}")
+        return 0
     workdir = Path(tempfile.mkdtemp(prefix="meterd-bench-entitlements-"))
     try:
         result = measure(
