@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from meterd.aggregation import calendars_for, ops_for
 from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig
-from meterd.entitlements import limits_for, live_totals
+from meterd.entitlements import limits_for, live_usage
 from meterd.limits import UsageAlert, crossed
 from meterd.messages import Outgoing, threshold_outgoing
 from meterd.storage.base import Store, TouchedMeter
@@ -77,11 +77,16 @@ class AlertChecker:
             ]
             for period in sorted({limit.period for limit in wanted}):
                 bounds = self.calendars[period].bounds_at(now)
-                totals = await live_totals(
-                    self.store, customer_id=customer_id, bounds=bounds, ops=self.ops
+                values = await live_usage(
+                    self.store,
+                    customer_id=customer_id,
+                    period=period,
+                    bounds=bounds,
+                    ops=self.ops,
+                    now_ms=now,
                 )
                 for limit in (limit for limit in wanted if limit.period == period):
-                    usage = totals.events.get(limit.meter, 0)
+                    usage = values.get(limit.meter, 0)
                     for threshold in crossed(limit, usage):
                         alert = UsageAlert(
                             customer_id=customer_id,

@@ -771,20 +771,18 @@ def keys_revoke(key_id: int, database_url: str) -> None:
 @main.command()
 @click.argument("customer_id")
 @click.argument("meter", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON, as the API answers.")
 @config_option
 @db_option
+@json_option
 def entitlements(
-    customer_id: str, meter: str | None, as_json: bool, config_path: str | None, database_url: str
+    customer_id: str, meter: str | None, config_path: str | None, database_url: str, as_json: bool
 ) -> None:
     """Print a customer's entitlements (every meter, or METER): usage, limit, access."""
-    import msgspec
-
     from meterd.aggregation import calendars_for, ops_for
     from meterd.entitlements import entitlements as entitlements_of
 
     loaded = _load_config_or_exit(config_path)
-    store = _open_or_exit(database_url)
+    store = _open_existing_or_exit(database_url)
     answers = _run(
         store,
         lambda: entitlements_of(
@@ -798,19 +796,23 @@ def entitlements(
         ),
     )
     if as_json:
-        click.echo(msgspec.json.encode(answers[0] if meter is not None else answers))
+        print_json(answers[0] if meter is not None else answers)
         return
-    table = Table("meter", "period", "usage", "limit", "remaining", "access", title=customer_id)
-    for answer in answers:
-        table.add_row(
-            answer.meter,
-            f"{answer.period} {answer.period_start} – {answer.period_end}",
-            str(answer.usage),
-            "none" if answer.limit is None else str(answer.limit),
-            "" if answer.remaining is None else str(answer.remaining),
-            "yes" if answer.has_access else "NO",
-        )
-    Console().print(table)
+    print_table(
+        ("meter", "period", "usage", "limit", "remaining", "access"),
+        (
+            (
+                answer.meter,
+                f"{answer.period} {answer.period_start} – {answer.period_end}",
+                answer.usage,
+                "none" if answer.limit is None else answer.limit,
+                answer.remaining,
+                "yes" if answer.has_access else "NO",
+            )
+            for answer in answers
+        ),
+        title=customer_id,
+    )
 
 
 def _config_file(path: str | None) -> str | None:

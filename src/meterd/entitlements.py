@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from meterd.aggregation import Totals, default_period, totals_of
+from meterd.aggregation import default_period
 from meterd.config.model import Op, SystemConfig
 from meterd.customers import is_customer_id, plan_in_force
 from meterd.errors import NotFound
@@ -19,6 +19,7 @@ from meterd.limits import Limit, has_access, limits_of, remaining
 from meterd.periods import PeriodBounds, PeriodCalendar
 from meterd.storage.base import CustomerRecord, Store
 from meterd.timeutil import format_ms
+from meterd.usage import usage_of
 
 
 class EntitlementOut(msgspec.Struct, rename="camel"):
@@ -52,11 +53,20 @@ def limits_for(
     return limits_of(customer_limits=customer.limits, plan=plan, thresholds=config.alert_thresholds)
 
 
-async def live_totals(
-    store: Store, *, customer_id: str, bounds: PeriodBounds, ops: Mapping[str, Op]
-) -> Totals:
-    """A customer's live values for one period, straight from the rollups."""
-    return totals_of(await store.customer_partials(customer_id, bounds), ops)
+async def live_usage(
+    store: Store,
+    *,
+    customer_id: str,
+    period: str,
+    bounds: PeriodBounds,
+    ops: Mapping[str, Op],
+    now_ms: int,
+) -> dict[str, int | float]:
+    """A customer's live value of every meter in one period (the usage service's)."""
+    found = await usage_of(
+        store, ops=ops, customer_id=customer_id, period=period, bounds=bounds, now_ms=now_ms
+    )
+    return found.events
 
 
 async def entitlements(
@@ -88,17 +98,24 @@ async def entitlements(
     }
     fallback = _fallback_period(customer, config=config, calendars=calendars, now_ms=now_ms)
     period_of = {meter: limits[meter].period if meter in limits else fallback for meter in wanted}
-    totals: dict[str, tuple[PeriodBounds, Totals]] = {}
+    usage_in: dict[str, tuple[PeriodBounds, dict[str, int | float]]] = {}
     for period in sorted(set(period_of.values())):
         bounds = calendars[period].bounds_at(now_ms)
-        totals[period] = (
+        usage_in[period] = (
             bounds,
-            await live_totals(store, customer_id=customer_id, bounds=bounds, ops=ops),
+            await live_usage(
+                store,
+                customer_id=customer_id,
+                period=period,
+                bounds=bounds,
+                ops=ops,
+                now_ms=now_ms,
+            ),
         )
     answers = []
     for meter in wanted:
-        bounds, period_totals = totals[period_of[meter]]
-        usage = period_totals.events.get(meter, 0)
+        bounds, values = usage_in[period_of[meter]]
+        usage = values.get(meter, 0)
         limit = limits.get(meter)
         answers.append(
             EntitlementOut(

@@ -18,7 +18,7 @@ from tests.plans_support import PRO
 def run(*args: str) -> str:
     result = CliRunner(env={"COLUMNS": "300"}).invoke(main, list(args), catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    return result.output
+    return result.stdout
 
 
 def test_entitlements_from_the_command_line(tmp_path: Path) -> None:

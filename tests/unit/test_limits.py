@@ -12,6 +12,7 @@ from meterd.config.loader import ConfigError, parse_config
 from meterd.config.plans import Plan
 from meterd.limits import Limit, crossed, has_access, limits_of, remaining
 
+OUT_OF_RANGE = "is out of range: a threshold is more than 0 and at most 1000 (%)"
 BASE: dict[str, Any] = {"periods": ["daily", "monthly"], "events": {"api.calls": {"op": "sum"}}}
 
 
@@ -28,16 +29,17 @@ def test_alert_thresholds_default_to_80_and_100() -> None:
 @pytest.mark.parametrize(
     ("value", "problem"),
     [
-        (80, "expected an array of percentages like [80, 100]"),
-        ([0], "0 is out of range: a threshold is more than 0 and at most 1000 (%)"),
-        (["80"], "expected numbers (percent of the limit), got '80'"),
-        ([90, 90], "a threshold is listed twice"),
+        (80, "alertThresholds: expected an array, got 80"),
+        ([0], f"alertThresholds[0]: 0 {OUT_OF_RANGE}"),
+        ([1001], f"alertThresholds[0]: 1001 {OUT_OF_RANGE}"),
+        (["80"], 'alertThresholds[0]: expected a number, got "80"'),
+        ([90, 90], "alertThresholds: a threshold is listed twice"),
     ],
 )
 def test_bad_alert_thresholds_name_the_key(value: object, problem: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse(alertThresholds=value)
-    assert [str(p) for p in caught.value.problems] == [f"alertThresholds: {problem}"]
+    assert [str(p) for p in caught.value.problems] == [problem]
 
 
 def plan(**allowances: int | str) -> Plan:

@@ -7,8 +7,6 @@ Schema checks the shape; `threshold_problem` says the same of a customer's own l
 
 from __future__ import annotations
 
-from meterd.config.problems import Problems
-
 DEFAULT_ALERT_THRESHOLDS: tuple[float, ...] = (80.0, 100.0)
 MAX_THRESHOLD = 1000.0
 MAX_THRESHOLDS = 20
@@ -30,13 +28,13 @@ def threshold_problem(value: object) -> str | None:
     return None
 
 
-def read_alert_thresholds(value: object, problems: Problems) -> tuple[float, ...]:
-    """The top-level `alertThresholds` (None: absent), sorted; the schema checked its shape."""
-    if value is None:
-        return DEFAULT_ALERT_THRESHOLDS
-    problem = threshold_problem(value)
-    if problem is not None:
-        problems.report(("alertThresholds",), problem)
+def read_alert_thresholds(value: object) -> tuple[float, ...]:
+    """The top-level `alertThresholds` (None: absent), sorted.
+
+    The JSON Schema reports what is wrong with it; an invalid list stops meterd anyway,
+    so the default stands in until then.
+    """
+    if value is None or threshold_problem(value) is not None:
         return DEFAULT_ALERT_THRESHOLDS
     assert isinstance(value, list)
     return tuple(sorted(float(item) for item in value))

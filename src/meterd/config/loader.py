@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from importlib import resources
 
-from meterd.config.invoicing import with_plans
 from meterd.config.alerts import read_alert_thresholds
+from meterd.config.invoicing import with_plans
 from meterd.config.jsontext import decode_json
 from meterd.config.meters import read_meters
 from meterd.config.model import SystemConfig
@@ -63,7 +63,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
         unknown_fields="ignore" if get("unknownFields") == "ignore" else "reject",
         source=source,
         portal=read_portal(get("portal")),
-        alert_thresholds=read_alert_thresholds(get("alertThresholds"), problems),
+        alert_thresholds=read_alert_thresholds(get("alertThresholds")),
     )
     config = with_plans(config, document, problems)
     if problems:
