@@ -2,7 +2,9 @@
 
 Ingest marks the (customer, meter) pairs it touched for customers with limits; each
 round reads only those, compares live usage with the limit in the period containing
-the round's time, and records every threshold reached. The alert table's unique key
+the round's time (and the one running `lookback` before it, so a crossing just before a
+period ends, or a late event within the grace period, still alerts), and records every
+threshold reached. The alert table's unique key
 makes each alert (and its outbox rows, written in the same transaction) happen once,
 whichever process or round finds it first, across restarts.
 
@@ -14,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from meterd.aggregation import calendars_for, ops_for
 from meterd.background import cancel_and_wait
 from meterd.config.model import SystemConfig
 from meterd.entitlements import limits_for, live_usage
-from meterd.limits import UsageAlert, crossed
+from meterd.limits import Limit, UsageAlert, crossed
 from meterd.messages import Outgoing, threshold_outgoing
+from meterd.periods import PeriodBounds
 from meterd.storage.base import Store, TouchedMeter
 from meterd.timeutil import now_ms
 
@@ -29,16 +32,24 @@ log = logging.getLogger("meterd.alerts")
 
 CHECK_BATCH = 500
 MAX_BATCHES_PER_ROUND = 200
+# A round also checks the period that was running this long before it (plus the grace
+# period), so a crossing just before a period ends is not lost to the next period.
+DEFAULT_LOOKBACK_MS = 5 * 60_000
 
 
 class AlertChecker:
     """Finds the thresholds crossed since the last round and records them with their webhooks."""
 
-    def __init__(self, store: Store, config: SystemConfig) -> None:
+    def __init__(
+        self, store: Store, config: SystemConfig, *, lookback_ms: int = DEFAULT_LOOKBACK_MS
+    ) -> None:
         self.store = store
         self.config = config
         self.calendars = calendars_for(config)
         self.ops = ops_for(config)
+        # Set it to at least the scheduler interval: a round then sees every period that
+        # was running since the previous round, and late events within the grace period.
+        self.lookback_ms = lookback_ms + config.grace_period_ms
 
     async def sync(self) -> int:
         """Watch exactly the customers with limits now (after a start or a config change)."""
@@ -76,30 +87,44 @@ class AlertChecker:
                 if meter in limits and limits[meter].period in self.calendars
             ]
             for period in sorted({limit.period for limit in wanted}):
-                bounds = self.calendars[period].bounds_at(now)
-                values = await live_usage(
-                    self.store,
-                    customer_id=customer_id,
-                    period=period,
-                    bounds=bounds,
-                    ops=self.ops,
-                    now_ms=now,
-                )
-                for limit in (limit for limit in wanted if limit.period == period):
-                    usage = values.get(limit.meter, 0)
-                    for threshold in crossed(limit, usage):
-                        alert = UsageAlert(
-                            customer_id=customer_id,
-                            meter=limit.meter,
-                            period=period,
-                            period_start_ms=bounds.start_ms,
-                            period_end_ms=bounds.end_ms,
-                            threshold=threshold,
-                            usage=usage,
-                            limit=limit.limit,
-                            created_ms=now,
-                        )
-                        found.append((alert, threshold_outgoing(alert, self.config.webhooks)))
+                calendar = self.calendars[period]
+                recent = {calendar.bounds_at(now - self.lookback_ms), calendar.bounds_at(now)}
+                for bounds in sorted(recent):
+                    values = await live_usage(
+                        self.store,
+                        customer_id=customer_id,
+                        period=period,
+                        bounds=bounds,
+                        ops=self.ops,
+                        now_ms=now,
+                    )
+                    for limit in (limit for limit in wanted if limit.period == period):
+                        found += self._crossings(customer_id, limit, bounds, values, now)
+        return found
+
+    def _crossings(
+        self,
+        customer_id: str,
+        limit: Limit,
+        bounds: PeriodBounds,
+        values: Mapping[str, int | float],
+        now: int,
+    ) -> list[tuple[UsageAlert, list[Outgoing]]]:
+        usage = values.get(limit.meter, 0)
+        found = []
+        for threshold in crossed(limit, usage):
+            alert = UsageAlert(
+                customer_id=customer_id,
+                meter=limit.meter,
+                period=limit.period,
+                period_start_ms=bounds.start_ms,
+                period_end_ms=bounds.end_ms,
+                threshold=threshold,
+                usage=usage,
+                limit=limit.limit,
+                created_ms=now,
+            )
+            found.append((alert, threshold_outgoing(alert, self.config.webhooks)))
         return found
 
 

@@ -19,7 +19,7 @@ from meterd.ingest import NewEvent
 from meterd.storage.base import Store
 from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
-from meterd.timeutil import now_ms
+from meterd.timeutil import now_ms, parse_iso_ms
 from tests.conftest import make_config
 from tests.plans_support import PRO, plans_for
 
@@ -336,4 +336,26 @@ async def test_two_processes_send_each_alert_once(
         )
     finally:
         await other.close()
+        await store.close()
+
+
+async def test_a_crossing_just_before_a_period_ends_is_not_lost(
+    store: Store, config: SystemConfig
+) -> None:
+    """The round just after an hour ends still checks the hour that ended."""
+    await store.open()
+    try:
+        await set_limits(store, config, "late", limits(10, period="hourly"))
+        checker = AlertChecker(store, config)
+        await checker.check(now_ms())  # the touches a new limit makes
+        hour_start = calendars_for(config)["hourly"].bounds_at(now_ms()).start_ms
+        ts = hour_start - 30_000  # the last minute of the previous hour
+        await store.ingest([NewEvent("late-1", "api.calls", "late", 9, None, ts, ts)])
+        # The round runs a minute into the next hour.
+        assert await checker.check(hour_start + 60_000) == 1
+        (message,) = await alert_messages(store, "late")
+        assert message["data"]["period"] == "hourly"
+        assert parse_iso_ms(message["data"]["periodStart"]) == hour_start - 3_600_000
+        assert message["data"]["usage"] == 9
+    finally:
         await store.close()

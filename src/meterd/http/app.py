@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from meterd import __version__
-from meterd.alerts import AlertChecker, AlertScheduler
+from meterd.alerts import DEFAULT_LOOKBACK_MS, AlertChecker, AlertScheduler
 from meterd.background import cancel_and_wait
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import SystemConfig
@@ -69,7 +69,11 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     metrics = Metrics()
     metrics.watch(store)
     closer = PeriodCloser(store, config, metrics)
-    checker = AlertChecker(store, config)
+    checker = AlertChecker(
+        store,
+        config,
+        lookback_ms=max(DEFAULT_LOOKBACK_MS, int((settings.close_interval_s or 0) * 2000)),
+    )
     worker = None
     if settings.delivery_poll_s is not None:
         worker = DeliveryWorker(
