@@ -49,8 +49,10 @@ from meterd.entitlements import entitlement
 from meterd.ingest import NewEvent
 from meterd.storage.base import Store
 from meterd.storage.postgres import store as postgres_store
+from meterd.storage.postgres.alerts import touch_watched as postgres_touch
 from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite import store as sqlite_store
+from meterd.storage.sqlite.alerts import touch_watched as sqlite_touch
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
 
@@ -232,7 +234,37 @@ def fresh_store(workdir: Path, backend: str, name: str) -> Iterator[Store]:
         yield PostgresStore(schema.url)
 
 
-async def ingest_rate(workdir: Path, backend: str, mode: str, batches: int, seed: int) -> float:
+def timed_tracking(backend: str, spent: list[float]) -> Any:
+    """Ingest as it is, adding the time each transaction spends in `touch_watched` to `spent`."""
+    if backend == "sqlite":
+        original = sqlite_touch
+
+        def timed(conn: Any, pairs: Any) -> None:
+            start = time.perf_counter()
+            try:
+                original(conn, pairs)
+            finally:
+                spent.append(time.perf_counter() - start)
+
+        return mock.patch.object(sqlite_store, "touch_watched", timed)
+    original_async = postgres_touch
+
+    async def timed_async(conn: Any, pairs: Any) -> None:
+        start = time.perf_counter()
+        try:
+            await original_async(conn, pairs)
+        finally:
+            spent.append(time.perf_counter() - start)
+
+    return mock.patch.object(postgres_store, "touch_watched", timed_async)
+
+
+async def ingest_rate(
+    workdir: Path, backend: str, mode: str, batches: int, seed: int
+) -> tuple[float, float]:
+    """Events/s, and the share of the ingest time spent tracking touches."""
+    kind = "sqlite" if backend == "sqlite" else "postgresql"
+    spent: list[float] = []
     with fresh_store(workdir, backend, f"ingest-{seed}") as store:
         await store.open()
         try:
@@ -241,34 +273,40 @@ async def ingest_rate(workdir: Path, backend: str, mode: str, batches: int, seed
                 await give_limits(store, config(), customers)
                 await AlertChecker(store, config()).check(now_ms())  # the touches limits make
             data = ingest_batches(batches, seed)
-            began = time.perf_counter()
-            if mode == "tracking off":
-                with tracking_off("sqlite" if backend == "sqlite" else "postgresql"):
-                    for batch in data:
-                        await store.ingest(batch)
-            else:
+            patch = tracking_off(kind) if mode == "tracking off" else timed_tracking(kind, spent)
+            with patch:
+                began = time.perf_counter()
                 for batch in data:
                     await store.ingest(batch)
-            seconds = time.perf_counter() - began
+                seconds = time.perf_counter() - began
             if mode == "all watched":
                 touched = await store.touched_meters(after=None, limit=INGEST_CUSTOMERS + 1)
                 sent = {event.customer_id for batch in data for event in batch}
                 assert len(touched) == len(sent), (len(touched), len(sent))
         finally:
             await store.close()
-    return batches * INGEST_BATCH / seconds
+    return batches * INGEST_BATCH / seconds, sum(spent) / seconds
 
 
 async def ingest_cost(
     workdir: Path, backend: str, batches: int, rounds: int
-) -> dict[str, list[float]]:
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Events/s per mode and round, and the share of ingest time spent tracking."""
     modes = ("tracking off", "no limits", "all watched")
     rates: dict[str, list[float]] = {mode: [] for mode in modes}
+    shares: dict[str, list[float]] = {mode: [] for mode in modes[1:]}
     for index in range(rounds):
         for mode in modes:  # alternated, so drift hits every mode alike
-            rates[mode].append(await ingest_rate(workdir, backend, mode, batches, index))
-            print(f"  ingest round {index}: {mode}: {rates[mode][-1]:,.0f} events/s", flush=True)
-    return rates
+            rate, share = await ingest_rate(workdir, backend, mode, batches, index)
+            rates[mode].append(rate)
+            if mode in shares:
+                shares[mode].append(share)
+            print(
+                f"  ingest round {index}: {mode}: {rate:,.0f} events/s"
+                + (f", {share:.2%} of the time in touch_watched" if mode in shares else ""),
+                flush=True,
+            )
+    return rates, shares
 
 
 # -- the run -------------------------------------------------------------------
@@ -296,7 +334,7 @@ def measure(
     wanted = request_customers(customers, queries)
     http = http_latency(path, workdir, wanted)
     local = asyncio.run(in_process_latency(path, wanted))
-    rates = asyncio.run(ingest_cost(workdir, "sqlite", batches, rounds))
+    rates, shares = asyncio.run(ingest_cost(workdir, "sqlite", batches, rounds))
     size = f"{count:,} events"
     check = Figure(
         key=f"entitlement_p99_{events}",
@@ -330,6 +368,9 @@ def measure(
         "in_process": local,
         "ingest_events_per_s": {mode: [round(r) for r in runs] for mode, runs in rates.items()},
         "ingest_medians": {mode: round(median(runs)) for mode, runs in rates.items()},
+        "ingest_share_in_touch_watched": {
+            mode: round(median(runs), 4) for mode, runs in shares.items()
+        },
     }
     return PartResult(figures=figures, details=details)
 
@@ -347,9 +388,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.postgres:
         with tempfile.TemporaryDirectory() as tmp:
-            rates = asyncio.run(ingest_cost(Path(tmp), args.postgres, args.batches, args.rounds))
+            rates, shares = asyncio.run(
+                ingest_cost(Path(tmp), args.postgres, args.batches, args.rounds)
+            )
         for mode, runs in rates.items():
-            print(f"PostgreSQL batch ingest, {mode}: median {median(runs):,.0f} events/s {runs}")
+            share = f", {median(shares[mode]):.2%} in touch_watched" if mode in shares else ""
+            print(f"PostgreSQL batch ingest, {mode}: median {median(runs):,.0f} events/s{share}")
         return 0
     workdir = Path(tempfile.mkdtemp(prefix="meterd-bench-entitlements-"))
     try:
@@ -378,6 +422,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             + ("" if limit is None else f" (limit: {figure.limit} {limit:,.2f})")
         )
     print(f"in-process entitlement(): {result.details['in_process']}")
+    print(
+        f"share of ingest time in touch_watched: {result.details['ingest_share_in_touch_watched']}"
+    )
     print(f"figures: {RESULTS}")
     return 0
 
