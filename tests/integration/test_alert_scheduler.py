@@ -12,6 +12,8 @@ import pytest
 
 from meterd.config.model import SystemConfig, WebhookConfig
 from meterd.settings import ServerSettings
+from meterd.storage.base import Store
+from meterd.timeutil import now_ms
 from tests.conftest import API_KEY, make_config
 from tests.receiver import Receiver
 
@@ -41,13 +43,14 @@ def settings() -> ServerSettings:
 
 
 async def test_a_crossing_arrives_within_one_interval(
-    client: httpx.AsyncClient, receiver: Receiver
+    client: httpx.AsyncClient, store: Store, receiver: Receiver
 ) -> None:
     limits = {"api.calls": {"period": "monthly", "limit": 2}}
     assert (await client.put("/customers/live", json={"plan": None, "limits": limits})).is_success
     answer = await client.post("/usage/api.calls", json={"customerId": "live", "value": 1})
     assert answer.status_code == 201
     acknowledged = time.monotonic()
+    acknowledged_ms = now_ms()
     while not receiver.requests and time.monotonic() - acknowledged < 10:
         await asyncio.sleep(0.02)
     took = time.monotonic() - acknowledged
@@ -55,7 +58,10 @@ async def test_a_crossing_arrives_within_one_interval(
     body = msgspec.json.decode(request.body)
     assert (body["type"], body["customerId"]) == ("usage.threshold_crossed", "live")
     assert (body["data"]["threshold"], body["data"]["usage"], body["data"]["limit"]) == (50, 1, 2)
-    # One scheduler interval, plus the delivery worker's poll and the request itself.
-    assert took <= INTERVAL_S + 0.5, took
+    # Found within one scheduler interval of the acknowledgement (plus the round's own
+    # time); sent after the delivery worker's poll. Slack for a loaded 2-core machine.
+    (alert,) = await store.list_alerts(customer_id="live", limit=10)
+    assert alert.created_ms - acknowledged_ms <= INTERVAL_S * 1000 + 500
+    assert took <= INTERVAL_S + 2.0, took
     entitled = (await client.get("/customers/live/entitlements/api.calls")).json()
     assert (entitled["usage"], entitled["hasAccess"]) == (1, True)
