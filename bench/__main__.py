@@ -15,7 +15,7 @@ run. Writes the figures, every run's value and the machine (with its core count)
   meters    meters v2 read p99: percentile, unique_count, time_weighted_avg and grouped
             live usage over a customer-month, and a 30-daily-window usage query
   entitlements  entitlement check p99 next to GET /ping; batch ingest with alert
-            tracking (no limits / every customer limited) next to tracking off
+            tracking (no limits / others limited / all limited) next to tracking off
 
 --smoke runs every part at a tiny size once (seconds, for CI); its figures are not
 judged against the targets. Exit status: 0 when everything ran (missed targets are

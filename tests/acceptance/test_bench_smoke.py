@@ -29,6 +29,7 @@ FIGURES = {
     "meters_query_llm_tokens_30_days",
     "entitlement_p99_5000",
     "batch_ingest_no_limits",
+    "batch_ingest_others_watched",
     "batch_ingest_all_watched",
 }
 # Figures measured next to a limit, whose ratio the summary must give.
@@ -46,6 +47,7 @@ WITH_LIMIT = {
     "meters_query_llm_tokens_30_days",
     "entitlement_p99_5000",
     "batch_ingest_no_limits",
+    "batch_ingest_others_watched",
     "batch_ingest_all_watched",
 }
 

@@ -33,10 +33,15 @@ def queries() -> dict[str, str]:
 async def touch_watched(conn: Connection, pairs: Iterable[tuple[str, str]]) -> None:
     """In the events' transaction: mark the (customer, meter) pairs of watched customers.
 
-    One lookup per transaction for customers without limits; a write only for the rest.
+    No customer with a limit at all: one constant-time query. Otherwise one lookup of
+    the transaction's customers, and a write only for those with limits.
     """
     pairs = sorted(set(pairs))
     if not pairs:
+        return
+    cursor = await conn.execute(queries()["any_watched"].encode())
+    row = await cursor.fetchone()
+    if row is None or not row[0]:
         return
     customers = sorted({customer for customer, _ in pairs})
     cursor = await conn.execute(queries()["watched_among"].encode(), (customers,))

@@ -30,10 +30,11 @@ def queries() -> dict[str, str]:
 def touch_watched(conn: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) -> None:
     """In the events' transaction: mark the (customer, meter) pairs of watched customers.
 
-    One lookup per transaction for customers without limits; a write only for the rest.
+    No customer with a limit at all: one constant-time query. Otherwise one lookup of
+    the transaction's customers, and a write only for those with limits.
     """
     pairs = sorted(set(pairs))
-    if not pairs:
+    if not pairs or not conn.execute(queries()["any_watched"]).fetchone()[0]:
         return
     customers = sorted({customer for customer, _ in pairs})
     found = conn.execute(queries()["watched_among"], (msgspec.json.encode(customers).decode(),))

@@ -1,5 +1,8 @@
 -- Entitlements and usage alerts (storage/postgres/alerts.py).
 
+-- name: any_watched
+SELECT EXISTS (SELECT 1 FROM alert_watched);
+
 -- name: watched_among
 SELECT customer_id FROM alert_watched WHERE customer_id = ANY(%s);
 

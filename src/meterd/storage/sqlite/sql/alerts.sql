@@ -1,5 +1,8 @@
 -- Entitlements and usage alerts (storage/sqlite/alerts.py).
 
+-- name: any_watched
+SELECT EXISTS (SELECT 1 FROM alert_watched);
+
 -- name: watched_among
 SELECT value FROM json_each(?) WHERE value IN (SELECT customer_id FROM alert_watched);
 
