@@ -36,17 +36,18 @@ async def touch_watched(conn: Connection, pairs: Iterable[tuple[str, str]]) -> N
     No customer with a limit at all: one constant-time query. Otherwise one lookup of
     the transaction's customers, and a write only for those with limits.
     """
-    pairs = sorted(set(pairs))
-    if not pairs:
-        return
     cursor = await conn.execute(queries()["any_watched"].encode())
     row = await cursor.fetchone()
     if row is None or not row[0]:
         return
-    customers = sorted({customer for customer, _ in pairs})
+    distinct = set(pairs)
+    if not distinct:
+        return
+    customers = list({customer for customer, _ in distinct})
     cursor = await conn.execute(queries()["watched_among"].encode(), (customers,))
     watched = {row[0] for row in await cursor.fetchall()}
-    touched = [pair for pair in pairs if pair[0] in watched]
+    # Sorted: concurrent transactions lock the same touch rows in the same order.
+    touched = sorted(pair for pair in distinct if pair[0] in watched)
     if touched:
         await conn.execute(
             queries()["touch"].encode(),

@@ -33,14 +33,17 @@ def touch_watched(conn: sqlite3.Connection, pairs: Iterable[tuple[str, str]]) ->
     No customer with a limit at all: one constant-time query. Otherwise one lookup of
     the transaction's customers, and a write only for those with limits.
     """
-    pairs = sorted(set(pairs))
-    if not pairs or not conn.execute(queries()["any_watched"]).fetchone()[0]:
+    if not conn.execute(queries()["any_watched"]).fetchone()[0]:
         return
-    customers = sorted({customer for customer, _ in pairs})
+    distinct = set(pairs)
+    if not distinct:
+        return
+    customers = list({customer for customer, _ in distinct})
     found = conn.execute(queries()["watched_among"], (msgspec.json.encode(customers).decode(),))
     watched = {row[0] for row in found}
     if watched:
-        conn.executemany(queries()["touch"], [pair for pair in pairs if pair[0] in watched])
+        touched = sorted(pair for pair in distinct if pair[0] in watched)
+        conn.executemany(queries()["touch"], touched)
 
 
 class SQLiteAlerts:
