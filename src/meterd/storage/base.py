@@ -17,10 +17,10 @@ from meterd.aggregation import AggregationRow, Status
 from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
-from meterd.meters.values import MeterValue
 from meterd.limits import UsageAlert
 from meterd.messages import Outgoing
+from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.values import MeterValue
 from meterd.periods import PeriodBounds
 from meterd.rollup import Partial
 from meterd.storage.commitsizes import CommitSizes
