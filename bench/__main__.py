@@ -14,6 +14,8 @@ run. Writes the figures, every run's value and the machine (with its core count)
   webhooks  webhook deliveries/s to a local receiver, next to bare HTTP
   meters    meters v2 read p99: percentile, unique_count, time_weighted_avg and grouped
             live usage over a customer-month, and a 30-daily-window usage query
+  entitlements  entitlement check p99 next to GET /ping; batch ingest with alert
+            tracking (no limits / others limited / all limited) next to tracking off
 
 --smoke runs every part at a tiny size once (seconds, for CI); its figures are not
 judged against the targets. Exit status: 0 when everything ran (missed targets are
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from bench import (
     batch_ingest,
+    entitlements,
     meters_figures,
     period_close,
     single_ingest,
@@ -45,7 +48,7 @@ from bench.machine import load_average
 from bench.server import filesystem_of
 from meterd.settings import ServerSettings
 
-PARTS = ("single", "batch", "usage", "close", "webhooks", "meters")
+PARTS = ("single", "batch", "usage", "close", "webhooks", "meters", "entitlements")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,9 @@ class Sizes:
     usage_queries: int
     webhooks: int
     meter_events: int
+    entitlement_events: int
+    entitlement_customers: int
+    entitlement_batches: int
 
 
 SMOKE = Sizes(
@@ -73,6 +79,9 @@ SMOKE = Sizes(
     usage_queries=200,
     webhooks=200,
     meter_events=5_000,
+    entitlement_events=5_000,
+    entitlement_customers=200,
+    entitlement_batches=5,
 )
 FULL = Sizes(
     rounds=3,
@@ -84,6 +93,9 @@ FULL = Sizes(
     usage_queries=2_000,
     webhooks=5_000,
     meter_events=100_000,
+    entitlement_events=1_000_000,
+    entitlement_customers=10_000,
+    entitlement_batches=100,
 )
 
 
@@ -153,6 +165,7 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
         default=ServerSettings.delivery_concurrency,
         help="delivery worker concurrency (default %(default)s, as in meterd serve)",
     )
+    add("--entitlement-events", type=int, metavar="N", help="events stored (default 1,000,000)")
     add("--workdir", type=Path, metavar="DIR", help="for the temporary databases (a real disk)")
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name, None) for f in fields(Sizes)}
@@ -213,6 +226,15 @@ def run_parts(plan: Plan, workdir: Path) -> tuple[list[Figure], list[str], dict[
             customers=sizes.usage_customers // 10,
             queries=max(sizes.usage_queries // 40, 10),
             rounds=sizes.rounds,
+        ),
+        "entitlements": lambda: entitlements.measure(
+            workdir,
+            events=sizes.entitlement_events,
+            customers=sizes.entitlement_customers,
+            queries=sizes.usage_queries,
+            batches=sizes.entitlement_batches,
+            rounds=sizes.rounds,
+            smoke=plan.mode == "smoke",
         ),
     }
     figures: list[Figure] = []

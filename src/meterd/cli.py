@@ -849,6 +849,53 @@ def keys_revoke(key_id: int, database_url: str) -> None:
     click.echo(f"Revoked key {key_id}.")
 
 
+@main.command()
+@click.argument("customer_id")
+@click.argument("meter", required=False)
+@config_option
+@db_option
+@json_option
+def entitlements(
+    customer_id: str, meter: str | None, config_path: str | None, database_url: str, as_json: bool
+) -> None:
+    """Print a customer's entitlements (every meter, or METER): usage, limit, access."""
+    from meterd.aggregation import calendars_for, ops_for
+    from meterd.entitlements import entitlements as entitlements_of
+
+    loaded = _load_config_or_exit(config_path)
+    store = _open_existing_or_exit(database_url)
+    answers = _run(
+        store,
+        lambda: entitlements_of(
+            store,
+            customer_id=customer_id,
+            meters=None if meter is None else [meter],
+            config=loaded,
+            calendars=calendars_for(loaded),
+            ops=ops_for(loaded),
+            now_ms=now_ms(),
+        ),
+    )
+    if as_json:
+        print_json(answers[0] if meter is not None else answers)
+        return
+    print_table(
+        ("meter", "period", "usage", "limit", "remaining", "access"),
+        (
+            (
+                answer.meter,
+                f"{answer.period} {answer.period_start} – {answer.period_end}",
+                answer.usage,
+                "none" if answer.limit is None else answer.limit,
+                answer.remaining,
+                "yes" if answer.has_access else "NO",
+            )
+            for answer in answers
+        ),
+        title=customer_id,
+    )
+
+
 def _config_file(path: str | None) -> str | None:
     """The file the config comes from, or None for the built-in sample."""
     if path is None and not Path(DEFAULT_CONFIG_PATH).exists():

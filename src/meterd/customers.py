@@ -10,14 +10,16 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from meterd.config.alerts import threshold_problem
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, ValidationFailed
+from meterd.limits import watched
 from meterd.periods import PeriodCalendar
 from meterd.storage.base import CustomerRecord, PlanAssignment, Store
 from meterd.timeutil import format_ms
 
 CUSTOMER_KEYS = ("plan", "stripeCustomer", "limits")
-LIMIT_KEYS = ("period", "limit")
+LIMIT_KEYS = ("period", "limit", "alertThresholds")
 MAX_ID_LENGTH = 256
 
 
@@ -130,7 +132,8 @@ def _check_limits(limits: object, config: SystemConfig) -> None:
         for key in entry:
             if key not in LIMIT_KEYS:
                 raise ValidationFailed(
-                    f"{field}.{key}: unknown field (expected period, limit)", field=f"{field}.{key}"
+                    f"{field}.{key}: unknown field (expected period, limit, alertThresholds)",
+                    field=f"{field}.{key}",
                 )
         if entry.get("period") not in periods:
             raise ValidationFailed(
@@ -142,6 +145,11 @@ def _check_limits(limits: object, config: SystemConfig) -> None:
             raise ValidationFailed(
                 f"{field}.limit: expected a number of 0 or more", field=f"{field}.limit"
             )
+        if "alertThresholds" in entry:
+            problem = threshold_problem(entry["alertThresholds"])
+            if problem is not None:
+                path = f"{field}.alertThresholds"
+                raise ValidationFailed(f"{path}: {problem}", field=path)
 
 
 def is_customer_id(text: str) -> bool:
@@ -216,4 +224,13 @@ async def put_customer(
         created_ms=now_ms if known is None else known.created_ms,
         updated_ms=now_ms,
     )
-    return await store.put_customer(record, assignment=assignment), known is None
+    stored = await store.put_customer(record, assignment=assignment)
+    # Ingest records touches only for customers with limits (for the alert check); a
+    # crash between the two writes is mended by the sync at the next start.
+    plan_names = [a.plan for a in stored.plans]
+    await store.set_watched(
+        customer_id,
+        watched=watched(customer_limits=stored.limits, plans=config.plans, plan_names=plan_names),
+        meters=sorted(config.events),
+    )
+    return stored, known is None

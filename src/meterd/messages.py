@@ -1,5 +1,6 @@
 """Outgoing webhook messages, shaped here (below storage) and written to the outbox by the
-caller's transaction: `aggregation.completed`, `aggregation.adjusted` and `invoice.created`."""
+caller's transaction: `aggregation.completed`, `aggregation.adjusted`, `invoice.created`
+and `usage.threshold_crossed`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import msgspec
 from meterd.aggregation import AggregationRow, Totals
 from meterd.config.model import WebhookConfig
 from meterd.invoices import InvoiceOut, InvoiceRecord, invoice_out
+from meterd.limits import UsageAlert
 from meterd.meters.values import GroupValue
 from meterd.timeutil import format_ms
 
@@ -197,4 +199,63 @@ def invoice_outgoing(invoice: InvoiceRecord, webhooks: Sequence[WebhookConfig]) 
         )
         for index, hook in enumerate(webhooks)
         if hook.enabled and (hook.periods is None or invoice.period in hook.periods)
+    ]
+
+
+# --- usage alerts -----------------------------------------------------------------
+
+
+class ThresholdData(msgspec.Struct, rename="camel"):
+    meter: str
+    period: str
+    period_start: str
+    period_end: str
+    threshold: int | float
+    usage: int | float
+    limit: int | float
+
+
+class ThresholdPayload(msgspec.Struct):
+    type: str
+    customerId: str  # noqa: N815 - the wire name
+    data: ThresholdData
+    created: int
+
+
+def threshold_payload(alert: UsageAlert) -> bytes:
+    """`usage.threshold_crossed`: the usage that reached `threshold` percent of `limit`."""
+    threshold = alert.threshold
+    return _encoder.encode(
+        ThresholdPayload(
+            type="usage.threshold_crossed",
+            customerId=alert.customer_id,
+            data=ThresholdData(
+                meter=alert.meter,
+                period=alert.period,
+                period_start=format_ms(alert.period_start_ms),
+                period_end=format_ms(alert.period_end_ms - 1),
+                threshold=int(threshold) if threshold.is_integer() else threshold,
+                usage=alert.usage,
+                limit=alert.limit,
+            ),
+            created=alert.created_ms // 1000,
+        )
+    )
+
+
+def threshold_outgoing(alert: UsageAlert, webhooks: Sequence[WebhookConfig]) -> list[Outgoing]:
+    """Outbox rows for a new alert: one per enabled webhook that wants its period.
+
+    The outbox's `aggregation_id` column holds the alert id (the message's subject).
+    """
+    payload = threshold_payload(alert)
+    return [
+        Outgoing(
+            message_id=_message_id(alert.id, index, hook.url),
+            aggregation_id=alert.id,
+            url=hook.url,
+            payload=payload,
+        )
+        for index, hook in enumerate(webhooks)
+        if hook.enabled and (hook.periods is None or alert.period in hook.periods)
     ]

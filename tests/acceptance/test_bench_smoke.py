@@ -27,6 +27,10 @@ FIGURES = {
     "meters_usage_llm_tokens",
     "meters_query_api_calls_30_days",
     "meters_query_llm_tokens_30_days",
+    "entitlement_p99_5000",
+    "batch_ingest_no_limits",
+    "batch_ingest_others_watched",
+    "batch_ingest_all_watched",
 }
 # Figures measured next to a limit, whose ratio the summary must give.
 WITH_LIMIT = {
@@ -41,6 +45,10 @@ WITH_LIMIT = {
     "meters_usage_llm_tokens",
     "meters_query_api_calls_30_days",
     "meters_query_llm_tokens_30_days",
+    "entitlement_p99_5000",
+    "batch_ingest_no_limits",
+    "batch_ingest_others_watched",
+    "batch_ingest_all_watched",
 }
 
 
@@ -51,7 +59,7 @@ def test_smoke_run_writes_every_figure(tmp_path: Path) -> None:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
     assert finished.returncode == 0, finished.stdout[-4000:] + finished.stderr[-4000:]
     summary = json.loads(out.read_text())

@@ -377,7 +377,8 @@ def test_all_problems_are_reported_together_in_document_order() -> None:
     }
     assert problems(doc) == [
         "retries: unknown key (expected one of periods, events, webhooks, timezone,"
-        " gracePeriod, maxBatchSize, plans, invoicing, portal, unknownFields, maxEventAge)",
+        " gracePeriod, maxBatchSize, plans, invoicing, portal, unknownFields, maxEventAge,"
+        " alertThresholds)",
         f'periods[1]: "fortnightly" is not one of {CALENDAR_LIST}'
         ' (a custom period is an object: {"name", "every", "anchor"})',
         f'events."api.calls".op: "median" is not one of {OPS_LIST}',

@@ -18,7 +18,16 @@ import meterd
 # Top to bottom. A name covers the module and everything below it (meterd.http.*).
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("skin", ("meterd.cli", "meterd.terminal", "meterd.http", "meterd.html")),
-    ("worker", ("meterd.closing", "meterd.webhooks", "meterd.invoicing", "meterd.background")),
+    (
+        "worker",
+        (
+            "meterd.closing",
+            "meterd.webhooks",
+            "meterd.invoicing",
+            "meterd.background",
+            "meterd.alerts",
+        ),
+    ),
     (
         "service",
         (
@@ -35,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.console_sessions",
             "meterd.keyring",
             "meterd.metrics",
+            "meterd.entitlements",
         ),
     ),
     ("storage", ("meterd.storage",)),
@@ -52,6 +62,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.idempotency",
             "meterd.errors",
             "meterd.messages",
+            "meterd.limits",
             "meterd.pricing",
             "meterd.invoices",
             "meterd.durations",
@@ -175,7 +186,7 @@ def test_every_layer_name_is_a_module_or_one_still_to_come() -> None:
         ("meterd.usage", "meterd.storage.base", True),
         ("meterd.storage.base", "meterd.config.model", True),
         ("meterd.aggregation", "meterd.rollup", True),
-        ("meterd.entitlements", "meterd.http.app", True),  # not placed yet: not checked
+        ("meterd.corrections", "meterd.http.app", True),  # not placed yet: not checked
         ("meterd.storage.base", "meterd.pricing", True),
     ],
 )

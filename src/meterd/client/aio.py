@@ -14,6 +14,7 @@ import msgspec
 from meterd.client import calls
 from meterd.client.background import TaskBatcher, log
 from meterd.client.batching import FailedBatch
+from meterd.client.cache import TTLCache
 from meterd.client.calls import Call, Moment
 from meterd.client.errors import (
     ClientClosed,
@@ -29,6 +30,7 @@ from meterd.client.models import (
     Customer,
     Delivery,
     DeliveryStatus,
+    Entitlement,
     Event,
     EventDetail,
     Health,
@@ -69,8 +71,11 @@ class AsyncMeterdClient:
         retries: int | RetryPolicy = 5,
         timeout: float | httpx.Timeout = 10.0,
         on_error: Callable[[FailedBatch], None] | None = None,
+        entitlement_cache_ttl: float = 0.0,
     ) -> None:
         self._retry = RetryPolicy.of(retries)
+        # Entitlement answers kept this many seconds (0: always ask the server).
+        self._entitlements: TTLCache[Entitlement] = TTLCache(entitlement_cache_ttl)
         self._http = httpx.AsyncClient(
             base_url=base_url, headers=calls.auth_headers(api_key), timeout=timeout
         )
@@ -427,6 +432,26 @@ class AsyncMeterdClient:
     ) -> Page[Customer]:
         """One page of customers, in id order."""
         return await self._call(calls.list_customers(limit=limit, cursor=cursor))
+
+    async def entitlement(
+        self, customer_id: str, meter: str, *, fresh: bool = False
+    ) -> Entitlement:
+        """May the customer still use `meter` (`has_access`), with usage, limit and remaining.
+
+        Answers are kept `entitlement_cache_ttl` seconds (a constructor argument; 0 by
+        default); `fresh=True` asks the server anyway.
+        """
+        key = (customer_id, meter)
+        cached = None if fresh else self._entitlements.get(key)
+        if cached is not None:
+            return cached
+        answer = await self._call(calls.entitlement(customer_id, meter))
+        self._entitlements.put(key, answer)
+        return answer
+
+    async def entitlements(self, customer_id: str) -> list[Entitlement]:
+        """Every configured meter's entitlement for the customer (never cached)."""
+        return (await self._call(calls.entitlements(customer_id))).entitlements
 
     async def invoice_preview(self, customer_id: str) -> InvoicePreview:
         """The customer's current plan period priced from live usage."""

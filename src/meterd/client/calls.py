@@ -27,6 +27,8 @@ from meterd.client.models import (
     Customer,
     Delivery,
     DeliveryStatus,
+    Entitlement,
+    Entitlements,
     Event,
     EventDetail,
     Health,
@@ -107,6 +109,8 @@ _trigger = _reader(msgspec.json.Decoder(TriggerResult))
 _usage = _reader(msgspec.json.Decoder(Usage))
 _customer = _reader(msgspec.json.Decoder(Customer))
 _customers = _page_reader(msgspec.json.Decoder(list[Customer]))
+_entitlement = _reader(msgspec.json.Decoder(Entitlement))
+_entitlements = _reader(msgspec.json.Decoder(Entitlements))
 _preview = _reader(msgspec.json.Decoder(InvoicePreview))
 _invoice = _reader(msgspec.json.Decoder(Invoice))
 _invoices = _page_reader(msgspec.json.Decoder(list[Invoice]))
@@ -403,6 +407,15 @@ def get_customer(customer_id: str) -> Call[Customer]:
 
 def list_customers(*, limit: int | None = None, cursor: str | None = None) -> Call[Page[Customer]]:
     return Call("GET", "/customers", _customers, params=_query(limit=limit, cursor=cursor))
+
+
+def entitlement(customer_id: str, meter: str) -> Call[Entitlement]:
+    path = f"/customers/{_segment(customer_id)}/entitlements/{_segment(meter)}"
+    return Call("GET", path, _entitlement)
+
+
+def entitlements(customer_id: str) -> Call[Entitlements]:
+    return Call("GET", f"/customers/{_segment(customer_id)}/entitlements", _entitlements)
 
 
 def invoice_preview(customer_id: str) -> Call[InvoicePreview]:

@@ -279,6 +279,24 @@ class NextPlan(msgspec.Struct, rename="camel", kw_only=True):
     effective_from: datetime
 
 
+class Entitlement(msgspec.Struct, rename="camel", kw_only=True):
+    """May the customer still use `meter` this period: `has_access` is usage < limit."""
+
+    meter: str
+    period: str
+    period_start: datetime
+    period_end: datetime
+    usage: int | float
+    limit: int | float | None = None
+    remaining: int | float | None = None
+    has_access: bool
+
+
+class Entitlements(msgspec.Struct, rename="camel", kw_only=True):
+    customer_id: str
+    entitlements: list[Entitlement]
+
+
 class Customer(msgspec.Struct, rename="camel", kw_only=True):
     """A customer: the plan billing its current period and a change waiting for the next."""
 

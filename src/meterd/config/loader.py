@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 
+from meterd.config.alerts import read_alert_thresholds
 from meterd.config.corrections import max_event_age_ms
 from meterd.config.invoicing import with_plans
 from meterd.config.jsontext import decode_json
@@ -64,6 +65,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
         max_event_age_ms=max_event_age_ms(get("maxEventAge"), problems),
         source=source,
         portal=read_portal(get("portal")),
+        alert_thresholds=read_alert_thresholds(get("alertThresholds")),
     )
     config = with_plans(config, document, problems)
     if problems:

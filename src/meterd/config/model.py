@@ -9,6 +9,7 @@ from typing import Literal
 
 import msgspec
 
+from meterd.config.alerts import DEFAULT_ALERT_THRESHOLDS
 from meterd.config.plans import InvoicingConfig, Plan
 from meterd.config.portal import PortalConfig
 
@@ -101,6 +102,8 @@ class SystemConfig(msgspec.Struct, frozen=True):
     plans: dict[str, Plan] = {}
     invoicing: InvoicingConfig = InvoicingConfig()
     portal: PortalConfig = PortalConfig()
+    # Percent of a limit at which `usage.threshold_crossed` is sent (config/alerts.py).
+    alert_thresholds: tuple[float, ...] = DEFAULT_ALERT_THRESHOLDS
 
     def period(self, name: str) -> PeriodConfig | None:
         for period in self.periods:

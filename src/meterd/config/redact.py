@@ -88,4 +88,9 @@ def redacted_config(config: SystemConfig) -> dict[str, Any]:
         "plans": plans_document(config.plans),
         "invoicing": redacted_invoicing(config.invoicing, REDACTED),
         "portal": {"frameAncestors": list(config.portal.frame_ancestors)},
+        "alertThresholds": [_number(t) for t in config.alert_thresholds],
     }
+
+
+def _number(value: float) -> int | float:
+    return int(value) if value.is_integer() else value

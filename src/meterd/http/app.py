@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from meterd import __version__
+from meterd.alerts import DEFAULT_LOOKBACK_MS, AlertChecker, AlertScheduler
 from meterd.background import cancel_and_wait
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import SystemConfig
@@ -25,6 +26,7 @@ from meterd.http.corrections import corrections_routes
 from meterd.http.customers import customer_routes
 from meterd.http.deliveries import delivery_routes
 from meterd.http.docs import docs_routes
+from meterd.http.entitlements import entitlement_routes
 from meterd.http.events import events_routes
 from meterd.http.ingest import IngestRoutes
 from meterd.http.invoices import invoice_routes
@@ -68,6 +70,11 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
     metrics = Metrics()
     metrics.watch(store)
     closer = PeriodCloser(store, config, metrics)
+    checker = AlertChecker(
+        store,
+        config,
+        lookback_ms=max(DEFAULT_LOOKBACK_MS, int((settings.close_interval_s or 0) * 2000)),
+    )
     worker = None
     if settings.delivery_poll_s is not None:
         worker = DeliveryWorker(
@@ -94,10 +101,13 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         await store.open()
         log_start(settings, config)
         preparing = asyncio.create_task(prepare_in_background(store, config), name="meterd-prepare")
-        scheduler = None
+        await checker.sync()
+        scheduler = alerting = None
         if settings.close_interval_s is not None:
             scheduler = CloseScheduler(closer, settings.close_interval_s, on_closed=on_closed)
             scheduler.start()
+            alerting = AlertScheduler(checker, settings.close_interval_s, on_alerts=wake_worker)
+            alerting.start()
         if worker is not None:
             worker.start()
         if bridge is not None:
@@ -108,6 +118,8 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
             await cancel_and_wait(preparing)
             if scheduler is not None:
                 await scheduler.stop()
+            if alerting is not None:
+                await alerting.stop()
             if worker is not None:
                 await worker.stop()
             if bridge is not None:
@@ -120,6 +132,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *corrections_routes(config, store),
         *aggregation_routes(config, store, closer, on_closed=on_closed),
         *delivery_routes(store, on_redeliver=wake_worker),
+        *entitlement_routes(config, store),
         *customer_routes(config, store),
         *invoice_routes(store, provider=bridge_provider, on_resend=wake_bridge),
         *usage_query_routes(config, store),

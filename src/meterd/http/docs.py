@@ -14,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from meterd import __version__
 from meterd.corrections import AmendIn, VoidIn
 from meterd.customers import CustomerOut
+from meterd.entitlements import EntitlementOut, EntitlementsOut
 from meterd.http.aggregations import AggregationOut, TriggerOut
 from meterd.http.corrections import AmendOut, EventDetailOut, RevisionOut, VoidOut
 from meterd.http.deliveries import DeliveryOut
@@ -337,6 +338,29 @@ OPERATIONS: tuple[Operation, ...] = (
         "One customer",
         {200: ("The customer.", CustomerOut), 404: ("No such customer.", ErrorBody)},
         params=(Param("id", "path", "The customer id.", _STRING, required=True),),
+    ),
+    Operation(
+        "get",
+        "/customers/{id}/entitlements",
+        "Every configured meter's entitlement: usage, limit, remaining, hasAccess",
+        {
+            200: ("One entry per configured meter, by name.", EntitlementsOut),
+            404: ("A customer id no event could carry.", ErrorBody),
+        },
+        params=(Param("id", "path", "The customer id.", _STRING, required=True),),
+    ),
+    Operation(
+        "get",
+        "/customers/{id}/entitlements/{meter}",
+        "May the customer still use this meter: hasAccess is usage < limit (no limit: true)",
+        {
+            200: ("The meter's entitlement in its limit's period.", EntitlementOut),
+            404: ("Not a configured meter, or a customer id no event could carry.", ErrorBody),
+        },
+        params=(
+            Param("id", "path", "The customer id.", _STRING, required=True),
+            Param("meter", "path", "A configured meter (event type).", _STRING, required=True),
+        ),
     ),
     Operation(
         "get",

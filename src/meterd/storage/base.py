@@ -17,6 +17,8 @@ from meterd.aggregation import AggregationRow, Status, Totals
 from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
+from meterd.limits import UsageAlert
+from meterd.messages import Outgoing
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import PeriodBounds, PeriodCalendar
@@ -126,6 +128,14 @@ class CustomerRecord(msgspec.Struct, frozen=True):
     created_ms: int
     updated_ms: int
     plans: tuple[PlanAssignment, ...] = ()  # oldest first
+
+
+class TouchedMeter(msgspec.Struct, frozen=True):
+    """Ingest added events of `meter` for a watched customer; `version` counts the touches."""
+
+    customer_id: str
+    meter: str
+    version: int
 
 
 class InvoiceQuery(msgspec.Struct, frozen=True):
@@ -639,3 +649,40 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def api_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         """The stored key with this hash, revoked or not."""
+
+    # --- entitlements and usage alerts ----------------------------------------
+
+    @abc.abstractmethod
+    async def set_watched(self, customer_id: str, *, watched: bool, meters: Sequence[str]) -> None:
+        """Whether ingest records touches for `customer_id` (a customer with limits).
+
+        `meters` are marked touched now, so usage already past a threshold is checked.
+        """
+
+    @abc.abstractmethod
+    async def sync_watched(self, *, plans_with_allowances: Sequence[str]) -> int:
+        """Watch exactly the customers with `limits` or assigned one of these plans.
+
+        Returns how many customers are watched.
+        """
+
+    @abc.abstractmethod
+    async def touched_meters(
+        self, *, after: tuple[str, str] | None, limit: int
+    ) -> list[TouchedMeter]:
+        """Up to `limit` (customer, meter) pairs touched by ingest since they were checked,
+        in that order, after the pair `after`."""
+
+    @abc.abstractmethod
+    async def record_alerts(
+        self,
+        alerts: Sequence[tuple[UsageAlert, Sequence[Outgoing]]],
+        *,
+        checked: Sequence[TouchedMeter],
+    ) -> int:
+        """One transaction: each alert not recorded before with its outbox rows, and the
+        `checked` touches forgotten unless ingest touched them again. Returns new alerts."""
+
+    @abc.abstractmethod
+    async def list_alerts(self, *, customer_id: str | None, limit: int) -> list[UsageAlert]:
+        """Recorded alerts, newest first."""

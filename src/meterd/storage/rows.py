@@ -10,6 +10,7 @@ import msgspec
 
 from meterd.aggregation import AggregationRow, Totals
 from meterd.invoices import InvoiceRecord, decode_lines, encode_lines
+from meterd.limits import UsageAlert
 from meterd.rollup import Partial
 from meterd.storage.base import AttemptOutcome, CustomerRecord, DeliveryRecord, PlanAssignment
 
@@ -223,3 +224,41 @@ def customer_from_rows(row: Sequence[Any], plans: Iterable[Sequence[Any]]) -> Cu
 def latest_plans(rows: Iterable[Sequence[Any]], wanted: set[str]) -> dict[str, str]:
     """From (customer_id, plan) rows of the plan in force, those whose plan is in `wanted`."""
     return {customer: plan for customer, plan in rows if plan in wanted}
+
+
+# --- usage alerts ---------------------------------------------------------------
+
+
+def alert_from_row(row: Sequence[Any]) -> UsageAlert:
+    return UsageAlert(
+        customer_id=row[0],
+        meter=row[1],
+        period=row[2],
+        period_start_ms=int(row[3]),
+        period_end_ms=int(row[4]),
+        threshold=float(row[5]),
+        usage=_number(row[6]),
+        limit=_number(row[7]),
+        created_ms=int(row[8]),
+    )
+
+
+def alert_values(alert: UsageAlert) -> tuple[object, ...]:
+    return (
+        alert.id,
+        alert.customer_id,
+        alert.meter,
+        alert.period,
+        alert.period_start_ms,
+        alert.period_end_ms,
+        alert.threshold,
+        msgspec.json.encode(alert.usage).decode(),
+        msgspec.json.encode(alert.limit).decode(),
+        alert.created_ms,
+    )
+
+
+def _number(text: str) -> int | float:
+    value = msgspec.json.decode(text)
+    assert isinstance(value, int | float)
+    return value

@@ -1,4 +1,5 @@
-"""One customer: usage now, usage over recent periods, events (filtered, paged), records."""
+"""One customer: usage now, entitlements, usage over recent periods, events (filtered,
+paged), records."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meterd.aggregation import AggregationRow, default_period
+from meterd.entitlements import EntitlementOut, entitlements
+from meterd.errors import NotFound
 from meterd.html.charts import BarChart, bar_chart
 from meterd.html.console.deps import ConsoleDeps
 from meterd.html.params import choice_param, pair_cursor, text_param, time_param
@@ -29,6 +32,7 @@ class CustomerPage(msgspec.Struct, frozen=True):
     period: str
     meters: list[str]
     usage: UsageOut
+    entitlements: list[EntitlementOut]
     charts: list[BarChart]
     event_type: str
     from_text: str
@@ -56,6 +60,17 @@ def customer_routes(deps: ConsoleDeps) -> list[Route]:
             bounds=calendar.bounds_at(now),
             now_ms=now,
         )
+        try:
+            allowed = await entitlements(
+                deps.store,
+                customer_id=customer_id,
+                config=deps.config,
+                calendars=deps.calendars,
+                ops=deps.ops,
+                now_ms=now,
+            )
+        except NotFound:  # an id no event could carry: nothing to show
+            allowed = []
         history = await usage_history(
             deps.store,
             ops=deps.ops,
@@ -104,6 +119,7 @@ def customer_routes(deps: ConsoleDeps) -> list[Route]:
             period=period,
             meters=list(deps.ops),
             usage=usage,
+            entitlements=allowed,
             charts=charts,
             event_type=event_type,
             from_text=text_param(params, "from"),

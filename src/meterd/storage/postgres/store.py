@@ -44,6 +44,7 @@ from meterd.storage.base import (
 )
 from meterd.storage.postgres import corrections, meter_indexes
 from meterd.storage.postgres import meters as meters_module
+from meterd.storage.postgres.alerts import PostgresAlerts, touch_watched
 from meterd.storage.postgres.batcher import IngestBatcher
 from meterd.storage.postgres.console import PostgresConsole
 from meterd.storage.postgres.invoicing import PostgresInvoicing, write_invoices
@@ -79,7 +80,7 @@ _SELECT_EVENTS = (
 _SELECT_AGGREGATIONS = select_aggregations("totals::text")
 
 
-class PostgresStore(PostgresInvoicing, Store):
+class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
     """One PostgreSQL database shared by any number of meterd processes."""
 
     def __init__(self, url: str, *, pool_size: int = 10, max_pending_events: int = 100_000) -> None:
@@ -189,6 +190,7 @@ class PostgresStore(PostgresInvoicing, Store):
         partials = fold(points)
         await self._upsert_rollups(conn, partials)
         await corrections.note_late_events(conn, self._queries, list(partials))
+        await touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
         return outcomes
 
     async def _insert_request(

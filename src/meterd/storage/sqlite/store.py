@@ -61,6 +61,7 @@ from meterd.storage.sqlite import (
     meters,
     rollups,
 )
+from meterd.storage.sqlite.alerts import SQLiteAlerts, touch_watched
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
 from meterd.storage.sqlite.multirow import insert_rows
@@ -76,7 +77,7 @@ REBUILD_CHUNK = 50_000
 _IN_CHUNK = 900
 
 
-class SQLiteStore(SQLiteInvoicing, Store):
+class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
     """A SQLite file in WAL mode: one writer thread, a small pool of read-only readers."""
 
     def __init__(
@@ -212,6 +213,7 @@ class SQLiteStore(SQLiteInvoicing, Store):
         if late:
             rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
         corrections.note_late_events(conn, q, points)
+        touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
         return outcomes
 
     def _insert_request(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
