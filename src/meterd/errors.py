@@ -62,6 +62,10 @@ class PortalLinkInvalid(Unauthorized):
     """This portal link is not valid: it is unknown, expired or revoked."""
 
 
+class UnsupportedMediaType(MeterdError):
+    """The request body's Content-Type is not one this route accepts."""
+
+
 # HTTP status per error class, the first match in this order wins. The API's JSON
 # (http/responses.py) and the HTML pages (html/errors.py) both answer with it.
 STATUS_CODES: dict[type[MeterdError], int] = {
@@ -71,6 +75,7 @@ STATUS_CODES: dict[type[MeterdError], int] = {
     Conflict: 409,
     PayloadTooLarge: 413,
     BatchTooLarge: 413,
+    UnsupportedMediaType: 415,
     ValidationFailed: 422,
     StorageUnavailable: 503,
     Overloaded: 503,

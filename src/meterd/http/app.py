@@ -29,6 +29,7 @@ from meterd.http.ingest import IngestRoutes
 from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
 from meterd.http.metrics import METRICS_PATH, IngestMetrics, metrics_routes
+from meterd.http.openmeter import openmeter_mount
 from meterd.http.portal_tokens import portal_token_routes
 from meterd.http.usage_query import usage_query_routes
 from meterd.invoicing.bridge import stripe_bridge
@@ -37,6 +38,7 @@ from meterd.meters.prepare import prepare_in_background
 from meterd.metrics import Metrics
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
+from meterd.timeutil import now_ms
 from meterd.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger("meterd")
@@ -125,6 +127,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *portal_token_routes(config, store),
         *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),
         *metrics_routes(metrics, store),
+        openmeter_mount(settings, config, store, keyring=keyring, loaded_ms=now_ms()),
     ]
     public = frozenset({METRICS_PATH}) if settings.metrics_public else frozenset()
     app = Starlette(
