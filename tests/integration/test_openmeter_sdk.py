@@ -1,0 +1,148 @@
+"""OpenMeter's own Python SDK against meterd: ingest and meters, unchanged client code.
+
+The app runs in uvicorn on 127.0.0.1 in the test's event loop (the SDK speaks real
+HTTP through aiohttp), on a real database, both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
+from openmeter.aio import Client
+from openmeter.models import Event
+from starlette.applications import Starlette
+
+from meterd.config.model import EventTypeConfig, SystemConfig
+from meterd.storage.base import EventQuery, Store
+from tests.conftest import API_KEY, make_config
+
+T0 = datetime.datetime(2025, 1, 15, 10, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def config() -> SystemConfig:
+    return make_config(
+        events={
+            "api.calls": EventTypeConfig("sum"),
+            "llm.tokens": EventTypeConfig("sum", value_property="$.tokens", slug="tokens_total"),
+            "page.views": EventTypeConfig("count"),
+            "storage.bytes": EventTypeConfig("max"),
+            "seats": EventTypeConfig("last"),
+        }
+    )
+
+
+@pytest.fixture
+async def base_url(app: Starlette) -> AsyncIterator[str]:
+    """The app (its lifespan already running) served over HTTP on a free local port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def sdk(base_url: str) -> AsyncIterator[Client]:
+    client = Client(endpoint=base_url, token=API_KEY)
+    async with client:
+        yield client
+
+
+def event(**fields: Any) -> Event:
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": "evt-1",
+        "source": "sdk-test",
+        "type": "llm.tokens",
+        "subject": "cus_1",
+        "time": T0,
+        "data": {"tokens": 120, "model": "gpt-4o"},
+    }
+    body.update(fields)
+    return Event(body)
+
+
+async def stored(store: Store) -> list[Any]:
+    return await store.list_events(EventQuery(limit=1000))
+
+
+async def test_ingest_one_event(sdk: Client, store: Store) -> None:
+    # The SDK raises unless the answer is 204.
+    await sdk.events.ingest_event(event())
+    [stored_event] = await stored(store)
+    assert stored_event.event_type == "llm.tokens"
+    assert stored_event.customer_id == "cus_1"
+    assert stored_event.value == 120
+    assert stored_event.ts_ms == int(T0.timestamp() * 1000)
+
+
+async def test_ingest_a_batch_and_retry_it(sdk: Client, store: Store) -> None:
+    batch = [event(id=f"evt-{i}", data={"tokens": i, "model": "m"}) for i in range(50)]
+    await sdk.events.ingest_events(batch)
+    await sdk.events.ingest_events(batch)
+    events = await stored(store)
+    assert len(events) == 50
+    assert sum(e.value for e in events) == sum(range(50))
+
+
+async def test_ingest_json_one_or_many(sdk: Client, store: Store) -> None:
+    await sdk.events.ingest_events_json(event(id="one"))
+    await sdk.events.ingest_events_json([event(id="two"), event(id="three")])
+    assert len(await stored(store)) == 3
+
+
+async def test_an_invalid_event_raises_with_the_problem(sdk: Client, store: Store) -> None:
+    with pytest.raises(HttpResponseError) as raised:
+        await sdk.events.ingest_event(event(type="unknown.type"))
+    assert raised.value.status_code == 400
+    assert raised.value.model is not None
+    assert "type: 'unknown.type' is not a configured" in raised.value.model["detail"]
+    assert await stored(store) == []
+
+
+async def test_a_wrong_key_is_an_authentication_error(base_url: str, store: Store) -> None:
+    async with Client(endpoint=base_url, token="not-a-key") as wrong:
+        with pytest.raises(ClientAuthenticationError):
+            await wrong.events.ingest_event(event())
+    assert await stored(store) == []
+
+
+async def test_list_and_get_meters(sdk: Client) -> None:
+    meters = await sdk.meters.list()
+    by_slug = {meter.slug: meter for meter in meters}
+    assert set(by_slug) == {"api_calls", "tokens_total", "page_views", "storage_bytes", "seats"}
+    tokens = by_slug["tokens_total"]
+    assert tokens.event_type == "llm.tokens"
+    assert tokens.aggregation == "SUM"
+    assert tokens.value_property == "$.tokens"
+    assert isinstance(tokens.created_at, datetime.datetime)
+    assert by_slug["page_views"].aggregation == "COUNT"
+    assert by_slug["page_views"].value_property is None
+    assert by_slug["seats"].aggregation == "LATEST"
+    assert by_slug["api_calls"].value_property == "$.value"
+    for id_or_slug in ("tokens_total", "llm.tokens"):
+        meter = await sdk.meters.get(id_or_slug)
+        assert meter.id == "llm.tokens"
+        assert meter.slug == "tokens_total"
+
+
+async def test_an_unknown_meter_is_not_found(sdk: Client) -> None:
+    with pytest.raises(HttpResponseError) as raised:
+        await sdk.meters.get("no_such_meter")
+    assert raised.value.status_code == 404
