@@ -252,3 +252,30 @@ async def test_unknown_route_and_method_are_problems(om: httpx.AsyncClient) -> N
     wrong = await om.get("/api/v1/events")
     assert wrong.status_code == 405
     assert wrong.headers["content-type"] == "application/problem+json"
+
+
+async def test_native_and_cloudevents_routes_feed_the_same_meter(
+    om: httpx.AsyncClient, store: Store
+) -> None:
+    native = {"customerId": "cus_1", "value": 2, "timestamp": T0}
+    headers = {"x-apikey": API_KEY}
+    assert (await om.post("/usage/api.calls", json=native, headers=headers)).status_code == 201
+    assert (await post(om, cloudevent(data={"value": 5}))).status_code == 204
+
+    listed = (await om.get("/events", params={"customerId": "cus_1"})).json()
+    assert sorted(item["value"] for item in listed) == [2, 5]
+    assert "ce:6:my-appevt-1" in {item["_id"] for item in listed}
+
+    usage = await om.get("/customers/cus_1/usage", params={"period": "daily", "at": T0})
+    assert usage.json()["events"] == {"api.calls": 7}
+
+    assert (await om.post("/aggregations/trigger")).status_code == 202
+    records = (await om.get("/aggregations", params={"period": "hourly"})).json()
+    [record] = [r for r in records if r["customerId"] == "cus_1"]
+    assert record["events"] == {"api.calls": 7}
+    assert record["eventCounts"] == {"api.calls": 2}
+
+    deliveries = (await om.get("/deliveries", params={"limit": 100})).json()
+    [delivery] = [d for d in deliveries if d["aggregationId"] == record["_id"]]
+    payload = (await om.get(f"/deliveries/{delivery['id']}")).json()["payload"]
+    assert payload["data"]["events"] == {"api.calls": 7}
