@@ -13,8 +13,11 @@ from meterd.config.model import SystemConfig
 from meterd.http.openmeter.auth import BearerKeyAuth
 from meterd.http.openmeter.events import events_routes
 from meterd.http.openmeter.meters import meters_routes
+from meterd.http.openmeter.portal import PortalTokenAuth, portal_query_routes, token_routes
 from meterd.http.openmeter.problems import EXCEPTION_HANDLERS
 from meterd.keyring import KeyRing
+from meterd.openmeter.portal import PortalTokens
+from meterd.openmeter.query import QueryUsage
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
 
@@ -28,15 +31,27 @@ def openmeter_mount(
     *,
     keyring: KeyRing,
     loaded_ms: int,
+    query_usage: QueryUsage | None = None,
+    portal_tokens: PortalTokens | None = None,
 ) -> Mount:
-    """`/api/v1`, answering OpenMeter's SDKs and CloudEvents producers."""
+    """`/api/v1`, answering OpenMeter's SDKs and CloudEvents producers.
+
+    Without `query_usage` (the usage query service, §7) meter queries answer 501,
+    without `portal_tokens` (the portal token service, §11) the portal routes do.
+    """
     with_api_key = Mount(
         "",
         routes=[
             *events_routes(config, store, max_body_bytes=settings.max_body_bytes),
-            *meters_routes(config, loaded_ms=loaded_ms),
+            *meters_routes(config, store, query_usage=query_usage, loaded_ms=loaded_ms),
+            *token_routes(config, tokens=portal_tokens),
         ],
         middleware=[Middleware(BearerKeyAuth, keyring=keyring)],
     )
-    app = Starlette(routes=[with_api_key], exception_handlers=EXCEPTION_HANDLERS)
+    with_portal_token = Mount(
+        "/portal/meters",
+        routes=portal_query_routes(config, store, query_usage=query_usage),
+        middleware=[Middleware(PortalTokenAuth, tokens=portal_tokens)],
+    )
+    app = Starlette(routes=[with_portal_token, with_api_key], exception_handlers=EXCEPTION_HANDLERS)
     return Mount(PREFIX, app=app)

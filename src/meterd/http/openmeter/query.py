@@ -1,0 +1,48 @@
+"""GET /api/v1/meters/{idOrSlug}/query: a thin skin over the usage query service (§7).
+
+The portal's `GET /api/v1/portal/meters/{slug}/query` answers through `answer_query`
+too, with the subject fixed to its token's customer.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from meterd.config.model import EventTypeConfig
+from meterd.errors import NotAvailable
+from meterd.http.responses import JSONResponse
+from meterd.openmeter.meters import group_keys
+from meterd.openmeter.query import QueryUsage, meter_query_csv, meter_query_result, usage_query
+from meterd.storage.base import Store
+from meterd.timeutil import now_ms
+
+NO_QUERY_SERVICE = (
+    "meter queries need the usage query service of meters v2 (DESIGN §7), which this build"
+    " of meterd does not have yet"
+)
+
+
+async def answer_query(
+    request: Request,
+    *,
+    store: Store,
+    query_usage: QueryUsage | None,
+    event_type: str,
+    meter: EventTypeConfig,
+    subject: str | None = None,
+) -> Response:
+    if query_usage is None:
+        raise NotAvailable(NO_QUERY_SERVICE)
+    query = usage_query(
+        request.query_params.multi_items(),
+        meter=event_type,
+        group_keys=group_keys(meter),
+        now_ms=now_ms(),
+        first_data_ms=await store.first_data_ms(None),
+        subject=subject,
+    )
+    result = meter_query_result(query, await query_usage(query))
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(meter_query_csv(result, query), media_type="text/csv")
+    return JSONResponse(result)

@@ -1,0 +1,64 @@
+"""Meter and portal queries under /api/v1 over raw HTTP.
+
+Until the usage query service (§7) and the portal token service (§11) are wired in,
+these routes answer 501 problems; meter lookup, auth and parameters come first.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import API_KEY
+
+
+@pytest.fixture(autouse=True)
+def bearer_only(client: httpx.AsyncClient) -> None:
+    client.headers.pop("x-apikey")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_meter_query_without_the_service_is_a_501_problem(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/meters/api_calls/query", headers=bearer(API_KEY))
+    assert response.status_code == 501
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "usage query service" in response.json()["detail"]
+
+
+async def test_meter_query_of_an_unknown_meter_is_404(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/meters/nope/query", headers=bearer(API_KEY))
+    assert response.status_code == 404
+    assert response.json()["instance"] == "/api/v1/meters/nope/query"
+
+
+async def test_meter_query_needs_the_api_key(client: httpx.AsyncClient) -> None:
+    response = await client.get("/api/v1/meters/api_calls/query", headers=bearer("wrong"))
+    assert response.status_code == 401
+
+
+async def test_portal_routes_without_the_token_service_are_501(client: httpx.AsyncClient) -> None:
+    created = await client.post(
+        "/api/v1/portal/tokens", json={"subject": "cus_1"}, headers=bearer(API_KEY)
+    )
+    assert created.status_code == 501
+    assert "portal token service" in created.json()["detail"]
+    unknown_meter = await client.post(
+        "/api/v1/portal/tokens",
+        json={"subject": "cus_1", "allowedMeterSlugs": ["nope"]},
+        headers=bearer(API_KEY),
+    )
+    assert unknown_meter.status_code == 400
+    assert unknown_meter.json()["field"] == "allowedMeterSlugs"
+    query = await client.get("/api/v1/portal/meters/api_calls/query", headers=bearer("tok"))
+    assert query.status_code == 501
+    assert query.headers["content-type"] == "application/problem+json"
+
+
+async def test_portal_token_creation_needs_the_api_key(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/portal/tokens", json={"subject": "cus_1"}, headers=bearer("portal-token")
+    )
+    assert response.status_code == 401
