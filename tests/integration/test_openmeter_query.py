@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount, Route
 
+from meterd.http.docs import OPENMETER_OPERATIONS
 from tests.conftest import API_KEY
 
 
@@ -62,3 +65,21 @@ async def test_portal_token_creation_needs_the_api_key(client: httpx.AsyncClient
         "/api/v1/portal/tokens", json={"subject": "cus_1"}, headers=bearer("portal-token")
     )
     assert response.status_code == 401
+
+
+def test_openapi_documents_every_api_v1_route(app: Starlette) -> None:
+    documented = {(op.method.upper(), op.path) for op in OPENMETER_OPERATIONS}
+    found = set()
+    [api] = [r for r in app.routes if isinstance(r, Mount) and r.path == "/api/v1"]
+    pending: list[tuple[str, BaseRoute]] = [(api.path, api)]
+    while pending:
+        prefix, route = pending.pop()
+        if isinstance(route, Mount):
+            pending.extend(
+                (prefix + route.path if route is not api else prefix, r) for r in route.routes
+            )
+        elif isinstance(route, Route):
+            found.update(
+                (method, prefix + route.path) for method in route.methods or () if method != "HEAD"
+            )
+    assert found == documented

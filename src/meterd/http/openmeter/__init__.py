@@ -5,6 +5,9 @@ Thin skins over `meterd.openmeter` (the mappings) and the services the native ro
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.routing import Mount
@@ -24,6 +27,14 @@ from meterd.storage.base import Store
 PREFIX = "/api/v1"
 
 
+class _Mount(Mount):
+    """A Mount whose path may hold any character: a %0A in a URL is still under /api/v1."""
+
+    def __init__(self, path: str, **kwargs: Any) -> None:
+        super().__init__(path, **kwargs)
+        self.path_regex = re.compile(self.path_regex.pattern, re.DOTALL)
+
+
 def openmeter_mount(
     settings: ServerSettings,
     config: SystemConfig,
@@ -39,7 +50,7 @@ def openmeter_mount(
     Without `query_usage` (the usage query service, §7) meter queries answer 501,
     without `portal_tokens` (the portal token service, §11) the portal routes do.
     """
-    with_api_key = Mount(
+    with_api_key = _Mount(
         "",
         routes=[
             *events_routes(config, store, max_body_bytes=settings.max_body_bytes),
@@ -48,10 +59,10 @@ def openmeter_mount(
         ],
         middleware=[Middleware(BearerKeyAuth, keyring=keyring)],
     )
-    with_portal_token = Mount(
+    with_portal_token = _Mount(
         "/portal/meters",
         routes=portal_query_routes(config, store, query_usage=query_usage),
         middleware=[Middleware(PortalTokenAuth, tokens=portal_tokens)],
     )
     app = Starlette(routes=[with_portal_token, with_api_key], exception_handlers=EXCEPTION_HANDLERS)
-    return Mount(PREFIX, app=app)
+    return _Mount(PREFIX, app=app)
