@@ -69,7 +69,7 @@ async def test_portal_token_creation_needs_the_api_key(client: httpx.AsyncClient
 
 def test_openapi_documents_every_api_v1_route(app: Starlette) -> None:
     documented = {(op.method.upper(), op.path) for op in OPENMETER_OPERATIONS}
-    found = set()
+    found: set[tuple[str, str]] = set()
     [api] = [r for r in app.routes if isinstance(r, Mount) and r.path == "/api/v1"]
     pending: list[tuple[str, BaseRoute]] = [(api.path, api)]
     while pending:
