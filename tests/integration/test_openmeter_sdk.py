@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import uvicorn
 from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
+from openmeter import Client as SyncClient
 from openmeter.aio import Client
 from openmeter.models import Event
 from starlette.applications import Starlette
@@ -146,3 +147,32 @@ async def test_an_unknown_meter_is_not_found(sdk: Client) -> None:
     with pytest.raises(HttpResponseError) as raised:
         await sdk.meters.get("no_such_meter")
     assert raised.value.status_code == 404
+
+
+async def test_the_readme_snippet_with_the_blocking_client(base_url: str, store: Store) -> None:
+    def readme_snippet() -> list[tuple[str, str, str, str | None]]:
+        client = SyncClient(endpoint=base_url, token=API_KEY)
+        client.events.ingest_event(
+            Event(
+                {
+                    "specversion": "1.0",
+                    "id": "5c10fade-1c9e-4d6c-8275-c52c36731d3c",
+                    "source": "my-app",
+                    "type": "llm.tokens",
+                    "subject": "sub_ABC123",
+                    "time": datetime.datetime.now(datetime.UTC),
+                    "data": {"tokens": 1200, "model": "gpt-4o"},
+                }
+            )
+        )
+        client.events.ingest_events([event(id="b1"), event(id="b2")])
+        return [
+            (meter.slug, meter.event_type, meter.aggregation, meter.value_property)
+            for meter in client.meters.list()
+        ]
+
+    meters = await asyncio.to_thread(readme_snippet)
+    assert ("tokens_total", "llm.tokens", "SUM", "$.tokens") in meters
+    events = await stored(store)
+    assert sorted(e.value for e in events) == [120, 120, 1200]
+    assert {e.customer_id for e in events} == {"sub_ABC123", "cus_1"}
