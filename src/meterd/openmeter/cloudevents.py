@@ -189,7 +189,8 @@ def _convert(item: CloudEventIn, meters: MeterReaders, received_ms: int) -> NewE
     known = item.type in meters.readers
     if not known:
         errors.append(f"type: {item.type[:64]!r} is not a configured meter's event type")
-    if item.datacontenttype is not None and not item.datacontenttype.startswith(JSON):
+    content_type = item.datacontenttype
+    if content_type is not None and content_type.split(";", 1)[0].strip().lower() != JSON:
         errors.append(f"datacontenttype: must be {JSON!r}")
     ts_ms = received_ms if item.time is None else datetime_to_ms(item.time)
     if item.time is not None:

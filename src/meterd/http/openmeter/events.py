@@ -6,7 +6,7 @@ native routes' group commit and durability: the 204 is sent after the commit.
 
 from __future__ import annotations
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
@@ -23,9 +23,12 @@ def events_routes(config: SystemConfig, store: Store, *, max_body_bytes: int) ->
     async def ingest_events(request: Request) -> Response:
         shape = media_shape(request.headers.get("content-type"))
         declared = request.headers.get("content-length")
-        body = await read_body(
-            request.receive, None if declared is None else declared.encode(), max_body_bytes
-        )
+        try:
+            body = await read_body(
+                request.receive, None if declared is None else declared.encode(), max_body_bytes
+            )
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is left to read it; nothing stored
         events = parse_cloudevents(
             body,
             shape=shape,
