@@ -60,9 +60,12 @@ def test_bad_keys_are_named_with_their_path(entry: dict[str, Any], expected: str
 
 def test_slugs_must_be_unique() -> None:
     [problem] = problems({"api.calls": {"op": "sum"}, "api-calls": {"op": "max"}})
-    assert problem.startswith("events.\"api-calls\": slug 'api_calls' is also the slug of")
+    assert problem == (
+        'events."api-calls": slug "api_calls" is also the slug of "api.calls";'
+        ' set "slug" on one of them'
+    )
     [clash] = problems({"a": {"op": "sum", "slug": "b"}, "b": {"op": "sum", "slug": "c"}})
-    assert clash == "events.a.slug: slug 'b' is the event type of another meter"
+    assert clash == 'events.a.slug: slug "b" is the event type of another meter'
 
 
 @pytest.mark.parametrize(
