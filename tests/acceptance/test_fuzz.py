@@ -110,12 +110,10 @@ def running_meterd(workdir: Path) -> Iterator[DrainedMeterd]:
 # --- schemathesis: every operation of the served document -----------------------------
 
 OPERATION_LABELS = [f"{op.method.upper()} {op.path}" for op in OPERATIONS + OPENMETER_OPERATIONS]
-# These answer 501 until the usage query (§7) and portal token (§11) services are
-# wired into /api/v1 (tests/integration/test_openmeter_query.py checks that 501).
+# These answer 501 until the usage query service (§7) is wired into /api/v1
+# (tests/integration/test_openmeter_query.py checks that 501).
 AWAITING_SERVICES = {
     "GET /api/v1/meters/{idOrSlug}/query",
-    "POST /api/v1/portal/tokens",
-    "POST /api/v1/portal/tokens/invalidate",
     "GET /api/v1/portal/meters/{meterSlug}/query",
 }
 FUZZED_LABELS = [label for label in OPERATION_LABELS if label not in AWAITING_SERVICES]

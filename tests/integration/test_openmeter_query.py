@@ -42,12 +42,36 @@ async def test_meter_query_needs_the_api_key(client: httpx.AsyncClient) -> None:
     assert response.status_code == 401
 
 
-async def test_portal_routes_without_the_token_service_are_501(client: httpx.AsyncClient) -> None:
+async def test_portal_token_issue_use_and_invalidate(client: httpx.AsyncClient) -> None:
     created = await client.post(
-        "/api/v1/portal/tokens", json={"subject": "cus_1"}, headers=bearer(API_KEY)
+        "/api/v1/portal/tokens",
+        json={"subject": "cus_1", "allowedMeterSlugs": ["api_calls"]},
+        headers=bearer(API_KEY),
     )
-    assert created.status_code == 501
-    assert "portal token service" in created.json()["detail"]
+    assert created.status_code == 200  # OpenMeter's SDK takes only 200 here
+    body = created.json()
+    assert body["subject"] == "cus_1"
+    assert body["allowedMeterSlugs"] == ["api_calls"]
+    assert body["expired"] is False
+    token = body["token"]
+    # The token gets past auth (the query itself waits for the usage query service).
+    allowed = await client.get("/api/v1/portal/meters/api_calls/query", headers=bearer(token))
+    assert allowed.status_code == 501
+    other = await client.get("/api/v1/portal/meters/storage_bytes/query", headers=bearer(token))
+    assert other.status_code == 404
+    # A portal token is not an API key.
+    as_key = await client.get("/api/v1/meters", headers=bearer(token))
+    assert as_key.status_code == 401
+    invalidated = await client.post(
+        "/api/v1/portal/tokens/invalidate", json={"id": body["id"]}, headers=bearer(API_KEY)
+    )
+    assert invalidated.status_code == 204
+    gone = await client.get("/api/v1/portal/meters/api_calls/query", headers=bearer(token))
+    assert gone.status_code == 401
+    assert gone.headers["content-type"] == "application/problem+json"
+
+
+async def test_portal_token_errors(client: httpx.AsyncClient) -> None:
     unknown_meter = await client.post(
         "/api/v1/portal/tokens",
         json={"subject": "cus_1", "allowedMeterSlugs": ["nope"]},
@@ -55,9 +79,16 @@ async def test_portal_routes_without_the_token_service_are_501(client: httpx.Asy
     )
     assert unknown_meter.status_code == 400
     assert unknown_meter.json()["field"] == "allowedMeterSlugs"
-    query = await client.get("/api/v1/portal/meters/api_calls/query", headers=bearer("tok"))
-    assert query.status_code == 501
-    assert query.headers["content-type"] == "application/problem+json"
+    empty = await client.post(
+        "/api/v1/portal/tokens", json={"subject": ""}, headers=bearer(API_KEY)
+    )
+    assert empty.status_code == 400
+    no_token = await client.get("/api/v1/portal/meters/api_calls/query")
+    assert no_token.status_code == 401
+    nothing = await client.post(
+        "/api/v1/portal/tokens/invalidate", json={}, headers=bearer(API_KEY)
+    )
+    assert nothing.status_code == 400
 
 
 async def test_portal_token_creation_needs_the_api_key(client: httpx.AsyncClient) -> None:

@@ -176,3 +176,19 @@ async def test_the_readme_snippet_with_the_blocking_client(base_url: str, store:
     events = await stored(store)
     assert sorted(e.value for e in events) == [120, 120, 1200]
     assert {e.customer_id for e in events} == {"sub_ABC123", "cus_1"}
+
+
+async def test_portal_token_through_the_sdk(sdk: Client, base_url: str) -> None:
+    token = await sdk.portal.portal_tokens.create(
+        {"subject": "cus_1", "allowedMeterSlugs": ["tokens_total"]}
+    )
+    assert token.subject == "cus_1"
+    assert token.allowed_meter_slugs == ["tokens_total"]
+    assert token.token
+    async with Client(endpoint=base_url, token="pt_not-a-token") as wrong:
+        with pytest.raises(ClientAuthenticationError):
+            await wrong.portal.portal_meters.query_json("tokens_total")
+    await sdk.portal.portal_tokens.invalidate({"subject": "cus_1"})
+    async with Client(endpoint=base_url, token=token.token) as revoked:
+        with pytest.raises(ClientAuthenticationError):
+            await revoked.portal.portal_meters.query_json("tokens_total")

@@ -30,6 +30,7 @@ from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
 from meterd.http.metrics import METRICS_PATH, IngestMetrics, metrics_routes
 from meterd.http.openmeter import openmeter_mount
+from meterd.http.openmeter.portal import MeterdPortalTokens
 from meterd.http.portal_tokens import portal_token_routes
 from meterd.http.usage_query import usage_query_routes
 from meterd.invoicing.bridge import stripe_bridge
@@ -127,7 +128,14 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *portal_token_routes(config, store),
         *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),
         *metrics_routes(metrics, store),
-        openmeter_mount(settings, config, store, keyring=keyring, loaded_ms=now_ms()),
+        openmeter_mount(
+            settings,
+            config,
+            store,
+            keyring=keyring,
+            loaded_ms=now_ms(),
+            portal_tokens=MeterdPortalTokens(store, config),
+        ),
     ]
     public = frozenset({METRICS_PATH}) if settings.metrics_public else frozenset()
     app = Starlette(

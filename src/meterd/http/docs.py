@@ -454,7 +454,6 @@ OPENMETER_OPERATIONS: tuple[Operation, ...] = (
         {
             200: ("The token, shown this once.", PortalTokenOut),
             400: ("Empty subject or unknown meter slug.", ProblemBody),
-            501: ("This build has no portal token service yet.", ProblemBody),
         },
         request=PortalTokenIn,
         error_media=PROBLEM,

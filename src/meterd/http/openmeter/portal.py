@@ -1,7 +1,7 @@
 """The consumer portal under /api/v1: token creation (API key) and its meter query (token).
 
-Thin skins over the portal token service (§11) and the usage query service (§7);
-without the token service these routes answer 501.
+Thin skins over the portal token service (§11, `MeterdPortalTokens`) and the usage
+query service (§7); without one of them its routes answer 501.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meterd.config.model import SystemConfig
-from meterd.errors import InvalidRequest, NotAvailable, NotFound, Unauthorized
+from meterd.errors import InvalidRequest, NotAvailable, NotFound, PortalLinkInvalid, Unauthorized
 from meterd.http.auth import presented_key
 from meterd.http.openmeter.query import answer_query
 from meterd.http.responses import JSONResponse
 from meterd.openmeter.meters import find_meter
 from meterd.openmeter.portal import (
     InvalidateIn,
+    IssuedToken,
     PortalGrant,
     PortalTokenIn,
     PortalTokens,
@@ -30,6 +31,7 @@ from meterd.openmeter.portal import (
     requested_meters,
 )
 from meterd.openmeter.query import QueryUsage
+from meterd.portal_tokens import hash_token, issue_portal_token, portal_grant
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
 
@@ -121,3 +123,55 @@ def _decode(body: bytes, kind: type[T]) -> T:
         return msgspec.json.decode(body, type=kind)
     except msgspec.DecodeError as error:
         raise InvalidRequest(f"invalid body: {error}") from None
+
+
+class MeterdPortalTokens:
+    """`PortalTokens` on meterd's portal tokens (meterd/portal_tokens.py, §11).
+
+    A token's OpenMeter `id` is its SHA-256 hash, which is how meterd stores it.
+    """
+
+    def __init__(self, store: Store, config: SystemConfig) -> None:
+        self._store = store
+        self._meters = tuple(config.events)
+
+    async def issue(
+        self, *, customer_id: str, meters: tuple[str, ...] | None, now_ms: int
+    ) -> IssuedToken:
+        issued = await issue_portal_token(
+            self._store,
+            customer_id=customer_id,
+            meters=meters,
+            ttl_ms=None,
+            known_meters=self._meters,
+            now_ms=now_ms,
+        )
+        record = issued.record
+        grant = PortalGrant(
+            token_id=record.token_hash,
+            customer_id=record.customer_id,
+            meters=record.meters,
+            created_ms=record.created_ms,
+            expires_ms=record.expires_ms,
+        )
+        return IssuedToken(issued.token, grant)
+
+    async def grant(self, token: str, *, now_ms: int) -> PortalGrant | None:
+        try:
+            found = await portal_grant(
+                self._store, token=token, known_meters=self._meters, now_ms=now_ms
+            )
+        except PortalLinkInvalid:
+            return None
+        return PortalGrant(
+            token_id=hash_token(token),
+            customer_id=found.customer_id,
+            meters=found.meters,
+            created_ms=now_ms,
+            expires_ms=found.expires_ms,
+        )
+
+    async def revoke(self, *, token_id: str | None, customer_id: str | None, now_ms: int) -> int:
+        return await self._store.revoke_portal_tokens(
+            now_ms=now_ms, token_hash=token_id, customer_id=customer_id
+        )
