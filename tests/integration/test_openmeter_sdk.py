@@ -32,7 +32,9 @@ def config() -> SystemConfig:
     return make_config(
         events={
             "api.calls": EventTypeConfig("sum"),
-            "llm.tokens": EventTypeConfig("sum", value_property="$.tokens", slug="tokens_total"),
+            "llm.tokens": EventTypeConfig(
+                "sum", group_by=("model",), value_property="$.tokens", slug="tokens_total"
+            ),
             "page.views": EventTypeConfig("count"),
             "storage.bytes": EventTypeConfig("max"),
             "seats": EventTypeConfig("last"),
@@ -132,6 +134,7 @@ async def test_list_and_get_meters(sdk: Client) -> None:
     assert tokens.event_type == "llm.tokens"
     assert tokens.aggregation == "SUM"
     assert tokens.value_property == "$.tokens"
+    assert tokens.group_by == {"model": "$.model"}
     assert isinstance(tokens.created_at, datetime.datetime)
     assert by_slug["page_views"].aggregation == "COUNT"
     assert by_slug["page_views"].value_property is None

@@ -44,9 +44,8 @@ def aggregation_of(op: str) -> str:
 
 
 def group_keys(meter: EventTypeConfig) -> tuple[str, ...]:
-    """The meter's groupBy keys (meters v2, §6); none before that config key exists."""
-    keys: tuple[str, ...] = tuple(getattr(meter, "group_by", None) or ())
-    return keys
+    """The meter's groupBy keys (§6): top-level keys of the event's metadata (`data`)."""
+    return meter.group_by
 
 
 def meter_out(event_type: str, meter: EventTypeConfig, *, loaded_ms: int) -> MeterOut:
