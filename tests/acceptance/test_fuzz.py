@@ -110,13 +110,7 @@ def running_meterd(workdir: Path) -> Iterator[DrainedMeterd]:
 # --- schemathesis: every operation of the served document -----------------------------
 
 OPERATION_LABELS = [f"{op.method.upper()} {op.path}" for op in OPERATIONS + OPENMETER_OPERATIONS]
-# These answer 501 until the usage query service (§7) is wired into /api/v1
-# (tests/integration/test_openmeter_query.py checks that 501).
-AWAITING_SERVICES = {
-    "GET /api/v1/meters/{idOrSlug}/query",
-    "GET /api/v1/portal/meters/{meterSlug}/query",
-}
-FUZZED_LABELS = [label for label in OPERATION_LABELS if label not in AWAITING_SERVICES]
+FUZZED_LABELS = OPERATION_LABELS
 # Path parameters that get past the "no such thing" answer, which generated ones rarely do.
 KNOWN_PATH_VALUES = {
     "eventType": "api.calls",

@@ -1,7 +1,6 @@
 """Meter and portal queries under /api/v1 over raw HTTP.
 
-Until the usage query service (§7) and the portal token service (§11) are wired in,
-these routes answer 501 problems; meter lookup, auth and parameters come first.
+On meterd's usage query (§7) and portal token (§11) services.
 """
 
 from __future__ import annotations
@@ -24,11 +23,31 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_meter_query_without_the_service_is_a_501_problem(client: httpx.AsyncClient) -> None:
-    response = await client.get("/api/v1/meters/api_calls/query", headers=bearer(API_KEY))
-    assert response.status_code == 501
-    assert response.headers["content-type"] == "application/problem+json"
-    assert "usage query service" in response.json()["detail"]
+async def test_meter_query_json_csv_and_refusals(client: httpx.AsyncClient) -> None:
+    native = {"customerId": "cus_1", "value": 2, "timestamp": "2025-01-15T10:00:00Z"}
+    assert (
+        await client.post("/usage/api.calls", json=native, headers=bearer(API_KEY))
+    ).status_code == 201
+    params = {"from": "2025-01-15T00:00:00Z", "to": "2025-01-16T00:00:00Z", "windowSize": "HOUR"}
+    url = "/api/v1/meters/api_calls/query"
+    answer = await client.get(url, params=params, headers=bearer(API_KEY))
+    assert answer.status_code == 200
+    assert answer.json()["windowSize"] == "HOUR"
+    assert [(r["windowStart"], r["value"]) for r in answer.json()["data"]] == [
+        ("2025-01-15T10:00:00.000Z", 2)
+    ]
+    csv = await client.get(url, params=params, headers={**bearer(API_KEY), "Accept": "text/csv"})
+    assert csv.headers["content-type"].startswith("text/csv")
+    assert csv.text.splitlines()[0] == "window_start,window_end,subject,value"
+    minute = await client.get(url, params={"windowSize": "MINUTE"}, headers=bearer(API_KEY))
+    assert minute.status_code == 400
+    assert minute.json()["field"] == "windowSize"
+    ne = await client.get(
+        url,
+        params={"advancedMeterGroupByFilters": '{"model": {"$ne": "x"}}'},
+        headers=bearer(API_KEY),
+    )
+    assert ne.status_code == 400  # api.calls has no groupBy keys
 
 
 async def test_meter_query_of_an_unknown_meter_is_404(client: httpx.AsyncClient) -> None:
@@ -54,9 +73,8 @@ async def test_portal_token_issue_use_and_invalidate(client: httpx.AsyncClient) 
     assert body["allowedMeterSlugs"] == ["api_calls"]
     assert body["expired"] is False
     token = body["token"]
-    # The token gets past auth (the query itself waits for the usage query service).
     allowed = await client.get("/api/v1/portal/meters/api_calls/query", headers=bearer(token))
-    assert allowed.status_code == 501
+    assert allowed.status_code == 200
     other = await client.get("/api/v1/portal/meters/storage_bytes/query", headers=bearer(token))
     assert other.status_code == 404
     # A portal token is not an API key.

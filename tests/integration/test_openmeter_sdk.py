@@ -195,3 +195,31 @@ async def test_portal_token_through_the_sdk(sdk: Client, base_url: str) -> None:
     async with Client(endpoint=base_url, token=token.token) as revoked:
         with pytest.raises(ClientAuthenticationError):
             await revoked.portal.portal_meters.query_json("tokens_total")
+
+
+async def test_query_windows_groups_and_filters_through_the_sdk(sdk: Client) -> None:
+    day = datetime.timedelta(days=1)
+    batch = [
+        event(id="q1", time=T0, data={"tokens": 10, "model": "gpt-4o"}),
+        event(id="q2", time=T0, data={"tokens": 5, "model": "o1"}),
+        event(id="q3", time=T0 + day, data={"tokens": 7, "model": "gpt-4o"}),
+        event(id="q4", subject="cus_2", time=T0, data={"tokens": 100, "model": "gpt-4o"}),
+    ]
+    await sdk.events.ingest_events(batch)
+    start = T0.replace(hour=0)
+    result = await sdk.meters.query_json(
+        "tokens_total",
+        from_parameter=start,
+        to=start + 3 * day,
+        window_size="DAY",
+        subject=["cus_1"],
+        group_by=["model"],
+        advanced_meter_group_by_filters={"model": {"$in": ["gpt-4o"]}},  # type: ignore[dict-item]
+    )
+    rows = [(row.window_start, row.subject, row.group_by, row.value) for row in result.data]
+    assert rows == [
+        (start, "cus_1", {"model": "gpt-4o"}, 10),
+        (start + day, "cus_1", {"model": "gpt-4o"}, 7),
+    ]
+    total = await sdk.meters.query_json("tokens_total", from_parameter=start, to=start + 3 * day)
+    assert [row.value for row in total.data] == [122]

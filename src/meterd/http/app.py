@@ -31,6 +31,7 @@ from meterd.http.meta import meta_routes
 from meterd.http.metrics import METRICS_PATH, IngestMetrics, metrics_routes
 from meterd.http.openmeter import openmeter_mount
 from meterd.http.openmeter.portal import MeterdPortalTokens
+from meterd.http.openmeter.query import meterd_query_usage
 from meterd.http.portal_tokens import portal_token_routes
 from meterd.http.usage_query import usage_query_routes
 from meterd.invoicing.bridge import stripe_bridge
@@ -134,6 +135,7 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
             store,
             keyring=keyring,
             loaded_ms=now_ms(),
+            query_usage=meterd_query_usage(store, config),
             portal_tokens=MeterdPortalTokens(store, config),
         ),
     ]

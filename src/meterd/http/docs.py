@@ -392,7 +392,6 @@ _QUERY_PARAMS = (
 _QUERY_ERRORS: dict[int, tuple[str, Any]] = {
     400: ("A parameter is invalid; `field` names it.", ProblemBody),
     404: ("No such meter.", ProblemBody),
-    501: ("This build has no usage query service yet.", ProblemBody),
 }
 
 OPENMETER_OPERATIONS: tuple[Operation, ...] = (
