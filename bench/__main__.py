@@ -9,6 +9,7 @@ run. Writes the figures, every run's value and the machine (with its core count)
   single    single-event ingest, 64 connections (wrk), next to the no-op GET /ping
   batch     1,000-event batches from client processes, next to a raw executemany;
             the server's peak RSS under that load
+  cloudevents  the same batches as CloudEvents to /api/v1/events, next to /usagebatch
   usage     live usage latency p50/p99 at --usage-events, next to raw-event scans
   close     closing --close-customers customer-periods (PeriodCloser)
   webhooks  webhook deliveries/s to a local receiver, next to bare HTTP
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from bench import (
     batch_ingest,
+    cloudevents_ingest,
     entitlements,
     meters_figures,
     period_close,
@@ -48,7 +50,16 @@ from bench.machine import load_average
 from bench.server import filesystem_of
 from meterd.settings import ServerSettings
 
-PARTS = ("single", "batch", "usage", "close", "webhooks", "meters", "entitlements")
+PARTS = (
+    "single",
+    "batch",
+    "cloudevents",
+    "usage",
+    "close",
+    "webhooks",
+    "meters",
+    "entitlements",
+)
 
 
 @dataclass(frozen=True)
@@ -199,6 +210,9 @@ def run_parts(plan: Plan, workdir: Path) -> tuple[list[Figure], list[str], dict[
             workdir, rounds=sizes.rounds, seconds=sizes.seconds, smoke=plan.mode == "smoke"
         ),
         "batch": lambda: batch_ingest.measure(
+            workdir, events=sizes.batch_events, rounds=sizes.rounds, processes=plan.batch_clients
+        ),
+        "cloudevents": lambda: cloudevents_ingest.measure(
             workdir, events=sizes.batch_events, rounds=sizes.rounds, processes=plan.batch_clients
         ),
         "usage": lambda: usage_figures.measure(

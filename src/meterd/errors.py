@@ -93,6 +93,14 @@ class PortalLinkInvalid(Unauthorized):
     """This portal link is not valid: it is unknown, expired or revoked."""
 
 
+class UnsupportedMediaType(MeterdError):
+    """The request body's Content-Type is not one this route accepts."""
+
+
+class NotAvailable(MeterdError):
+    """This build of meterd does not offer this yet."""
+
+
 # HTTP status per error class, the first match in this order wins. The API's JSON
 # (http/responses.py) and the HTML pages (html/errors.py) both answer with it.
 STATUS_CODES: dict[type[MeterdError], int] = {
@@ -103,7 +111,9 @@ STATUS_CODES: dict[type[MeterdError], int] = {
     IdConflict: 409,
     PayloadTooLarge: 413,
     BatchTooLarge: 413,
+    UnsupportedMediaType: 415,
     ValidationFailed: 422,
+    NotAvailable: 501,
     StorageUnavailable: 503,
     Overloaded: 503,
     SchemaTooNew: 503,

@@ -17,6 +17,7 @@ FIGURES = {
     "noop_ping",
     "batch_ingest",
     "batch_peak_rss",
+    "cloudevents_batch_ingest",
     "usage_p50_20000",
     "usage_p99_20000",
     "period_close",
@@ -36,6 +37,7 @@ FIGURES = {
 WITH_LIMIT = {
     "single_event_ingest",
     "batch_ingest",
+    "cloudevents_batch_ingest",
     "usage_p50_20000",
     "usage_p99_20000",
     "webhook_deliveries",

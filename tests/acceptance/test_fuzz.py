@@ -35,7 +35,7 @@ from schemathesis import GenerationMode, checks
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Err, Ok
 
-from meterd.http.docs import OPERATIONS
+from meterd.http.docs import OPENMETER_OPERATIONS, OPERATIONS
 from meterd.timeutil import now_ms
 from tests.acceptance.fuzz_support import (
     EVENT_TYPES,
@@ -109,12 +109,15 @@ def running_meterd(workdir: Path) -> Iterator[DrainedMeterd]:
 
 # --- schemathesis: every operation of the served document -----------------------------
 
-OPERATION_LABELS = [f"{op.method.upper()} {op.path}" for op in OPERATIONS]
+OPERATION_LABELS = [f"{op.method.upper()} {op.path}" for op in OPERATIONS + OPENMETER_OPERATIONS]
+FUZZED_LABELS = OPERATION_LABELS
 # Path parameters that get past the "no such thing" answer, which generated ones rarely do.
 KNOWN_PATH_VALUES = {
     "eventType": "api.calls",
     "customerId": "sub_ABC123",
     "id": "sub_ABC123_daily_20250115",
+    "idOrSlug": "api_calls",
+    "meterSlug": "api_calls",
 }
 SCHEMA_CHECKS = [
     checks.not_a_server_error,
@@ -163,7 +166,7 @@ def cases_for(operation: Operation) -> st.SearchStrategy[Case]:
     return st.one_of(strategies)
 
 
-@pytest.mark.parametrize("label", OPERATION_LABELS)
+@pytest.mark.parametrize("label", FUZZED_LABELS)
 def test_operation_answers_as_documented(served: SchemaServer, label: str) -> None:
     operation = served.schema.find_operation_by_label(label)
     assert operation is not None, f"{label} is not in the served /openapi.json"

@@ -584,7 +584,7 @@ CASES: list[tuple[str, dict[str, Any], str]] = [
         "event unknown key",
         document(events={"api.calls": {"op": "sum", "unit": "calls"}}),
         'events."api.calls".unit: unknown key '
-        "(expected one of op, groupBy, property, percentile, description)",
+        "(expected one of op, groupBy, property, percentile, description, valueProperty, slug)",
     ),
     (
         "event description not a string",

@@ -16,6 +16,7 @@ from meterd.config.invoicing import with_plans
 from meterd.config.jsontext import decode_json
 from meterd.config.meters import read_meters
 from meterd.config.model import SystemConfig
+from meterd.config.openmeter import with_api_keys
 from meterd.config.periods import declared_period_names, read_periods
 from meterd.config.portal import read_portal
 from meterd.config.problems import ConfigError, ConfigProblem, Problems
@@ -56,7 +57,7 @@ def parse_config(data: bytes, source: str) -> SystemConfig:
     get = document.get
     config = SystemConfig(
         periods=read_periods(get("periods"), problems),
-        events=read_meters(get("events"), problems),
+        events=with_api_keys(read_meters(get("events"), problems), get("events"), problems),
         webhooks=read_webhooks(get("webhooks"), declared_period_names(get("periods")), problems),
         timezone=timezone(get("timezone", "UTC"), ("timezone",), problems) or "UTC",
         grace_period_ms=duration_ms(get("gracePeriod", "0s"), ("gracePeriod",), problems) or 0,

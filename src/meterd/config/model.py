@@ -73,6 +73,10 @@ class EventTypeConfig(msgspec.Struct, frozen=True):
     group_by: tuple[str, ...] = ()
     property_key: str | None = None  # unique_count: the metadata key (config "property")
     percentile: float | None = None  # percentile: 0 < p <= 100
+    # OpenMeter-compatible API (config/openmeter.py): where a CloudEvent's data holds
+    # the value (None: "$.value", or nothing for count), and the meter's slug.
+    value_property: str | None = None
+    slug: str | None = None
 
     @property
     def reads_events(self) -> bool:

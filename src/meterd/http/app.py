@@ -32,6 +32,9 @@ from meterd.http.ingest import IngestRoutes
 from meterd.http.invoices import invoice_routes
 from meterd.http.meta import meta_routes
 from meterd.http.metrics import METRICS_PATH, IngestMetrics, metrics_routes
+from meterd.http.openmeter import openmeter_mount
+from meterd.http.openmeter.portal import MeterdPortalTokens
+from meterd.http.openmeter.query import meterd_query_usage
 from meterd.http.portal_tokens import portal_token_routes
 from meterd.http.usage_query import usage_query_routes
 from meterd.invoicing.bridge import stripe_bridge
@@ -40,6 +43,7 @@ from meterd.meters.prepare import prepare_in_background
 from meterd.metrics import Metrics
 from meterd.settings import ServerSettings
 from meterd.storage.base import Store
+from meterd.timeutil import now_ms
 from meterd.webhooks.delivery import DeliveryWorker
 
 log = logging.getLogger("meterd")
@@ -140,6 +144,15 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *portal_token_routes(config, store),
         *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),
         *metrics_routes(metrics, store),
+        openmeter_mount(
+            settings,
+            config,
+            store,
+            keyring=keyring,
+            loaded_ms=now_ms(),
+            query_usage=meterd_query_usage(store, config),
+            portal_tokens=MeterdPortalTokens(store, config),
+        ),
     ]
     public = frozenset({METRICS_PATH}) if settings.metrics_public else frozenset()
     app = Starlette(

@@ -13,6 +13,8 @@ PUBLIC_PATHS = frozenset({"/", "/ping", "/health", "/openapi.json", "/docs", "/c
 PUBLIC_PREFIXES = ("/docs/", "/console/", "/portal/", "/static/")
 # Issuing and revoking portal tokens is an API call: it needs an API key.
 PORTAL_TOKEN_PATHS = frozenset({"/portal/tokens", "/portal/tokens/revoke"})
+# Surfaces mounted with their own authentication (and their own error format).
+OWN_AUTH_PREFIXES = ("/api/v1/",)
 
 
 class ApiKeyMiddleware:
@@ -26,7 +28,7 @@ class ApiKeyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"] if scope["type"] == "http" else None
         if path is not None and not self._is_public(path):
-            key = _presented_key(scope)
+            key = presented_key(scope)
             try:
                 accepted = key is not None and await self.keyring.accepts(key)
             except StorageUnavailable as error:
@@ -42,15 +44,11 @@ class ApiKeyMiddleware:
     def _is_public(self, path: str) -> bool:
         if path in PORTAL_TOKEN_PATHS:
             return False
-        return path in self.public_paths or path.startswith(PUBLIC_PREFIXES)
+        return path in self.public_paths or path.startswith(PUBLIC_PREFIXES + OWN_AUTH_PREFIXES)
 
 
 def presented_key(scope: Scope) -> str | None:
     """The API key a request carries, if any."""
-    return _presented_key(scope)
-
-
-def _presented_key(scope: Scope) -> str | None:
     headers: list[tuple[bytes, bytes]] = scope["headers"]
     for name, value in headers:
         if name == b"x-apikey":

@@ -25,6 +25,10 @@ from meterd.http.responses import JSONResponse
 from meterd.ingest import BatchEventIn, UsageIn, ValidationProblem
 from meterd.invoices import InvoiceOut
 from meterd.meters.query import QueryResult
+from meterd.openmeter.cloudevents import BATCH, JSON, SINGLE, CloudEventIn
+from meterd.openmeter.meters import MeterOut
+from meterd.openmeter.portal import InvalidateIn, PortalTokenIn, PortalTokenOut
+from meterd.openmeter.query import MeterQueryResult
 from meterd.preview import PreviewOut
 from meterd.usage import UsageOut
 
@@ -42,6 +46,16 @@ class IdConflictBody(msgspec.Struct):
     error: str
     id: str
     field: str
+
+
+class ProblemBody(msgspec.Struct, kw_only=True):
+    """RFC 9457 problem details; an error's details come as more members (`field`, ...)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
 
 
 class BatchTooLargeBody(msgspec.Struct, rename="camel"):
@@ -85,6 +99,11 @@ class Operation(NamedTuple):
     params: tuple[Param, ...] = ()
     public: bool = False
     paged: bool = False
+    # The OpenMeter-compatible surface: its own request types, Bearer auth, problem details.
+    request_media: tuple[str, ...] = ("application/json",)
+    error_media: str = "application/json"
+    security: tuple[str, ...] = ()  # scheme names; () means the document's default
+    csv: bool = False  # the 200 answer also comes as text/csv (Accept: text/csv)
 
 
 _STRING = {"type": "string"}
@@ -427,7 +446,132 @@ OPERATIONS: tuple[Operation, ...] = (
 )
 
 
-def openapi_document(operations: tuple[Operation, ...] = OPERATIONS) -> dict[str, Any]:
+# --- the OpenMeter-compatible API (/api/v1, DESIGN §12) ----------------------------
+
+PROBLEM = "application/problem+json"
+_PROBLEM_AUTH_ERRORS: dict[int, tuple[str, Any]] = {401: ("No valid Bearer token.", ProblemBody)}
+BEARER = ("bearer",)
+_SLUG = Param("idOrSlug", "path", "The meter's slug or id (its event type).", _STRING, True)
+_QUERY_PARAMS = (
+    Param("from", "query", "Start, inclusive (RFC 3339); default: the first event.", _STRING),
+    Param("to", "query", "End, exclusive (RFC 3339); default: now.", _STRING),
+    Param(
+        "windowSize",
+        "query",
+        "MINUTE, HOUR, DAY or MONTH; absent: one total.",
+        {"type": "string", "enum": ["MINUTE", "HOUR", "DAY", "MONTH"]},
+    ),
+    Param("windowTimeZone", "query", "IANA time zone of the windows (default UTC).", _STRING),
+    Param(
+        "groupBy",
+        "query",
+        "Repeatable: `subject` or one of the meter's groupBy keys.",
+        {"type": "array", "items": _STRING},
+    ),
+    Param(
+        "advancedMeterGroupByFilters",
+        "query",
+        "JSON text: per groupBy key a filter of $eq $ne $in $nin $and $or,"
+        ' e.g. {"model": {"$in": ["gpt-4o"]}}.',
+        _STRING,
+    ),
+    Param("filterGroupBy[key]", "query", "Deprecated exact match on a groupBy key.", _STRING),
+)
+_QUERY_ERRORS: dict[int, tuple[str, Any]] = {
+    400: ("A parameter is invalid; `field` names it.", ProblemBody),
+    404: ("No such meter.", ProblemBody),
+}
+
+OPENMETER_OPERATIONS: tuple[Operation, ...] = (
+    Operation(
+        "post",
+        "/api/v1/events",
+        "Ingest CloudEvents (one, or a batch, all or nothing)",
+        {
+            204: ("All committed (a repeated source + id is stored once).", None),
+            400: ("An invalid event or body; nothing stored.", ProblemBody),
+            413: ("More events than maxBatchSize, or body too large.", ProblemBody),
+            415: ("Not a CloudEvents or JSON content type.", ProblemBody),
+            503: ("Database unavailable; nothing stored, retry.", ProblemBody),
+        },
+        request=CloudEventIn | list[CloudEventIn],
+        request_media=(SINGLE, BATCH, JSON),
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+    Operation(
+        "get",
+        "/api/v1/meters",
+        "The configured meters in OpenMeter's Meter shape",
+        {200: ("Every meter.", list[MeterOut]), 400: ("Bad page.", ProblemBody)},
+        params=(
+            Param("page", "query", "Page number, from 1.", {"type": "integer"}),
+            Param("pageSize", "query", "Meters per page.", {"type": "integer"}),
+        ),
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+    Operation(
+        "get",
+        "/api/v1/meters/{idOrSlug}",
+        "One meter",
+        {200: ("The meter.", MeterOut), 404: ("No such meter.", ProblemBody)},
+        params=(_SLUG,),
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+    Operation(
+        "get",
+        "/api/v1/meters/{idOrSlug}/query",
+        "Query a meter's usage in windows (JSON, or CSV with Accept: text/csv)",
+        {200: ("The rows.", MeterQueryResult), **_QUERY_ERRORS},
+        params=(
+            _SLUG,
+            *_QUERY_PARAMS,
+            Param("subject", "query", "Repeatable: only these customers.", _STRING),
+        ),
+        csv=True,
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+    Operation(
+        "post",
+        "/api/v1/portal/tokens",
+        "Create a consumer portal token for one subject (200, as OpenMeter answers)",
+        {
+            200: ("The token, shown this once.", PortalTokenOut),
+            400: ("Empty subject or unknown meter slug.", ProblemBody),
+        },
+        request=PortalTokenIn,
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+    Operation(
+        "post",
+        "/api/v1/portal/tokens/invalidate",
+        "Invalidate a portal token by id, or every token of a subject",
+        {204: ("Invalidated.", None), 400: ("Neither id nor subject.", ProblemBody)},
+        request=InvalidateIn,
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+    Operation(
+        "get",
+        "/api/v1/portal/meters/{meterSlug}/query",
+        "Query a meter as the portal token's subject (Bearer: the portal token)",
+        {200: ("The rows.", MeterQueryResult), **_QUERY_ERRORS},
+        params=(Param("meterSlug", "path", "An allowed meter's slug.", _STRING, True),)
+        + _QUERY_PARAMS,
+        csv=True,
+        error_media=PROBLEM,
+        security=BEARER,
+    ),
+)
+
+
+def openapi_document(
+    operations: tuple[Operation, ...] = OPERATIONS + OPENMETER_OPERATIONS,
+) -> dict[str, Any]:
     types = [t for op in operations for t in _types_of(op)]
     schemas, components = msgspec.json.schema_components(
         types, ref_template="#/components/schemas/{name}"
@@ -453,11 +597,14 @@ def openapi_document(operations: tuple[Operation, ...] = OPERATIONS) -> dict[str
 
 def _types_of(op: Operation) -> list[Any]:
     request = [op.request] if op.request is not None else []
-    return request + [body for _, body in {**op.responses, **_extra(op)}.values()]
+    bodies = [body for _, body in {**op.responses, **_extra(op)}.values() if body is not None]
+    return request + bodies
 
 
 def _extra(op: Operation) -> dict[int, tuple[str, Any]]:
-    return {} if op.public else _AUTH_ERRORS
+    if op.public:
+        return {}
+    return _PROBLEM_AUTH_ERRORS if op.error_media == PROBLEM else _AUTH_ERRORS
 
 
 def _operation(op: Operation, schema_of: Any) -> dict[str, Any]:
@@ -474,16 +621,19 @@ def _operation(op: Operation, schema_of: Any) -> dict[str, Any]:
             for p in op.params
         ]
     if op.request is not None:
+        schema = next(schema_of)
         result["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": next(schema_of)}},
+            "content": {media: {"schema": schema} for media in op.request_media},
         }
     result["responses"] = {}
-    for status, (description, _) in {**op.responses, **_extra(op)}.items():
-        response: dict[str, Any] = {
-            "description": description,
-            "content": {"application/json": {"schema": next(schema_of)}},
-        }
+    for status, (description, body) in {**op.responses, **_extra(op)}.items():
+        response: dict[str, Any] = {"description": description}
+        if body is not None:
+            media = "application/json" if status < 400 else op.error_media
+            response["content"] = {media: {"schema": next(schema_of)}}
+            if op.csv and status == 200:
+                response["content"]["text/csv"] = {"schema": {"type": "string"}}
         if op.paged and status == 200:
             response["headers"] = {
                 NEXT_CURSOR_HEADER: {
@@ -494,6 +644,8 @@ def _operation(op: Operation, schema_of: Any) -> dict[str, Any]:
         result["responses"][str(status)] = response
     if op.public:
         result["security"] = []
+    elif op.security:
+        result["security"] = [{scheme: []} for scheme in op.security]
     return result
 
 

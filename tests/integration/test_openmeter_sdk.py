@@ -1,0 +1,225 @@
+"""OpenMeter's own Python SDK against meterd: ingest and meters, unchanged client code.
+
+The app runs in uvicorn on 127.0.0.1 in the test's event loop (the SDK speaks real
+HTTP through aiohttp), on a real database, both backends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
+from openmeter import Client as SyncClient
+from openmeter.aio import Client
+from openmeter.models import Event
+from starlette.applications import Starlette
+
+from meterd.config.model import EventTypeConfig, SystemConfig
+from meterd.storage.base import EventQuery, Store
+from tests.conftest import API_KEY, make_config
+
+T0 = datetime.datetime(2025, 1, 15, 10, 0, tzinfo=datetime.UTC)
+
+
+@pytest.fixture
+def config() -> SystemConfig:
+    return make_config(
+        events={
+            "api.calls": EventTypeConfig("sum"),
+            "llm.tokens": EventTypeConfig(
+                "sum", group_by=("model",), value_property="$.tokens", slug="tokens_total"
+            ),
+            "page.views": EventTypeConfig("count"),
+            "storage.bytes": EventTypeConfig("max"),
+            "seats": EventTypeConfig("last"),
+        }
+    )
+
+
+@pytest.fixture
+async def base_url(app: Starlette) -> AsyncIterator[str]:
+    """The app (its lifespan already running) served over HTTP on a free local port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture
+async def sdk(base_url: str) -> AsyncIterator[Client]:
+    client = Client(endpoint=base_url, token=API_KEY)
+    async with client:
+        yield client
+
+
+def event(**fields: Any) -> Event:
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": "evt-1",
+        "source": "sdk-test",
+        "type": "llm.tokens",
+        "subject": "cus_1",
+        "time": T0,
+        "data": {"tokens": 120, "model": "gpt-4o"},
+    }
+    body.update(fields)
+    return Event(body)
+
+
+async def stored(store: Store) -> list[Any]:
+    return await store.list_events(EventQuery(limit=1000))
+
+
+async def test_ingest_one_event(sdk: Client, store: Store) -> None:
+    # The SDK raises unless the answer is 204.
+    await sdk.events.ingest_event(event())
+    [stored_event] = await stored(store)
+    assert stored_event.event_type == "llm.tokens"
+    assert stored_event.customer_id == "cus_1"
+    assert stored_event.value == 120
+    assert stored_event.ts_ms == int(T0.timestamp() * 1000)
+
+
+async def test_ingest_a_batch_and_retry_it(sdk: Client, store: Store) -> None:
+    batch = [event(id=f"evt-{i}", data={"tokens": i, "model": "m"}) for i in range(50)]
+    await sdk.events.ingest_events(batch)
+    await sdk.events.ingest_events(batch)
+    events = await stored(store)
+    assert len(events) == 50
+    assert sum(e.value for e in events) == sum(range(50))
+
+
+async def test_ingest_json_one_or_many(sdk: Client, store: Store) -> None:
+    await sdk.events.ingest_events_json(event(id="one"))
+    await sdk.events.ingest_events_json([event(id="two"), event(id="three")])
+    assert len(await stored(store)) == 3
+
+
+async def test_an_invalid_event_raises_with_the_problem(sdk: Client, store: Store) -> None:
+    with pytest.raises(HttpResponseError) as raised:
+        await sdk.events.ingest_event(event(type="unknown.type"))
+    assert raised.value.status_code == 400
+    assert raised.value.model is not None
+    assert "type: 'unknown.type' is not a configured" in raised.value.model["detail"]
+    assert await stored(store) == []
+
+
+async def test_a_wrong_key_is_an_authentication_error(base_url: str, store: Store) -> None:
+    async with Client(endpoint=base_url, token="not-a-key") as wrong:
+        with pytest.raises(ClientAuthenticationError):
+            await wrong.events.ingest_event(event())
+    assert await stored(store) == []
+
+
+async def test_list_and_get_meters(sdk: Client) -> None:
+    meters = await sdk.meters.list()
+    by_slug = {meter.slug: meter for meter in meters}
+    assert set(by_slug) == {"api_calls", "tokens_total", "page_views", "storage_bytes", "seats"}
+    tokens = by_slug["tokens_total"]
+    assert tokens.event_type == "llm.tokens"
+    assert tokens.aggregation == "SUM"
+    assert tokens.value_property == "$.tokens"
+    assert tokens.group_by == {"model": "$.model"}
+    assert isinstance(tokens.created_at, datetime.datetime)
+    assert by_slug["page_views"].aggregation == "COUNT"
+    assert by_slug["page_views"].value_property is None
+    assert by_slug["seats"].aggregation == "LATEST"
+    assert by_slug["api_calls"].value_property == "$.value"
+    for id_or_slug in ("tokens_total", "llm.tokens"):
+        meter = await sdk.meters.get(id_or_slug)
+        assert meter.id == "llm.tokens"
+        assert meter.slug == "tokens_total"
+
+
+async def test_an_unknown_meter_is_not_found(sdk: Client) -> None:
+    with pytest.raises(HttpResponseError) as raised:
+        await sdk.meters.get("no_such_meter")
+    assert raised.value.status_code == 404
+
+
+async def test_the_readme_snippet_with_the_blocking_client(base_url: str, store: Store) -> None:
+    def readme_snippet() -> list[tuple[str, str, str, str | None]]:
+        client = SyncClient(endpoint=base_url, token=API_KEY)
+        client.events.ingest_event(
+            Event(
+                {
+                    "specversion": "1.0",
+                    "id": "5c10fade-1c9e-4d6c-8275-c52c36731d3c",
+                    "source": "my-app",
+                    "type": "llm.tokens",
+                    "subject": "sub_ABC123",
+                    "time": datetime.datetime.now(datetime.UTC),
+                    "data": {"tokens": 1200, "model": "gpt-4o"},
+                }
+            )
+        )
+        client.events.ingest_events([event(id="b1"), event(id="b2")])
+        return [
+            (meter.slug, meter.event_type, meter.aggregation, meter.value_property)
+            for meter in client.meters.list()
+        ]
+
+    meters = await asyncio.to_thread(readme_snippet)
+    assert ("tokens_total", "llm.tokens", "SUM", "$.tokens") in meters
+    events = await stored(store)
+    assert sorted(e.value for e in events) == [120, 120, 1200]
+    assert {e.customer_id for e in events} == {"sub_ABC123", "cus_1"}
+
+
+async def test_portal_token_through_the_sdk(sdk: Client, base_url: str) -> None:
+    token = await sdk.portal.portal_tokens.create(
+        {"subject": "cus_1", "allowedMeterSlugs": ["tokens_total"]}
+    )
+    assert token.subject == "cus_1"
+    assert token.allowed_meter_slugs == ["tokens_total"]
+    assert token.token
+    async with Client(endpoint=base_url, token="pt_not-a-token") as wrong:
+        with pytest.raises(ClientAuthenticationError):
+            await wrong.portal.portal_meters.query_json("tokens_total")
+    await sdk.portal.portal_tokens.invalidate({"subject": "cus_1"})
+    async with Client(endpoint=base_url, token=token.token) as revoked:
+        with pytest.raises(ClientAuthenticationError):
+            await revoked.portal.portal_meters.query_json("tokens_total")
+
+
+async def test_query_windows_groups_and_filters_through_the_sdk(sdk: Client) -> None:
+    day = datetime.timedelta(days=1)
+    batch = [
+        event(id="q1", time=T0, data={"tokens": 10, "model": "gpt-4o"}),
+        event(id="q2", time=T0, data={"tokens": 5, "model": "o1"}),
+        event(id="q3", time=T0 + day, data={"tokens": 7, "model": "gpt-4o"}),
+        event(id="q4", subject="cus_2", time=T0, data={"tokens": 100, "model": "gpt-4o"}),
+    ]
+    await sdk.events.ingest_events(batch)
+    start = T0.replace(hour=0)
+    result = await sdk.meters.query_json(
+        "tokens_total",
+        from_parameter=start,
+        to=start + 3 * day,
+        window_size="DAY",
+        subject=["cus_1"],
+        group_by=["model"],
+        advanced_meter_group_by_filters={"model": {"$in": ["gpt-4o"]}},  # type: ignore[dict-item]
+    )
+    rows = [(row.window_start, row.subject, row.group_by, row.value) for row in result.data]
+    assert rows == [
+        (start, "cus_1", {"model": "gpt-4o"}, 10),
+        (start + day, "cus_1", {"model": "gpt-4o"}, 7),
+    ]
+    total = await sdk.meters.query_json("tokens_total", from_parameter=start, to=start + 3 * day)
+    assert [row.value for row in total.data] == [122]
