@@ -118,6 +118,22 @@ async def test_sums_are_exact(client: httpx.AsyncClient) -> None:
     assert found["c_monthly_202501"]["events"]["t.sum"] == big
 
 
+async def test_a_fractional_sum_that_rounds_to_a_whole_float_stays_a_float(
+    client: httpx.AsyncClient,
+) -> None:
+    # 2**54 + 0.5 is not a whole number, but its nearest double is: the record must still
+    # say a float (PostgreSQL's jsonb once turned 1.801439851053056e16 into an integer).
+    await post(
+        client,
+        [event("f", 2.0**54, "2025-01-10T00:00:00Z"), event("f", 0.5, "2025-01-10T00:00:00Z")],
+    )
+    await trigger(client)
+    response = await client.get("/aggregations", params={"customerId": "f", "period": "monthly"})
+    [record] = response.json()
+    total = record["events"]["t.sum"]
+    assert type(total) is float and total == 2.0**54
+
+
 @pytest.mark.parametrize(
     ("at", "period", "key"),
     [

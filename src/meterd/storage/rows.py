@@ -14,7 +14,7 @@ from meterd.limits import UsageAlert
 from meterd.rollup import Partial
 from meterd.storage.base import AttemptOutcome, CustomerRecord, DeliveryRecord, PlanAssignment
 
-_totals_encoder = msgspec.json.Encoder()
+_totals_encoder = msgspec.json.Encoder(decimal_format="number")
 _totals_decoder = msgspec.json.Decoder(Totals)
 
 
@@ -49,7 +49,20 @@ SELECT_DELIVERIES = (
 
 
 def encode_totals(totals: Totals) -> str:
-    return _totals_encoder.encode(totals).decode()
+    """Totals as JSON text. A float that holds a whole number is written with its ".0"
+    (1.801439851053056e16 as 18014398510530560.0), so a database that parses the JSON,
+    as PostgreSQL's jsonb does, still gives back a float and not an integer."""
+    return _totals_encoder.encode(_floats_kept(msgspec.to_builtins(totals))).decode()
+
+
+def _floats_kept(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(f"{int(value)}.0") if value.is_integer() else value
+    if isinstance(value, dict):
+        return {key: _floats_kept(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_floats_kept(item) for item in value]
+    return value
 
 
 def decode_totals(text: str) -> Totals:
