@@ -205,3 +205,48 @@ async def test_a_changed_meter_applies_to_open_periods_at_the_next_start(
     assert unique["events"] == {"m": 3}
     assert (await usage_with(EventTypeConfig("percentile", percentile=50)))["events"] == {"m": 2}
     assert (await usage_with(EventTypeConfig("percentile", percentile=51)))["events"] == {"m": 3}
+
+
+async def test_a_voided_event_leaves_every_meter_value(client: httpx.AsyncClient) -> None:
+    # Meters that read raw events (groups, distinct counts, percentiles, levels) must skip
+    # voided events as the rollups do (DESIGN §8: every total counts active events only).
+    day = "2025-03-10T"
+    kept = [
+        ev("llm.tokens", 100, day + "01:00:00Z", model="gpt-4o"),
+        ev("active.users", 1, day + "01:00:00Z", userId="u1"),
+        ev("latency.ms", 1, day + "01:00:00Z"),
+        ev("latency.ms", 2, day + "02:00:00Z"),
+        ev("seats", 10, day + "00:00:00Z"),
+    ]
+    wrong = [
+        ev("llm.tokens", 900, day + "02:00:00Z", model="o1"),
+        ev("active.users", 1, day + "02:00:00Z", userId="u2"),
+        ev("latency.ms", 50, day + "03:00:00Z"),
+        ev("latency.ms", 60, day + "04:00:00Z"),
+        ev("seats", 30, day + "12:00:00Z"),
+    ]
+    for index, event in enumerate(wrong):
+        event["id"] = f"wrong-{index}"
+    await post(client, kept + wrong)
+    params = {"period": "daily", "at": day + "12:00:00Z"}
+    before = (await client.get("/customers/c1/usage", params=params)).json()
+    assert before["events"] == {
+        "llm.tokens": 1000,
+        "active.users": 2,
+        "latency.ms": 2,
+        "seats": 20,
+    }
+    for index in range(len(wrong)):
+        voided = await client.post(f"/events/wrong-{index}/void", json={"reason": "test data"})
+        assert voided.status_code == 200, voided.text
+    after = (await client.get("/customers/c1/usage", params=params)).json()
+    assert after["events"] == {"llm.tokens": 100, "active.users": 1, "latency.ms": 1, "seats": 10}
+    assert after["groups"] == {
+        "llm.tokens": [
+            {"dimensions": {"model": "gpt-4o", "direction": None}, "value": 100, "count": 1}
+        ]
+    }
+    assert (await client.post("/aggregations/trigger")).status_code == 202
+    listing = await client.get("/aggregations", params={"limit": "1000"})
+    record = {r["_id"]: r for r in listing.json()}["c1_daily_20250310"]
+    assert record["events"] == after["events"]

@@ -167,7 +167,8 @@ SELECT count(*), min(created_at) FROM deliveries WHERE status = 'pending';
 -- (/*customers*/ becomes "AND customer_id = ANY(...)").
 SELECT customer_id, (extract(epoch FROM ts) * 1000)::bigint, seq, value, metadata::text
 FROM events
-WHERE event_type = %(event_type)s
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s
   AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
   AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond' /*customers*/;
 
@@ -177,7 +178,8 @@ WHERE event_type = %(event_type)s
 SELECT DISTINCT ON (customer_id /*groups*/)
        customer_id, (extract(epoch FROM ts) * 1000)::bigint, seq, value, metadata::text
 FROM events
-WHERE event_type = %(event_type)s
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s
   AND ts < timestamptz 'epoch' + %(before_ms)s * interval '1 millisecond' /*customers*/
 ORDER BY customer_id /*groups*/, ts DESC, seq DESC;
 
@@ -192,14 +194,16 @@ WHERE event_type = %(event_type)s AND bucket >= %(from_ms)s AND bucket < %(to_ms
 -- name: meter_count
 -- One customer's events of one meter in [from, to) (the meter's partial index covers it).
 SELECT count(*) FROM events
-WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s AND customer_id = %(customer)s
   AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
   AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond';
 
 -- name: meter_nth_value
 -- The value at 0-based rank :offset, smallest first: a nearest-rank percentile.
 SELECT value FROM events
-WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s AND customer_id = %(customer)s
   AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
   AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'
 ORDER BY value LIMIT 1 OFFSET %(offset)s;
@@ -213,7 +217,8 @@ SELECT count(*), count(DISTINCT CASE jsonb_typeof(metadata -> %(key)s)
     WHEN 'boolean' THEN metadata ->> %(key)s
 END)
 FROM events
-WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s AND customer_id = %(customer)s
   AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
   AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond';
 
@@ -225,13 +230,15 @@ WITH bounds AS (
            timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond' AS hi
 ), before AS (
     SELECT value FROM events, bounds
-    WHERE event_type = %(event_type)s AND customer_id = %(customer)s AND ts < bounds.lo
+    WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+      AND event_type = %(event_type)s AND customer_id = %(customer)s AND ts < bounds.lo
     ORDER BY ts DESC, seq DESC LIMIT 1
 ), levels AS (
     SELECT %(from_ms)s::bigint AS ts, -1::bigint AS seq, value FROM before
     UNION ALL
     SELECT (extract(epoch FROM ts) * 1000)::bigint, seq, value FROM events, bounds
-    WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+    WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+      AND event_type = %(event_type)s AND customer_id = %(customer)s
       AND ts >= bounds.lo AND ts < bounds.hi
 )
 SELECT coalesce(sum(value * (next_ts - ts)), 0), count(*),
@@ -255,7 +262,8 @@ GROUP BY w.place /*customer*/;
 SELECT width_bucket(ts, %(starts)s::timestamptz[]) AS place /*customer*/ /*groups*/,
        count(*), sum(value), min(value), max(value)
 FROM events
-WHERE event_type = %(event_type)s
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s
   AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
   AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond'
   /*customers*/ /*filters*/

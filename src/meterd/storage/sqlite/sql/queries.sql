@@ -192,7 +192,8 @@ SELECT count(*), min(created_at) FROM deliveries WHERE status = 'pending';
 -- One event type's raw events in [from, to), optionally of some customers only
 -- (/*customers*/ becomes "AND customer_id IN (...)").
 SELECT customer_id, ts, seq, value, metadata FROM events
-WHERE event_type = :event_type AND ts >= :from_ms AND ts < :to_ms /*customers*/;
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = :event_type AND ts >= :from_ms AND ts < :to_ms /*customers*/;
 
 -- name: levels_before
 -- The last event before :before_ms of each customer and each distinct value of the
@@ -202,7 +203,8 @@ SELECT customer_id, ts, seq, value, metadata FROM (
            row_number() OVER (PARTITION BY customer_id /*groups*/ ORDER BY ts DESC, seq DESC)
                AS place
     FROM events
-    WHERE event_type = :event_type AND ts < :before_ms /*customers*/
+    WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+      AND event_type = :event_type AND ts < :before_ms /*customers*/
 )
 WHERE place = 1;
 
@@ -217,12 +219,14 @@ WHERE event_type = :event_type AND bucket >= :from_ms AND bucket < :to_ms /*cust
 -- name: meter_count
 -- One customer's events of one meter in [from, to) (the meter's partial index covers it).
 SELECT count(*) FROM events
-WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
 
 -- name: meter_nth_value
 -- The value at 0-based rank :offset, smallest first: a nearest-rank percentile.
 SELECT value FROM events
-WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms
 ORDER BY value LIMIT 1 OFFSET :offset;
 
 -- name: meter_distinct
@@ -239,7 +243,8 @@ SELECT count(*), count(DISTINCT CASE json_type(metadata, :path)
     WHEN 'false' THEN 'false'
 END)
 FROM events
-WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
 
 -- name: meter_level_area
 -- The integral of one customer's level over [from, to): each level holds until the next
@@ -248,13 +253,15 @@ WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AN
 -- caller then integrates exactly in Python instead).
 WITH before AS (
     SELECT value FROM events
-    WHERE event_type = :event_type AND customer_id = :customer AND ts < :from_ms
+    WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+      AND event_type = :event_type AND customer_id = :customer AND ts < :from_ms
     ORDER BY ts DESC, seq DESC LIMIT 1
 ), levels AS (
     SELECT :from_ms AS ts, -1 AS seq, value FROM before
     UNION ALL
     SELECT ts, seq, value FROM events
-    WHERE event_type = :event_type AND customer_id = :customer
+    WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+      AND event_type = :event_type AND customer_id = :customer
       AND ts >= :from_ms AND ts < :to_ms
 )
 SELECT total(value * (next_ts - ts)), sum(value * (next_ts - ts)), count(*),
@@ -286,5 +293,6 @@ SELECT /*place*/ AS place /*customer*/ /*groups*/, count(*),
        group_concat(iif(typeof(value) = 'integer', NULL, printf('%!.17g', value)), ' '),
        min(value), max(value)
 FROM events INDEXED BY /*index*/
-WHERE event_type = :event_type AND ts >= :from_ms AND ts < :to_ms /*customers*/ /*filters*/
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = :event_type AND ts >= :from_ms AND ts < :to_ms /*customers*/ /*filters*/
 GROUP BY place /*customer*/ /*groups*/;
