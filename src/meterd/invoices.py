@@ -18,7 +18,7 @@ from meterd.aggregation import Totals
 from meterd.config.model import SystemConfig, WebhookConfig
 from meterd.config.plans import Plan
 from meterd.periods import PeriodBounds
-from meterd.pricing import InvoiceLine, PricedInvoice, price_plan, to_minor_units
+from meterd.pricing import GroupUsage, InvoiceLine, PricedInvoice, price_plan, to_minor_units
 from meterd.timeutil import format_ms
 
 InvoiceStatus = Literal["draft", "sent", "failed"]
@@ -137,6 +137,16 @@ def usage_of(totals: Totals | None) -> dict[str, int | float]:
     return {} if totals is None else dict(totals.events)
 
 
+def groups_of(totals: Totals | None) -> dict[str, list[GroupUsage]]:
+    """Per-group quantities of meters with `groupBy`, for charges with `byGroup` prices."""
+    if totals is None:
+        return {}
+    return {
+        meter: [GroupUsage(dimensions=dict(g.dimensions), quantity=g.value) for g in groups]
+        for meter, groups in totals.groups.items()
+    }
+
+
 class PeriodInvoicing(msgspec.Struct, frozen=True):
     """What a close needs to invoice: the plans, the webhooks and the payment provider."""
 
@@ -166,7 +176,9 @@ class PeriodInvoicing(msgspec.Struct, frozen=True):
             if plan is None or plan.period != period:
                 continue
             customer_totals = totals.get(customer_id)
-            priced = price_plan(plan, usage=usage_of(customer_totals))
+            priced = price_plan(
+                plan, usage=usage_of(customer_totals), groups=groups_of(customer_totals)
+            )
             if customer_totals is None and not priced.total:
                 continue
             drafts.append(
@@ -246,7 +258,7 @@ def adjustment_invoice(
     """
     if not previous:
         return None
-    priced = price_plan(plan, usage=usage_of(totals))
+    priced = price_plan(plan, usage=usage_of(totals), groups=groups_of(totals))
     invoiced = sum((invoice.total for invoice in previous), Decimal(0))
     difference = priced.total - invoiced
     if not difference:

@@ -7,11 +7,12 @@ from decimal import Decimal
 
 import msgspec
 
-from meterd.aggregation import totals_of
+from meterd.aggregation import meters_for
 from meterd.config.model import Op, SystemConfig
 from meterd.customers import plan_in_force
 from meterd.errors import NotFound
-from meterd.invoices import usage_of
+from meterd.invoices import groups_of, usage_of
+from meterd.meters.usage import customer_totals
 from meterd.periods import PeriodCalendar
 from meterd.pricing import InvoiceLine, price_plan, to_minor_units
 from meterd.storage.base import Store
@@ -53,9 +54,11 @@ async def invoice_preview(
     if plan is None:
         raise NotFound(f"customer {customer_id!r} has no plan: it is metered, not invoiced")
     bounds = calendars[plan.period].bounds_at(now_ms)
-    totals = totals_of(await store.customer_partials(customer_id, bounds), ops)
+    totals = await customer_totals(
+        store, customer_id=customer_id, bounds=bounds, ops=ops, meters=meters_for(config)
+    )
     usage = usage_of(totals)
-    priced = price_plan(plan, usage=usage)
+    priced = price_plan(plan, usage=usage, groups=groups_of(totals))
     return PreviewOut(
         customer_id=customer_id,
         plan=plan.name,
