@@ -18,7 +18,8 @@ class KeyRing:
 
     def __init__(self, store: Store, plain_keys: tuple[str, ...], refresh_seconds: float = 5.0):
         self._store = store
-        self._plain = {hash_key(key) for key in plain_keys}
+        self._plain_keys = {hash_key(key): key for key in plain_keys}
+        self._plain = set(self._plain_keys)
         self._hashes: set[str] = set(self._plain)
         self._refresh_seconds = refresh_seconds
         self._loaded_at = float("-inf")
@@ -35,6 +36,10 @@ class KeyRing:
         if time.monotonic() - self._loaded_at > self._refresh_seconds:
             await self._reload()
         return digest in self._hashes
+
+    def plain_key(self, digest: str) -> str | None:
+        """The METERD_API_KEYS key hashed as `digest`, if it is one (not a stored key)."""
+        return self._plain_keys.get(digest)
 
     async def _reload(self) -> None:
         self._loaded_at = time.monotonic()

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp
 
 from meterd.html.console.auth import ConsoleAuth
 from meterd.html.console.configuration import configuration_routes
+from meterd.html.console.corrections import correction_routes
 from meterd.html.console.customer import customer_routes
 from meterd.html.console.customers import customers_routes
 from meterd.html.console.deliveries import delivery_routes
@@ -23,6 +24,7 @@ PAGES = (
     overview_routes,
     customers_routes,
     customer_routes,
+    correction_routes,
     delivery_routes,
     configuration_routes,
 )

@@ -65,7 +65,7 @@ class ConsoleAuth:
             )
             await unavailable(scope, receive, send)
             return
-        if not accepted:
+        if session is None or not accepted:
             response: Response = RedirectResponse("/console" + SIGN_IN_PATH, status_code=303)
             if token:
                 response.delete_cookie(SESSION_COOKIE, path="/console")
@@ -74,7 +74,9 @@ class ConsoleAuth:
         if method == "POST" and not csrf_matches(token, presented):
             await _forbidden(scope, receive, send)
             return
-        scope.setdefault("state", {})["signed_in"] = SignedIn(token, csrf_token(token))
+        scope.setdefault("state", {})["signed_in"] = SignedIn(
+            token, csrf_token(token), session.key_hash
+        )
         await self.app(scope, receive, send)
 
 

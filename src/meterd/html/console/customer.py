@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import quote, urlencode
 
 import msgspec
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -40,94 +41,127 @@ class CustomerPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_events_href: str | None
     records: list[AggregationRow]
+    # A correction's outcome: what was done, or why it was not.
+    notice: str | None = None
+    error: str | None = None
+
+
+def customer_href(customer_id: str) -> str:
+    return "/console/customers/" + quote(customer_id, safe="")
 
 
 def customer_routes(deps: ConsoleDeps) -> list[Route]:
     async def show(request: Request) -> Response:
         customer_id = request.path_params["customerId"]
-        params = request.query_params
-        period = choice_param(params, "period", deps.calendars, default_period(deps.calendars))
-        event_type = params.get("eventType") or ""
-        if event_type:
-            choice_param(params, "eventType", deps.ops, "")
-        calendar = deps.calendars[period]
-        now = now_ms()
-        usage = await usage_of(
-            deps.store,
-            ops=deps.ops,
-            customer_id=customer_id,
-            period=period,
-            bounds=calendar.bounds_at(now),
-            now_ms=now,
-        )
-        try:
-            allowed = await entitlements(
-                deps.store,
-                customer_id=customer_id,
-                config=deps.config,
-                calendars=deps.calendars,
-                ops=deps.ops,
-                now_ms=now,
-            )
-        except NotFound:  # an id no event could carry: nothing to show
-            allowed = []
-        history = await usage_history(
-            deps.store,
-            ops=deps.ops,
-            customer_id=customer_id,
-            calendar=calendar,
-            periods=HISTORY_PERIODS,
-            now_ms=now,
-        )
-        charts = [
-            bar_chart(meter, [(h.bounds.key, h.totals.events.get(meter, 0)) for h in history])
-            for meter in deps.ops
-        ]
-        query = EventQuery(
-            customer_id=customer_id,
-            event_type=event_type or None,
-            from_ms=time_param(params, "from"),
-            to_ms=time_param(params, "to"),
-            limit=EVENTS_PAGE,
-            before=pair_cursor(params, "cursor"),
-        )
-        events = await deps.store.list_events(query)
-        records = await deps.store.list_aggregations(
-            AggregationQuery(customer_id=customer_id, period=period, limit=RECORDS_SHOWN)
-        )
-        self_href = "/console/customers/" + quote(customer_id, safe="")
-        next_events_href = None
-        if len(events) == EVENTS_PAGE:
-            last = events[-1]
-            next_events_href = (
-                self_href
-                + "?"
-                + urlencode(
-                    {
-                        "period": period,
-                        "eventType": event_type,
-                        "from": text_param(params, "from"),
-                        "to": text_param(params, "to"),
-                        "cursor": f"{last.ts_ms}.{last.seq}",
-                    }
-                )
-            )
-        page = CustomerPage(
-            customer_id=customer_id,
-            self_href=self_href,
-            periods=list(deps.calendars),
-            period=period,
-            meters=list(deps.ops),
-            usage=usage,
-            entitlements=allowed,
-            charts=charts,
-            event_type=event_type,
-            from_text=text_param(params, "from"),
-            to_text=text_param(params, "to"),
-            events=events,
-            next_events_href=next_events_href,
-            records=records,
+        page = await customer_page(
+            deps, customer_id, request.query_params, notice=_notice(request.query_params)
         )
         return deps.page(request, "customer.html", page, section="Customers")
 
     return [Route("/customers/{customerId:path}", show, methods=["GET"])]
+
+
+def _notice(params: QueryParams) -> str | None:
+    """The status line after a correction redirected back here."""
+    voided, amended = params.get("voided"), params.get("amended")
+    if voided:
+        return f"Event {voided} is voided."
+    if amended:
+        return f"Event {amended} is amended; its replacement is {params.get('replacement', '')}."
+    return None
+
+
+async def customer_page(
+    deps: ConsoleDeps,
+    customer_id: str,
+    params: QueryParams,
+    *,
+    notice: str | None = None,
+    error: str | None = None,
+) -> CustomerPage:
+    """Everything the customer page shows, with `params` as its filters."""
+    period = choice_param(params, "period", deps.calendars, default_period(deps.calendars))
+    event_type = params.get("eventType") or ""
+    if event_type:
+        choice_param(params, "eventType", deps.ops, "")
+    calendar = deps.calendars[period]
+    now = now_ms()
+    usage = await usage_of(
+        deps.store,
+        ops=deps.ops,
+        customer_id=customer_id,
+        period=period,
+        bounds=calendar.bounds_at(now),
+        now_ms=now,
+    )
+    try:
+        allowed = await entitlements(
+            deps.store,
+            customer_id=customer_id,
+            config=deps.config,
+            calendars=deps.calendars,
+            ops=deps.ops,
+            now_ms=now,
+        )
+    except NotFound:  # an id no event could carry: nothing to show
+        allowed = []
+    history = await usage_history(
+        deps.store,
+        ops=deps.ops,
+        customer_id=customer_id,
+        calendar=calendar,
+        periods=HISTORY_PERIODS,
+        now_ms=now,
+    )
+    charts = [
+        bar_chart(meter, [(h.bounds.key, h.totals.events.get(meter, 0)) for h in history])
+        for meter in deps.ops
+    ]
+    query = EventQuery(
+        customer_id=customer_id,
+        event_type=event_type or None,
+        from_ms=time_param(params, "from"),
+        to_ms=time_param(params, "to"),
+        limit=EVENTS_PAGE,
+        before=pair_cursor(params, "cursor"),
+        include_voided=True,
+    )
+    events = await deps.store.list_events(query)
+    records = await deps.store.list_aggregations(
+        AggregationQuery(customer_id=customer_id, period=period, limit=RECORDS_SHOWN)
+    )
+    self_href = customer_href(customer_id)
+    next_events_href = None
+    if len(events) == EVENTS_PAGE:
+        last = events[-1]
+        next_events_href = (
+            self_href
+            + "?"
+            + urlencode(
+                {
+                    "period": period,
+                    "eventType": event_type,
+                    "from": text_param(params, "from"),
+                    "to": text_param(params, "to"),
+                    "cursor": f"{last.ts_ms}.{last.seq}",
+                }
+            )
+        )
+    return CustomerPage(
+        customer_id=customer_id,
+        self_href=self_href,
+        periods=list(deps.calendars),
+        period=period,
+        meters=list(deps.ops),
+        usage=usage,
+        entitlements=allowed,
+        charts=charts,
+        event_type=event_type,
+        from_text=text_param(params, "from"),
+        to_text=text_param(params, "to"),
+        events=events,
+        next_events_href=next_events_href,
+        records=records,
+        notice=notice,
+        error=error,
+    )

@@ -21,6 +21,7 @@ class SignedIn(msgspec.Struct, frozen=True):
 
     token: str
     csrf: str
+    key_hash: str  # the API key the session was opened with (its hash)
 
 
 @dataclass(frozen=True)
@@ -34,8 +35,16 @@ class ConsoleDeps:
     on_redeliver: Callable[[], None]
 
     def page(
-        self, request: Request, template: str, page: msgspec.Struct, *, section: str
+        self,
+        request: Request,
+        template: str,
+        page: msgspec.Struct,
+        *,
+        section: str,
+        status_code: int = 200,
     ) -> HTMLResponse:
         """A signed-in page: the template gets the nav section and the session's CSRF token."""
         signed_in: SignedIn = request.state.signed_in
-        return self.renderer.response(template, page, section=section, csrf=signed_in.csrf)
+        return self.renderer.response(
+            template, page, status_code=status_code, section=section, csrf=signed_in.csrf
+        )
