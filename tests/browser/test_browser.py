@@ -333,3 +333,28 @@ def test_pages_fit_a_375px_phone_in_light_and_dark(browser: Browser, server: Ser
             backgrounds.add(page.evaluate("getComputedStyle(document.body).backgroundColor"))
         assert backgrounds == ({"rgb(255, 255, 255)"} if scheme == "light" else {"rgb(13, 17, 23)"})
         context.close()
+
+
+def test_void_an_event_and_see_the_total_change(browser: Browser, server: Server) -> None:
+    event_id = "ev-browser-void"
+    now = datetime.now(UTC).isoformat()
+    event = {"id": event_id, "eventType": "api.calls", "customerId": "globex", "value": 1000}
+    response = server.api.post("/usagebatch", json=[{**event, "timestamp": now}])
+    assert response.status_code == 201, response.text
+    context = new_context(browser, server)
+    page = context.new_page()
+    sign_in(page, server)
+    page.goto(server.url + "/console/customers/globex?period=monthly")
+    total = page.locator("table.usage tr", has=page.locator("th", has_text="api.calls")).locator(
+        "td"
+    )
+    before = total.first.inner_text()
+    row = page.locator("table.events tbody tr", has_text=event_id)
+    row.locator("form[action$='/void']").get_by_label("Reason").fill("sent twice")
+    row.get_by_role("button", name=f"Void event {event_id}").click()
+    expect(page.get_by_role("status")).to_have_text(f"Event {event_id} is voided.")
+    expect(total.first).not_to_have_text(before)
+    assert int(total.first.inner_text().replace(",", "")) == int(before.replace(",", "")) - 1000
+    expect(row.locator(".status-voided")).to_have_text("voided")
+    expect(row.get_by_role("button")).to_have_count(0)
+    context.close()
