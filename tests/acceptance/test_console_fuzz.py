@@ -130,9 +130,21 @@ def test_customer_pages_with_any_id(
 
 @fuzz(100)
 @given(
-    path=st.sampled_from(["/console/sign-out", "/console/deliveries/{}/redeliver", "/console/{}"]),
+    path=st.sampled_from(
+        [
+            "/console/sign-out",
+            "/console/deliveries/{}/redeliver",
+            "/console/events/{}/void",
+            "/console/events/{}/amend",
+            "/console/{}",
+        ]
+    ),
     segment=text,
-    fields=st.dictionaries(st.sampled_from(["status", "apiKey", "x"]), text, max_size=3),
+    fields=st.dictionaries(
+        st.sampled_from(["status", "apiKey", "x", "reason", "value", "customerId"]),
+        text,
+        max_size=4,
+    ),
     with_csrf=st.booleans(),
 )
 def test_form_posts(
