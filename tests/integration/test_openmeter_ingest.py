@@ -279,3 +279,19 @@ async def test_native_and_cloudevents_routes_feed_the_same_meter(
     [delivery] = [d for d in deliveries if d["aggregationId"] == record["_id"]]
     payload = (await om.get(f"/deliveries/{delivery['id']}")).json()["payload"]
     assert payload["data"]["events"] == {"api.calls": 7}
+
+
+@pytest.mark.parametrize("config", [make_config(max_event_age_ms=86_400_000)])
+async def test_events_older_than_max_event_age_are_refused_naming_the_limit(
+    om: httpx.AsyncClient, store: Store
+) -> None:
+    recent = cloudevent(id="recent", time=None)
+    old = cloudevent(id="old", time="2020-01-01T00:00:00Z")
+    # This surface answers every validation problem with 400, as OpenMeter does.
+    one = await post(om, old)
+    assert_problem(one, 400, "time: older than maxEventAge (1d)")
+    batch = await post(om, [recent, old], BATCH)
+    body = assert_problem(batch, 400, "older than maxEventAge")
+    assert [p["index"] for p in body["validationErrors"]] == [1]
+    assert await stored(store) == []
+    assert (await post(om, recent)).status_code == 204

@@ -20,8 +20,9 @@ from typing import Literal
 import msgspec
 
 from meterd.config.model import EventTypeConfig
+from meterd.durations import format_duration
 from meterd.errors import BatchTooLarge, InvalidRequest, UnsupportedMediaType, ValidationFailed
-from meterd.ingest import MAX_FUTURE_MS, NewEvent, ValidationProblem
+from meterd.ingest import MAX_FUTURE_MS, NewEvent, ValidationProblem, age_problem
 from meterd.openmeter.jsonpath import DEFAULT_VALUE_PROPERTY
 from meterd.openmeter.values import ValueReader
 from meterd.timeutil import datetime_to_ms
@@ -98,12 +99,41 @@ def parse_cloudevents(
     meters: MeterReaders,
     max_batch_size: int,
     received_ms: int,
+    max_event_age_ms: int | None = None,
 ) -> list[NewEvent]:
     """Validate a body of one event or an array of them: all of it or nothing.
 
     Raises InvalidRequest (one event, or not JSON of the allowed shape),
-    BatchTooLarge or ValidationFailed (a ValidationProblem per invalid event).
+    BatchTooLarge or ValidationFailed (a ValidationProblem per invalid event, and
+    for events older than `max_event_age_ms`, as on the native routes).
     """
+    events = _parse(body, shape, meters, max_batch_size, received_ms)
+    if max_event_age_ms is not None:
+        one = shape == "one" or (shape == "either" and body.lstrip()[:1] != b"[")
+        _refuse_too_old(events, one, received_ms, max_event_age_ms)
+    return events
+
+
+def _refuse_too_old(
+    events: list[NewEvent], one: bool, received_ms: int, max_event_age_ms: int
+) -> None:
+    problems = [
+        ValidationProblem(index, [f"time: {problem.text}"], "time")
+        for index, event in enumerate(events)
+        if (problem := age_problem(event.ts_ms, received_ms, max_event_age_ms)) is not None
+    ]
+    if not problems:
+        return
+    if one:
+        raise ValidationFailed(
+            problems[0].errors[0], field="time", maxEventAge=format_duration(max_event_age_ms)
+        )
+    raise _validation_failed(problems, len(events))
+
+
+def _parse(
+    body: bytes, shape: Shape, meters: MeterReaders, max_batch_size: int, received_ms: int
+) -> list[NewEvent]:
     head = body.lstrip()[:1]
     if shape == "either":
         shape = "many" if head == b"[" else "one"

@@ -35,6 +35,7 @@ def events_routes(config: SystemConfig, store: Store, *, max_body_bytes: int) ->
             meters=meters,
             max_batch_size=config.max_batch_size,
             received_ms=now_ms(),
+            max_event_age_ms=config.max_event_age_ms,
         )
         await store.ingest(events)
         return Response(status_code=204)
