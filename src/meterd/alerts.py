@@ -14,12 +14,11 @@ correction and reached again in the same period does not alert a second time.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
 
 from meterd.aggregation import calendars_for, ops_for
-from meterd.background import cancel_and_wait
+from meterd.background import Periodic
 from meterd.config.model import SystemConfig
 from meterd.entitlements import limits_for, live_usage
 from meterd.limits import Limit, UsageAlert, crossed
@@ -128,7 +127,7 @@ class AlertChecker:
         return found
 
 
-class AlertScheduler:
+class AlertScheduler(Periodic):
     """Runs `AlertChecker.check` every `interval_s` seconds inside `meterd serve`."""
 
     def __init__(
@@ -140,26 +139,17 @@ class AlertScheduler:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.checker = checker
-        self.interval_s = interval_s
-        self.on_alerts = on_alerts
-        self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(
+            "meterd-alert-scheduler",
+            self._check,
+            interval_s,
+            on_done=on_alerts,
+            clock=clock,
+            failure="checking usage alerts failed",
+        )
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="meterd-alert-scheduler")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                found = await self.checker.check(self.clock())
-                if found:
-                    log.info("recorded %d usage alerts", found)
-                    self.on_alerts()
-            except Exception:
-                # A failed round (database busy or down) is retried on the next tick.
-                log.exception("checking usage alerts failed")
-            await asyncio.sleep(self.interval_s)
+    async def _check(self, at_ms: int) -> int:
+        found = await self.checker.check(at_ms)
+        if found:
+            log.info("recorded %d usage alerts", found)
+        return found

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 
 import msgspec
 
 from meterd.aggregation import calendars_for, meters_for, ops_for
-from meterd.background import cancel_and_wait
+from meterd.background import Periodic
 from meterd.config.model import SystemConfig
 from meterd.ingest import MAX_FUTURE_MS
 from meterd.invoices import period_invoicing
@@ -148,8 +147,8 @@ class PeriodCloser:
         return AggregationCounts(closed=closed, revised=revised, open=await self.refresh_open(now))
 
 
-class CloseScheduler:
-    """Runs `close_completed` every `interval_s` seconds inside `meterd serve`."""
+class CloseScheduler(Periodic):
+    """Runs `close_round` every `interval_s` seconds inside `meterd serve`."""
 
     def __init__(
         self,
@@ -160,24 +159,11 @@ class CloseScheduler:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self.closer = closer
-        self.interval_s = interval_s
-        self.on_closed = on_closed
-        self.clock = clock
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="meterd-close-scheduler")
-
-    async def stop(self) -> None:
-        await cancel_and_wait(self._task)
-        self._task = None
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                if await self.closer.close_round(self.clock()):
-                    self.on_closed()
-            except Exception:
-                # A failed round (database busy or down) is retried on the next tick.
-                log.exception("closing periods failed")
-            await asyncio.sleep(self.interval_s)
+        super().__init__(
+            "meterd-close-scheduler",
+            closer.close_round,
+            interval_s,
+            on_done=on_closed,
+            clock=clock,
+            failure="closing periods failed",
+        )
