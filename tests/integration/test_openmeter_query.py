@@ -23,7 +23,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_meter_query_json_csv_and_refusals(client: httpx.AsyncClient) -> None:
+async def test_meter_query_json_csv_minutes_and_refusals(client: httpx.AsyncClient) -> None:
     native = {"customerId": "cus_1", "value": 2, "timestamp": "2025-01-15T10:00:00Z"}
     assert (
         await client.post("/usage/api.calls", json=native, headers=bearer(API_KEY))
@@ -39,9 +39,16 @@ async def test_meter_query_json_csv_and_refusals(client: httpx.AsyncClient) -> N
     csv = await client.get(url, params=params, headers={**bearer(API_KEY), "Accept": "text/csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0] == "window_start,window_end,subject,value"
-    minute = await client.get(url, params={"windowSize": "MINUTE"}, headers=bearer(API_KEY))
-    assert minute.status_code == 400
-    assert minute.json()["field"] == "windowSize"
+    minute = await client.get(
+        url, params={**params, "windowSize": "MINUTE"}, headers=bearer(API_KEY)
+    )
+    assert [(r["windowStart"], r["windowEnd"], r["value"]) for r in minute.json()["data"]] == [
+        ("2025-01-15T10:00:00.000Z", "2025-01-15T10:01:00.000Z", 2)
+    ]
+    # Without `from`, the range starts at the first event: too many minutes.
+    too_many = await client.get(url, params={"windowSize": "MINUTE"}, headers=bearer(API_KEY))
+    assert too_many.status_code == 400
+    assert too_many.json()["field"] == "windowSize"
     ne = await client.get(
         url,
         params={"advancedMeterGroupByFilters": '{"model": {"$ne": "x"}}'},
