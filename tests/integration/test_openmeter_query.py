@@ -139,3 +139,40 @@ def test_openapi_documents_every_api_v1_route(app: Starlette) -> None:
                 (method, prefix + route.path) for method in route.methods or () if method != "HEAD"
             )
     assert found == documented
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"subject": 5}, "subject: must be a string (the customer id)"),
+        ({}, "subject: required"),
+        (
+            {"subject": "cus_1", "allowedMeterSlugs": "api_calls"},
+            "allowedMeterSlugs: must be an array of meter slugs (strings)",
+        ),
+        ([], "the body must be a JSON object"),
+    ],
+)
+async def test_portal_token_bodies_of_the_wrong_type_are_said_plainly(
+    client: httpx.AsyncClient, body: object, problem: str
+) -> None:
+    response = await client.post("/api/v1/portal/tokens", json=body, headers=bearer(API_KEY))
+    assert response.status_code == 400
+    assert response.json()["detail"] == problem
+    broken = await client.post(
+        "/api/v1/portal/tokens", content=b'{"subject": ', headers=bearer(API_KEY)
+    )
+    assert broken.json()["detail"] == "malformed JSON: the body ends before the JSON does"
+
+
+async def test_a_filter_that_is_not_json_is_said_plainly(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/meters/api_calls/query",
+        params={"advancedMeterGroupByFilters": '{"model": '},
+        headers=bearer(API_KEY),
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "advancedMeterGroupByFilters: not JSON;"
+        ' expected a JSON object such as {"model": {"$eq": "gpt-4o"}}'
+    )

@@ -26,6 +26,7 @@ from meterd.meters.groups import GroupFilter
 FIELD = "advancedMeterGroupByFilters"
 SUPPORTED = ("$eq", "$ne", "$in", "$nin", "$and", "$or")
 _MAX_DEPTH = 8
+_EXPECTED = 'expected a JSON object such as {"model": {"$eq": "gpt-4o"}}'
 
 
 EVERYTHING = GroupFilter(frozenset(), negated=True)
@@ -35,10 +36,12 @@ def parse_group_filters(text: str, *, keys: tuple[str, ...]) -> dict[str, GroupF
     """The JSON text of `advancedMeterGroupByFilters`, on the meter's group-by `keys`."""
     try:
         document = msgspec.json.decode(text)
-    except msgspec.DecodeError as error:
-        raise _invalid(f"not JSON: {error}") from None
+    except msgspec.DecodeError:
+        raise _invalid(f"not JSON; {_EXPECTED}") from None
+    except RecursionError:
+        raise _invalid("nested too deeply") from None
     if not isinstance(document, dict):
-        raise _invalid('expected a JSON object such as {"model": {"$eq": "gpt-4o"}}')
+        raise _invalid(_EXPECTED)
     filters = {}
     for key, expression in document.items():
         if key not in keys:
