@@ -21,8 +21,11 @@ from openmeter.models import Event
 from starlette.applications import Starlette
 
 from meterd.config.model import EventTypeConfig, SystemConfig
-from meterd.storage.base import EventQuery, Store
+from meterd.openmeter.cloudevents import event_id
+from meterd.storage.base import EventQuery, KeyIdentity, Store
+from meterd.timeutil import now_ms
 from tests.conftest import API_KEY, make_config
+from tests.integration.openmeter_reference import RawEvent, reference_rows
 
 T0 = datetime.datetime(2025, 1, 15, 10, 0, tzinfo=datetime.UTC)
 
@@ -223,3 +226,89 @@ async def test_query_windows_groups_and_filters_through_the_sdk(sdk: Client) -> 
     ]
     total = await sdk.meters.query_json("tokens_total", from_parameter=start, to=start + 3 * day)
     assert [row.value for row in total.data] == [122]
+
+
+async def test_minute_windows_and_refused_values_through_the_sdk(
+    sdk: Client, store: Store, base_url: str
+) -> None:
+    """MINUTE windows with `$ne`/`$nin` nested in `$and`/`$or`, voids left out, as the
+    naive reference over the raw events computes them."""
+    second = datetime.timedelta(seconds=1)
+    models: list[str | None] = ["gpt-4o", "o1", None, "mini", "o1", None, "gpt-4o"]
+    raw: list[RawEvent] = []
+    batch = []
+    for index in range(70):
+        model = models[index % len(models)]
+        data: dict[str, Any] = {"tokens": index + 1}
+        if model is not None:
+            data["model"] = model
+        at = T0 + index * 7 * second + datetime.timedelta(milliseconds=index)
+        subject = "cus_1" if index % 3 else "cus_2"
+        batch.append(event(id=f"m{index}", time=at, subject=subject, data=data))
+        raw.append(
+            RawEvent(f"m{index}", subject, int(at.timestamp() * 1000), index + 1, {"model": model})
+        )
+    await sdk.events.ingest_events(batch)
+    key = KeyIdentity(name="test", prefix="mk_test")
+    for voided in (3, 40):
+        await store.void_event(
+            event_id=event_id("sdk-test", f"m{voided}"), reason="test", key=key, now_ms=now_ms()
+        )
+    kept = [e for e in raw if e.id not in ("m3", "m40")]
+    start, end = T0 + 2 * second, T0 + 9 * 60 * second
+    filters: list[dict[str, Any]] = [
+        {"model": {"$ne": "o1"}},
+        {"model": {"$nin": ["o1", "gpt-4o"]}},
+        {"model": {"$and": [{"$ne": "mini"}, {"$or": [{"$in": ["o1"]}, {"$nin": ["gpt-4o"]}]}]}},
+        {"model": {"$or": [{"$eq": "mini"}, {"$and": [{"$nin": ["o1"]}, {"$ne": "gpt-4o"}]}]}},
+    ]
+    for found in filters:
+        result = await sdk.meters.query_json(
+            "tokens_total",
+            from_parameter=start,
+            to=end,
+            window_size="MINUTE",
+            window_time_zone="Europe/Budapest",
+            group_by=["model", "subject"],
+            advanced_meter_group_by_filters=found,
+        )
+        got = {
+            (
+                int(row.window_start.timestamp() * 1000),
+                int(row.window_end.timestamp() * 1000),
+                row.subject,
+                (row.group_by.get("model"),),
+            ): row.value
+            for row in result.data
+        }
+        expected = reference_rows(
+            kept,
+            op="sum",
+            from_ms=int(start.timestamp() * 1000),
+            to_ms=int(end.timestamp() * 1000),
+            minute_windows=True,
+            group_by=["model"],
+            subjects=["cus_1", "cus_2"],
+            filters=found,
+        )
+        assert got == expected, found
+        assert len(got) > 5
+    token = await sdk.portal.portal_tokens.create(
+        {"subject": "cus_1", "allowedMeterSlugs": ["tokens_total"]}
+    )
+    async with Client(endpoint=base_url, token=token.token) as portal:
+        mine = await portal.portal.portal_meters.query_json(
+            "tokens_total", from_parameter=start, to=end, window_size="MINUTE"
+        )
+    expected_mine = reference_rows(
+        kept,
+        op="sum",
+        from_ms=int(start.timestamp() * 1000),
+        to_ms=int(end.timestamp() * 1000),
+        minute_windows=True,
+        subjects=["cus_1"],
+    )
+    assert {
+        (int(r.window_start.timestamp() * 1000), int(r.window_end.timestamp() * 1000)): r.value
+        for r in mine.data
+    } == {(w_start, w_end): value for (w_start, w_end, _, _), value in expected_mine.items()}
