@@ -176,3 +176,28 @@ async def test_a_filter_that_is_not_json_is_said_plainly(client: httpx.AsyncClie
         "advancedMeterGroupByFilters: not JSON;"
         ' expected a JSON object such as {"model": {"$eq": "gpt-4o"}}'
     )
+
+
+async def test_openapi_says_what_differs_from_openmeter(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    [tag] = [t for t in document["tags"] if t["name"] == "OpenMeter-compatible"]
+    assert "differs" in tag["description"] and "Coming from OpenMeter" in tag["description"]
+    operations = [
+        (path, operation)
+        for path, methods in document["paths"].items()
+        if path.startswith("/api/v1/")
+        for operation in methods.values()
+    ]
+    assert len(operations) == len(OPENMETER_OPERATIONS)
+    assert all(operation["tags"] == ["OpenMeter-compatible"] for _, operation in operations)
+    query = document["paths"]["/api/v1/meters/{idOrSlug}/query"]["get"]
+    params = {p["name"]: p for p in query["parameters"]}
+    assert params["windowSize"]["schema"]["enum"] == ["MINUTE", "HOUR", "DAY", "MONTH"]
+    assert (
+        "$ne and $nin keep events without the key"
+        in params["advancedMeterGroupByFilters"]["description"]
+    )
+    assert {"subject", "filterCustomerId", "groupBy", "from", "to"} <= params.keys()
+    assert "`to` is exclusive" in query["description"]
+    ingest = document["paths"]["/api/v1/events"]["post"]
+    assert "configured meter's event type" in ingest["description"]
