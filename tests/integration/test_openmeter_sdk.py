@@ -7,19 +7,22 @@ HTTP through aiohttp), on a real database, both backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import io
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
-from openmeter import Client as SyncClient
 from openmeter.aio import Client
 from openmeter.models import Event
 from starlette.applications import Starlette
 
+from meterd.config.loader import parse_config
 from meterd.config.model import EventTypeConfig, SystemConfig
 from meterd.openmeter.cloudevents import event_id
 from meterd.storage.base import EventQuery, KeyIdentity, Store
@@ -155,33 +158,43 @@ async def test_an_unknown_meter_is_not_found(sdk: Client) -> None:
     assert raised.value.status_code == 404
 
 
-async def test_the_readme_snippet_with_the_blocking_client(base_url: str, store: Store) -> None:
-    def readme_snippet() -> list[tuple[str, str, str, str | None]]:
-        client = SyncClient(endpoint=base_url, token=API_KEY)
-        client.events.ingest_event(
-            Event(
-                {
-                    "specversion": "1.0",
-                    "id": "5c10fade-1c9e-4d6c-8275-c52c36731d3c",
-                    "source": "my-app",
-                    "type": "llm.tokens",
-                    "subject": "sub_ABC123",
-                    "time": datetime.datetime.now(datetime.UTC),
-                    "data": {"tokens": 1200, "model": "gpt-4o"},
-                }
-            )
-        )
-        client.events.ingest_events([event(id="b1"), event(id="b2")])
-        return [
-            (meter.slug, meter.event_type, meter.aggregation, meter.value_property)
-            for meter in client.meters.list()
-        ]
+def readme_section() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    return readme.split("## Coming from OpenMeter", 1)[1].split("\n## ", 1)[0]
 
-    meters = await asyncio.to_thread(readme_snippet)
-    assert ("tokens_total", "llm.tokens", "SUM", "$.tokens") in meters
+
+def test_the_readme_meters_are_the_ones_these_tests_run(config: SystemConfig) -> None:
+    fragment = readme_section().split("```json\n", 1)[1].split("```", 1)[0]
+    document = b'{"periods": ["monthly"], ' + fragment.encode() + b"}"
+    readme_events = parse_config(document, "README.md").events
+    for event_type, meter in readme_events.items():
+        assert config.events[event_type] == meter
+
+
+async def test_the_readme_snippet_runs_as_written(base_url: str, store: Store) -> None:
+    snippet = readme_section().split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'endpoint="http://127.0.0.1:8080", token="mk_..."' in snippet
+    code = snippet.replace("http://127.0.0.1:8080", base_url).replace('"mk_..."', repr(API_KEY))
+    namespace: dict[str, Any] = {}
+    printed = io.StringIO()
+
+    def run() -> None:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "README.md", "exec"), namespace)
+
+    await asyncio.to_thread(run)
+    [line] = [x for x in printed.getvalue().splitlines() if x.startswith("tokens_total ")]
+    assert line.split() == ["tokens_total", "llm.tokens", "MeterAggregation.SUM", "$.tokens"]
+    rows = [(row.group_by["model"], row.value) for row in namespace["usage"].data]
+    assert sorted(rows) == [("gpt-4o", 1200), ("o1", 300)]
+    assert all(
+        row.window_end - row.window_start <= datetime.timedelta(minutes=1)
+        for row in namespace["usage"].data
+    )
+    assert namespace["token"].subject == "sub_ABC123" and namespace["token"].token
     events = await stored(store)
-    assert sorted(e.value for e in events) == [120, 120, 1200]
-    assert {e.customer_id for e in events} == {"sub_ABC123", "cus_1"}
+    assert sorted(e.value for e in events) == [300, 300, 1200]
+    assert {e.customer_id for e in events} == {"sub_ABC123"}
 
 
 async def test_portal_token_through_the_sdk(sdk: Client, base_url: str) -> None:
