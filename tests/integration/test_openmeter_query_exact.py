@@ -247,3 +247,16 @@ async def test_minute_windows_stop_at_ten_thousand(client: httpx.AsyncClient) ->
     assert refused.headers["content-type"] == "application/problem+json"
     assert refused.json()["field"] == "windowSize"
     assert "10000" in refused.json()["detail"]
+
+
+async def test_a_filter_that_keeps_nothing_answers_no_rows(
+    client: httpx.AsyncClient, stored: dict[str, list[RawEvent]]
+) -> None:
+    contradiction = {"model": {"$and": [{"$eq": "a"}, {"$ne": "a"}]}}
+    params = {
+        "from": format_ms(T0 - 7_250),
+        "to": format_ms(T0 + SPAN_MS),
+        "windowSize": "MINUTE",
+        "advancedMeterGroupByFilters": json.dumps(contradiction),
+    }
+    assert await answer(client, "llm.tokens", **params) == {}

@@ -178,8 +178,9 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
         size=query.window_size,
         timezone=query.window_time_zone,
     )
+    rollups = _folds_from_rollups(meter, query, spans)
     totals = None
-    if _folds_from_rollups(meter, query, spans) and meter.op in SQL_FOLDED_OPS:
+    if rollups and meter.op in SQL_FOLDED_OPS:
         totals = await store.window_totals(
             event_type=query.meter,
             windows=spans,
@@ -187,7 +188,7 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
             customer_ids=query.customer_ids,
         )
     grouped = None
-    if totals is None and meter.op in SQL_FOLDED_OPS:
+    if not rollups and meter.op in SQL_FOLDED_OPS:
         # Groups, filters or windows off the 15-minute rollups: fold raw events in SQL.
         grouped = await store.group_totals(
             event_type=query.meter,
@@ -217,7 +218,7 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
                 for g in grouped
             },
         )
-    elif _folds_from_rollups(meter, query, spans):
+    elif rollups:
         partials = await store.bucket_partials(
             event_type=query.meter,
             from_ms=query.from_ms,
