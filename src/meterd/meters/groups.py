@@ -100,6 +100,10 @@ class GroupFilter(msgspec.Struct, frozen=True):
     def keeps_all(self) -> bool:
         return self.negated and not self.values
 
+    @property
+    def keeps_none(self) -> bool:
+        return not self.negated and not self.values
+
     def both(self, other: GroupFilter) -> GroupFilter:
         a, b = self, other
         if not a.negated and not b.negated:

@@ -178,6 +178,8 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
         size=query.window_size,
         timezone=query.window_time_zone,
     )
+    if any(kept.keeps_none for kept in query.filters.values()):
+        return _result(query, [])  # (SQLite cannot plan `IN ()` with INDEXED BY)
     rollups = _folds_from_rollups(meter, query, spans)
     totals = None
     if rollups and meter.op in SQL_FOLDED_OPS:
@@ -242,6 +244,10 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
                 customer_ids=query.customer_ids,
             )
         rows = query_rows(meter, query, spans, events, before)
+    return _result(query, rows)
+
+
+def _result(query: UsageQuery, rows: list[QueryRow]) -> QueryResult:
     return QueryResult(
         meter=query.meter,
         from_=format_ms(query.from_ms),
