@@ -6,6 +6,7 @@ query service (§7); without one of them its routes answer 501.
 
 from __future__ import annotations
 
+import re
 from typing import TypeVar
 
 import msgspec
@@ -16,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, NotAvailable, NotFound, PortalLinkInvalid, Unauthorized
+from meterd.explain import malformed
 from meterd.http.auth import presented_key
 from meterd.http.openmeter.query import answer_query
 from meterd.http.responses import JSONResponse
@@ -118,11 +120,31 @@ class PortalTokenAuth:
         await self.app(scope, receive, send)
 
 
+# What each field of the portal token bodies must be, in the client's words.
+_FIELD_TYPES = {
+    "subject": "must be a string (the customer id)",
+    "allowedMeterSlugs": "must be an array of meter slugs (strings)",
+    "id": "must be a string (a token id)",
+}
+_AT_FIELD = re.compile(r"at `\$\.(\w+)")
+_MISSING = re.compile(r"missing required field `(\w+)`")
+
+
 def _decode(body: bytes, kind: type[T]) -> T:
     try:
         return msgspec.json.decode(body, type=kind)
+    except msgspec.ValidationError as error:
+        message = str(error)
+        missing = _MISSING.search(message)
+        if missing is not None:
+            raise InvalidRequest(f"{missing[1]}: required", field=missing[1]) from None
+        found = _AT_FIELD.search(message)
+        if found is not None and found[1] in _FIELD_TYPES:
+            field = found[1]
+            raise InvalidRequest(f"{field}: {_FIELD_TYPES[field]}", field=field) from None
+        raise InvalidRequest("the body must be a JSON object") from None
     except msgspec.DecodeError as error:
-        raise InvalidRequest(f"invalid body: {error}") from None
+        raise InvalidRequest(malformed(error).text) from None
 
 
 class MeterdPortalTokens:

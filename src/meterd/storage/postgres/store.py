@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -18,7 +18,7 @@ from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.rollup import BucketKey, Partial, Point, exact, exact_decimal, fold
@@ -721,7 +721,7 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         group_by: Sequence[str],
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
-        filters: Mapping[str, Iterable[str]] | None = None,
+        filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
         async with self._connection() as conn:
             return await meters_module.group_totals(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from meterd.errors import IdConflict, StorageUnavailable
 from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.rollup import Partial, Point, fold
@@ -608,7 +608,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         group_by: Sequence[str],
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
-        filters: Mapping[str, Iterable[str]] | None = None,
+        filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
         return await self._read(
             lambda conn: meters.group_totals(
