@@ -6,10 +6,6 @@ query service (§7); without one of them its routes answer 501.
 
 from __future__ import annotations
 
-import re
-from typing import TypeVar
-
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,8 +13,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, NotAvailable, NotFound, PortalLinkInvalid, Unauthorized
-from meterd.explain import malformed
 from meterd.http.auth import presented_key
+from meterd.http.body import decode_body
 from meterd.http.openmeter.query import answer_query
 from meterd.http.responses import JSONResponse
 from meterd.openmeter.meters import find_meter
@@ -42,7 +38,6 @@ NO_TOKEN_SERVICE = (
     " which this build of meterd does not have yet"
 )
 GRANT = "meterd.portal_grant"
-T = TypeVar("T")
 
 
 def _tokens(tokens: PortalTokens | None) -> PortalTokens:
@@ -55,7 +50,7 @@ def token_routes(config: SystemConfig, *, tokens: PortalTokens | None) -> list[R
     """Creating and invalidating tokens; these need an API key."""
 
     async def create_token(request: Request) -> Response:
-        body = _decode(await request.body(), PortalTokenIn)
+        body = decode_body(await request.body(), PortalTokenIn, _FIELD_RULES)
         meters = requested_meters(body, config.events)
         now = now_ms()
         issued = await _tokens(tokens).issue(customer_id=body.subject, meters=meters, now_ms=now)
@@ -65,7 +60,7 @@ def token_routes(config: SystemConfig, *, tokens: PortalTokens | None) -> list[R
         )
 
     async def invalidate_tokens(request: Request) -> Response:
-        body = _decode(await request.body(), InvalidateIn)
+        body = decode_body(await request.body(), InvalidateIn, _FIELD_RULES)
         if not body.id and not body.subject:
             raise InvalidRequest("give the token's id or a subject", field="id")
         await _tokens(tokens).revoke(token_id=body.id, customer_id=body.subject, now_ms=now_ms())
@@ -121,30 +116,11 @@ class PortalTokenAuth:
 
 
 # What each field of the portal token bodies must be, in the client's words.
-_FIELD_TYPES = {
+_FIELD_RULES = {
     "subject": "must be a string (the customer id)",
     "allowedMeterSlugs": "must be an array of meter slugs (strings)",
     "id": "must be a string (a token id)",
 }
-_AT_FIELD = re.compile(r"at `\$\.(\w+)")
-_MISSING = re.compile(r"missing required field `(\w+)`")
-
-
-def _decode(body: bytes, kind: type[T]) -> T:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as error:
-        message = str(error)
-        missing = _MISSING.search(message)
-        if missing is not None:
-            raise InvalidRequest(f"{missing[1]}: required", field=missing[1]) from None
-        found = _AT_FIELD.search(message)
-        if found is not None and found[1] in _FIELD_TYPES:
-            field = found[1]
-            raise InvalidRequest(f"{field}: {_FIELD_TYPES[field]}", field=field) from None
-        raise InvalidRequest("the body must be a JSON object") from None
-    except msgspec.DecodeError as error:
-        raise InvalidRequest(malformed(error).text) from None
 
 
 class MeterdPortalTokens:
