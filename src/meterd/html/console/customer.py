@@ -1,8 +1,9 @@
-"""One customer: usage now, entitlements, usage over recent periods, events (filtered,
-paged), records."""
+"""One customer: usage now and its groups, entitlements, the invoice preview and
+invoices, usage over recent periods, events (filtered, paged), records."""
 
 from __future__ import annotations
 
+import secrets
 from urllib.parse import quote, urlencode
 
 import msgspec
@@ -11,19 +12,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from meterd.aggregation import AggregationRow, default_period
+from meterd.aggregation import AggregationRow, default_period, meters_for
+from meterd.billing import list_invoices
 from meterd.entitlements import EntitlementOut, entitlements
 from meterd.errors import NotFound
 from meterd.html.charts import BarChart, bar_chart
 from meterd.html.console.deps import ConsoleDeps
 from meterd.html.params import choice_param, pair_cursor, text_param, time_param
-from meterd.storage.base import AggregationQuery, EventQuery, StoredEvent
+from meterd.html.planned import planned_preview
+from meterd.invoices import InvoiceOut, invoice_out
+from meterd.meters.values import GroupValue
+from meterd.preview import PreviewOut
+from meterd.storage.base import AggregationQuery, EventQuery, InvoiceQuery, StoredEvent
 from meterd.timeutil import now_ms
 from meterd.usage import UsageOut, usage_history, usage_of
 
 HISTORY_PERIODS = 12
 EVENTS_PAGE = 50
 RECORDS_SHOWN = 12
+INVOICES_SHOWN = 12
 
 
 class CustomerPage(msgspec.Struct, frozen=True):
@@ -33,7 +40,11 @@ class CustomerPage(msgspec.Struct, frozen=True):
     period: str
     meters: list[str]
     usage: UsageOut
+    groups: dict[str, list[GroupValue]]
     entitlements: list[EntitlementOut]
+    preview: PreviewOut | None
+    invoices: list[InvoiceOut]
+    invoices_href: str
     charts: list[BarChart]
     event_type: str
     from_text: str
@@ -41,6 +52,8 @@ class CustomerPage(msgspec.Struct, frozen=True):
     events: list[StoredEvent]
     next_events_href: str | None
     records: list[AggregationRow]
+    # Prefix of each amend form's Idempotency-Key: a double submit amends once.
+    amend_key: str
     # A correction's outcome: what was done, or why it was not.
     notice: str | None = None
     error: str | None = None
@@ -93,6 +106,7 @@ async def customer_page(
         period=period,
         bounds=calendar.bounds_at(now),
         now_ms=now,
+        meters=meters_for(deps.config),
     )
     try:
         allowed = await entitlements(
@@ -105,6 +119,17 @@ async def customer_page(
         )
     except NotFound:  # an id no event could carry: nothing to show
         allowed = []
+    preview = await planned_preview(
+        deps.store,
+        customer_id=customer_id,
+        config=deps.config,
+        calendars=deps.calendars,
+        ops=deps.ops,
+        now_ms=now,
+    )
+    invoices = await list_invoices(
+        deps.store, InvoiceQuery(customer_id=customer_id, limit=INVOICES_SHOWN)
+    )
     history = await usage_history(
         deps.store,
         ops=deps.ops,
@@ -154,7 +179,11 @@ async def customer_page(
         period=period,
         meters=list(deps.ops),
         usage=usage,
+        groups=usage.groups or {},
         entitlements=allowed,
+        preview=preview,
+        invoices=[invoice_out(invoice) for invoice in invoices],
+        invoices_href="/console/invoices?" + urlencode({"customerId": customer_id}),
         charts=charts,
         event_type=event_type,
         from_text=text_param(params, "from"),
@@ -162,6 +191,7 @@ async def customer_page(
         events=events,
         next_events_href=next_events_href,
         records=records,
+        amend_key=secrets.token_urlsafe(12),
         notice=notice,
         error=error,
     )

@@ -1,13 +1,18 @@
-"""What a portal token shows: its customer's usage now and over recent periods."""
+"""What a portal token shows: its customer's usage now (with groups and limits), the
+invoice preview, and usage over recent periods."""
 
 from __future__ import annotations
 
 import msgspec
 
-from meterd.aggregation import default_period
-from meterd.config.model import Op
+from meterd.aggregation import default_period, meters_for
+from meterd.config.model import Op, SystemConfig
+from meterd.entitlements import EntitlementOut, entitlements
+from meterd.html.planned import planned_preview
+from meterd.meters.values import GroupValue
 from meterd.periods import PeriodCalendar
 from meterd.portal_tokens import PortalGrant
+from meterd.preview import PreviewOut
 from meterd.storage.base import Store
 from meterd.timeutil import format_ms
 from meterd.usage import UsageOut, usage_history, usage_of
@@ -40,6 +45,13 @@ class PortalUsage(msgspec.Struct, rename="camel"):
     as_of: str
     expires_at: str
     meters: list[MeterUsage]
+    # The granted meters with `groupBy`: each group's dimensions, value and event count.
+    groups: dict[str, list[GroupValue]]
+    # Each granted meter in its limit's period (`limit` null: none).
+    entitlements: list[EntitlementOut]
+    # The current plan period's invoice if it closed now; null without a plan, or when
+    # the token does not cover every meter the plan charges for.
+    invoice_preview: PreviewOut | None
     history: list[PeriodValues]
 
 
@@ -47,6 +59,7 @@ async def portal_usage(
     store: Store,
     *,
     grant: PortalGrant,
+    config: SystemConfig,
     calendars: dict[str, PeriodCalendar],
     ops: dict[str, Op],
     now_ms: int,
@@ -63,7 +76,30 @@ async def portal_usage(
         period=period,
         bounds=calendar.bounds_at(now_ms),
         now_ms=now_ms,
+        meters={m: meter for m, meter in meters_for(config).items() if m in allowed},
     )
+    limits = await entitlements(
+        store,
+        customer_id=grant.customer_id,
+        meters=list(grant.meters),
+        config=config,
+        calendars=calendars,
+        ops=allowed,
+        now_ms=now_ms,
+    )
+    preview = None
+    if covers_every_charge(grant, config):
+        preview = await planned_preview(
+            store,
+            customer_id=grant.customer_id,
+            config=config,
+            calendars=calendars,
+            ops=ops,
+            now_ms=now_ms,
+        )
+    if preview is not None:  # its usage lists every meter; keep the granted ones
+        granted = {m: v for m, v in preview.usage.items() if m in allowed}
+        preview = msgspec.structs.replace(preview, usage=granted)
     history = await usage_history(
         store,
         ops=allowed,
@@ -84,6 +120,9 @@ async def portal_usage(
             MeterUsage(meter, usage.events.get(meter, 0), usage.event_counts.get(meter, 0))
             for meter in grant.meters
         ],
+        groups={meter: found for meter, found in (usage.groups or {}).items() if meter in allowed},
+        entitlements=limits,
+        invoice_preview=preview,
         history=[
             PeriodValues(
                 period_key=h.bounds.key,
@@ -96,3 +135,10 @@ async def portal_usage(
         ],
     )
     return data, usage
+
+
+def covers_every_charge(grant: PortalGrant, config: SystemConfig) -> bool:
+    """Whether the grant's meters include every meter some plan charges for: a preview's
+    lines name meters and their usage, which a narrower token must not show."""
+    charged = {meter for plan in config.plans.values() for meter in plan.charges}
+    return charged <= set(grant.meters)
