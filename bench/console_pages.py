@@ -3,12 +3,15 @@
     .venv/bin/python -m bench.console_pages [--events N] [--customers C] [--requests Q]
                                             [--db PATH] [--workdir DIR]
 
-1. Load: N events through `SQLiteStore.ingest` (no HTTP) over C customers, skewed
-   (customer k gets weight 1/k), spread over the last 60 days; then every completed
-   daily and monthly period is closed in-process, as a running server would have done.
-   A database passed with --db that already holds events is reused as it is.
-2. `meterd serve` on that database (127.0.0.1). A signed-in client (the console's own
-   form) and a portal token for the heaviest customer. Q sequential keep-alive requests
+1. Load: N events through `SQLiteStore.ingest` (no HTTP; 50,000 per call, one writer
+   transaction each, rollups and all) over C customers, skewed (customer k gets weight
+   1/k), spread over the last 60 days: 90% api.calls, 5% storage.bytes, 5% llm.tokens
+   with `groupBy: ["model"]`. Then every completed daily and monthly period is closed
+   in-process and the meter index built, as a running server would have done. A
+   database passed with --db that already holds events is reused as it is.
+2. `meterd serve` on that database (127.0.0.1). The heaviest customer is put on a plan
+   (its pages show the invoice preview and its groups). A signed-in client (the
+   console's own form) and a portal token for the heaviest customer. Q sequential keep-alive requests
    per page, timed to the response's first byte (headers received), bodies read:
    `/console/`, `/console/customers/{heaviest}`, `/portal/{token}`, and, as the limit
    measured in the same run, `GET /ping`.

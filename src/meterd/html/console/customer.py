@@ -17,6 +17,7 @@ from meterd.billing import list_invoices
 from meterd.entitlements import EntitlementOut, entitlements
 from meterd.errors import NotFound
 from meterd.html.charts import BarChart, bar_chart
+from meterd.html.concurrent import concurrently
 from meterd.html.console.deps import ConsoleDeps
 from meterd.html.params import choice_param, pair_cursor, text_param, time_param
 from meterd.html.planned import planned_preview
@@ -74,6 +75,20 @@ def customer_routes(deps: ConsoleDeps) -> list[Route]:
     return [Route("/customers/{customerId:path}", show, methods=["GET"])]
 
 
+async def _entitlements(deps: ConsoleDeps, customer_id: str, now: int) -> list[EntitlementOut]:
+    try:
+        return await entitlements(
+            deps.store,
+            customer_id=customer_id,
+            config=deps.config,
+            calendars=deps.calendars,
+            ops=deps.ops,
+            now_ms=now,
+        )
+    except NotFound:  # an id no event could carry: nothing to show
+        return []
+
+
 def _notice(params: QueryParams) -> str | None:
     """The status line after a correction redirected back here."""
     voided, amended = params.get("voided"), params.get("amended")
@@ -99,49 +114,6 @@ async def customer_page(
         choice_param(params, "eventType", deps.ops, "")
     calendar = deps.calendars[period]
     now = now_ms()
-    usage = await usage_of(
-        deps.store,
-        ops=deps.ops,
-        customer_id=customer_id,
-        period=period,
-        bounds=calendar.bounds_at(now),
-        now_ms=now,
-        meters=meters_for(deps.config),
-    )
-    try:
-        allowed = await entitlements(
-            deps.store,
-            customer_id=customer_id,
-            config=deps.config,
-            calendars=deps.calendars,
-            ops=deps.ops,
-            now_ms=now,
-        )
-    except NotFound:  # an id no event could carry: nothing to show
-        allowed = []
-    preview = await planned_preview(
-        deps.store,
-        customer_id=customer_id,
-        config=deps.config,
-        calendars=deps.calendars,
-        ops=deps.ops,
-        now_ms=now,
-    )
-    invoices = await list_invoices(
-        deps.store, InvoiceQuery(customer_id=customer_id, limit=INVOICES_SHOWN)
-    )
-    history = await usage_history(
-        deps.store,
-        ops=deps.ops,
-        customer_id=customer_id,
-        calendar=calendar,
-        periods=HISTORY_PERIODS,
-        now_ms=now,
-    )
-    charts = [
-        bar_chart(meter, [(h.bounds.key, h.totals.events.get(meter, 0)) for h in history])
-        for meter in deps.ops
-    ]
     query = EventQuery(
         customer_id=customer_id,
         event_type=event_type or None,
@@ -151,10 +123,44 @@ async def customer_page(
         before=pair_cursor(params, "cursor"),
         include_voided=True,
     )
-    events = await deps.store.list_events(query)
-    records = await deps.store.list_aggregations(
-        AggregationQuery(customer_id=customer_id, period=period, limit=RECORDS_SHOWN)
+    # Independent reads, run side by side: the store's readers work in parallel.
+    usage, allowed, preview, invoices, history, events, records = await concurrently(
+        usage_of(
+            deps.store,
+            ops=deps.ops,
+            customer_id=customer_id,
+            period=period,
+            bounds=calendar.bounds_at(now),
+            now_ms=now,
+            meters=meters_for(deps.config),
+        ),
+        _entitlements(deps, customer_id, now),
+        planned_preview(
+            deps.store,
+            customer_id=customer_id,
+            config=deps.config,
+            calendars=deps.calendars,
+            ops=deps.ops,
+            now_ms=now,
+        ),
+        list_invoices(deps.store, InvoiceQuery(customer_id=customer_id, limit=INVOICES_SHOWN)),
+        usage_history(
+            deps.store,
+            ops=deps.ops,
+            customer_id=customer_id,
+            calendar=calendar,
+            periods=HISTORY_PERIODS,
+            now_ms=now,
+        ),
+        deps.store.list_events(query),
+        deps.store.list_aggregations(
+            AggregationQuery(customer_id=customer_id, period=period, limit=RECORDS_SHOWN)
+        ),
     )
+    charts = [
+        bar_chart(meter, [(h.bounds.key, h.totals.events.get(meter, 0)) for h in history])
+        for meter in deps.ops
+    ]
     self_href = customer_href(customer_id)
     next_events_href = None
     if len(events) == EVENTS_PAGE:

@@ -8,6 +8,7 @@ import msgspec
 from meterd.aggregation import default_period, meters_for
 from meterd.config.model import Op, SystemConfig
 from meterd.entitlements import EntitlementOut, entitlements
+from meterd.html.concurrent import concurrently
 from meterd.html.planned import planned_preview
 from meterd.meters.values import GroupValue
 from meterd.periods import PeriodCalendar
@@ -69,44 +70,35 @@ async def portal_usage(
     period = default_period(calendars)
     calendar = calendars[period]
     allowed = {meter: ops[meter] for meter in grant.meters}
-    usage = await usage_of(
-        store,
-        ops=allowed,
-        customer_id=grant.customer_id,
-        period=period,
-        bounds=calendar.bounds_at(now_ms),
-        now_ms=now_ms,
-        meters={m: meter for m, meter in meters_for(config).items() if m in allowed},
-    )
-    limits = await entitlements(
-        store,
-        customer_id=grant.customer_id,
-        meters=list(grant.meters),
-        config=config,
-        calendars=calendars,
-        ops=allowed,
-        now_ms=now_ms,
-    )
-    preview = None
-    if covers_every_charge(grant, config):
-        preview = await planned_preview(
+    # Independent reads, run side by side: the store's readers work in parallel.
+    usage, limits, preview, history = await concurrently(
+        usage_of(
+            store,
+            ops=allowed,
+            customer_id=grant.customer_id,
+            period=period,
+            bounds=calendar.bounds_at(now_ms),
+            now_ms=now_ms,
+            meters={m: meter for m, meter in meters_for(config).items() if m in allowed},
+        ),
+        entitlements(
             store,
             customer_id=grant.customer_id,
+            meters=list(grant.meters),
             config=config,
             calendars=calendars,
-            ops=ops,
+            ops=allowed,
             now_ms=now_ms,
-        )
-    if preview is not None:  # its usage lists every meter; keep the granted ones
-        granted = {m: v for m, v in preview.usage.items() if m in allowed}
-        preview = msgspec.structs.replace(preview, usage=granted)
-    history = await usage_history(
-        store,
-        ops=allowed,
-        customer_id=grant.customer_id,
-        calendar=calendar,
-        periods=HISTORY_PERIODS,
-        now_ms=now_ms,
+        ),
+        _preview(store, grant=grant, config=config, calendars=calendars, ops=ops, now_ms=now_ms),
+        usage_history(
+            store,
+            ops=allowed,
+            customer_id=grant.customer_id,
+            calendar=calendar,
+            periods=HISTORY_PERIODS,
+            now_ms=now_ms,
+        ),
     )
     data = PortalUsage(
         customer_id=grant.customer_id,
@@ -135,6 +127,33 @@ async def portal_usage(
         ],
     )
     return data, usage
+
+
+async def _preview(
+    store: Store,
+    *,
+    grant: PortalGrant,
+    config: SystemConfig,
+    calendars: dict[str, PeriodCalendar],
+    ops: dict[str, Op],
+    now_ms: int,
+) -> PreviewOut | None:
+    """The invoice preview a grant may see: none unless it covers every charged meter."""
+    if not covers_every_charge(grant, config):
+        return None
+    preview = await planned_preview(
+        store,
+        customer_id=grant.customer_id,
+        config=config,
+        calendars=calendars,
+        ops=ops,
+        now_ms=now_ms,
+    )
+    if preview is None:
+        return None
+    # Its usage lists every meter; keep the granted ones.
+    granted = {meter: value for meter, value in preview.usage.items() if meter in grant.meters}
+    return msgspec.structs.replace(preview, usage=granted)
 
 
 def covers_every_charge(grant: PortalGrant, config: SystemConfig) -> bool:
