@@ -11,8 +11,8 @@
    database passed with --db that already holds events is reused as it is.
 2. `meterd serve` on that database (127.0.0.1). The heaviest customer is put on a plan
    (its pages show the invoice preview and its groups). A signed-in client (the
-   console's own form) and a portal token for the heaviest customer. Q sequential keep-alive requests
-   per page, timed to the response's first byte (headers received), bodies read:
+   console's own form) and a portal token for the heaviest customer. Q sequential
+   keep-alive requests per page, timed to the response's first byte (headers received), bodies read:
    `/console/`, `/console/customers/{heaviest}`, `/portal/{token}`, and, as the limit
    measured in the same run, `GET /ping`.
 

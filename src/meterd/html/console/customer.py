@@ -21,10 +21,11 @@ from meterd.html.concurrent import concurrently
 from meterd.html.console.deps import ConsoleDeps
 from meterd.html.params import choice_param, pair_cursor, text_param, time_param
 from meterd.html.planned import planned_preview
+from meterd.html.shared_reads import shared_reads
 from meterd.invoices import InvoiceOut, invoice_out
 from meterd.meters.values import GroupValue
 from meterd.preview import PreviewOut
-from meterd.storage.base import AggregationQuery, EventQuery, InvoiceQuery, StoredEvent
+from meterd.storage.base import AggregationQuery, EventQuery, InvoiceQuery, Store, StoredEvent
 from meterd.timeutil import now_ms
 from meterd.usage import UsageOut, usage_history, usage_of
 
@@ -75,10 +76,12 @@ def customer_routes(deps: ConsoleDeps) -> list[Route]:
     return [Route("/customers/{customerId:path}", show, methods=["GET"])]
 
 
-async def _entitlements(deps: ConsoleDeps, customer_id: str, now: int) -> list[EntitlementOut]:
+async def _entitlements(
+    deps: ConsoleDeps, store: Store, customer_id: str, now: int
+) -> list[EntitlementOut]:
     try:
         return await entitlements(
-            deps.store,
+            store,
             customer_id=customer_id,
             config=deps.config,
             calendars=deps.calendars,
@@ -123,10 +126,12 @@ async def customer_page(
         before=pair_cursor(params, "cursor"),
         include_voided=True,
     )
-    # Independent reads, run side by side: the store's readers work in parallel.
+    # Independent reads, run side by side: the store's readers work in parallel. The
+    # services read some numbers alike (the period's usage): each is read once.
+    store = shared_reads(deps.store)
     usage, allowed, preview, invoices, history, events, records = await concurrently(
         usage_of(
-            deps.store,
+            store,
             ops=deps.ops,
             customer_id=customer_id,
             period=period,
@@ -134,26 +139,26 @@ async def customer_page(
             now_ms=now,
             meters=meters_for(deps.config),
         ),
-        _entitlements(deps, customer_id, now),
+        _entitlements(deps, store, customer_id, now),
         planned_preview(
-            deps.store,
+            store,
             customer_id=customer_id,
             config=deps.config,
             calendars=deps.calendars,
             ops=deps.ops,
             now_ms=now,
         ),
-        list_invoices(deps.store, InvoiceQuery(customer_id=customer_id, limit=INVOICES_SHOWN)),
+        list_invoices(store, InvoiceQuery(customer_id=customer_id, limit=INVOICES_SHOWN)),
         usage_history(
-            deps.store,
+            store,
             ops=deps.ops,
             customer_id=customer_id,
             calendar=calendar,
             periods=HISTORY_PERIODS,
             now_ms=now,
         ),
-        deps.store.list_events(query),
-        deps.store.list_aggregations(
+        store.list_events(query),
+        store.list_aggregations(
             AggregationQuery(customer_id=customer_id, period=period, limit=RECORDS_SHOWN)
         ),
     )

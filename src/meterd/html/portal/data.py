@@ -10,6 +10,7 @@ from meterd.config.model import Op, SystemConfig
 from meterd.entitlements import EntitlementOut, entitlements
 from meterd.html.concurrent import concurrently
 from meterd.html.planned import planned_preview
+from meterd.html.shared_reads import shared_reads
 from meterd.meters.values import GroupValue
 from meterd.periods import PeriodCalendar
 from meterd.portal_tokens import PortalGrant
@@ -70,7 +71,9 @@ async def portal_usage(
     period = default_period(calendars)
     calendar = calendars[period]
     allowed = {meter: ops[meter] for meter in grant.meters}
-    # Independent reads, run side by side: the store's readers work in parallel.
+    # Independent reads, run side by side: the store's readers work in parallel. The
+    # services read some numbers alike (the period's usage): each is read once.
+    store = shared_reads(store)
     usage, limits, preview, history = await concurrently(
         usage_of(
             store,
