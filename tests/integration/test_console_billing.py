@@ -36,6 +36,12 @@ TOKENS_PLAN = {
     "allowances": {"api.calls": 100},
 }
 
+CALLS_PLAN = {
+    "currency": "usd",
+    "period": "monthly",
+    "charges": {"api.calls": {"model": "per_unit", "unitPrice": "0.10"}},
+}
+
 
 @pytest.fixture
 def config() -> SystemConfig:
@@ -46,7 +52,8 @@ def config() -> SystemConfig:
             "llm.tokens": EventTypeConfig("sum", group_by=("model",)),
         },
     )
-    return msgspec.structs.replace(base, plans=plans_for(base, {"tokens": TOKENS_PLAN}))
+    plans = {"tokens": TOKENS_PLAN, "calls": CALLS_PLAN}
+    return msgspec.structs.replace(base, plans=plans_for(base, plans))
 
 
 async def send_usage(api: httpx.AsyncClient, customer_id: str) -> None:
@@ -213,3 +220,19 @@ async def test_portal_of_a_customer_without_a_plan_has_no_preview(
     html = (await client.get(link)).text
     assert "invoice-heading" not in html and "limits-heading" not in html
     assert "groups-heading" in html
+
+
+async def test_a_portal_token_sees_the_preview_of_its_customers_own_plan(
+    client: httpx.AsyncClient,
+) -> None:
+    """The check is against the customer's plan: another plan's meters do not matter."""
+    assert (await client.put("/customers/callsco", json={"plan": "calls"})).is_success
+    await send_usage(client, "callsco")
+    preview = (await client.get("/customers/callsco/invoice-preview")).json()
+    link = await portal(client, "callsco", meters=["api.calls"])
+    data = (await client.get(link + "/usage.json")).json()
+    # The API's preview, its usage limited to the granted meter.
+    assert preview["total"] == "3.00" and preview["usage"]["llm.tokens"] == 3507
+    shown = data["invoicePreview"]
+    assert shown == {**preview, "asOf": shown["asOf"], "usage": {"api.calls": 30}}
+    assert f"{preview['total']} USD" in section((await client.get(link)).text, "invoice-heading")

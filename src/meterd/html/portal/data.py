@@ -141,9 +141,11 @@ async def _preview(
     ops: dict[str, Op],
     now_ms: int,
 ) -> PreviewOut | None:
-    """The invoice preview a grant may see: none unless it covers every charged meter."""
-    if not covers_every_charge(grant, config):
-        return None
+    """The invoice preview a grant may see: its lines name meters and their usage, so
+    only a grant that holds every meter the customer's plan charges for sees it."""
+    granted = set(grant.meters)
+    if not any(set(plan.charges) <= granted for plan in config.plans.values()):
+        return None  # no plan could pass: spare the read
     preview = await planned_preview(
         store,
         customer_id=grant.customer_id,
@@ -152,15 +154,8 @@ async def _preview(
         ops=ops,
         now_ms=now_ms,
     )
-    if preview is None:
+    if preview is None or not set(config.plans[preview.plan].charges) <= granted:
         return None
     # Its usage lists every meter; keep the granted ones.
-    granted = {meter: value for meter, value in preview.usage.items() if meter in grant.meters}
-    return msgspec.structs.replace(preview, usage=granted)
-
-
-def covers_every_charge(grant: PortalGrant, config: SystemConfig) -> bool:
-    """Whether the grant's meters include every meter some plan charges for: a preview's
-    lines name meters and their usage, which a narrower token must not show."""
-    charged = {meter for plan in config.plans.values() for meter in plan.charges}
-    return charged <= set(grant.meters)
+    usage = {meter: value for meter, value in preview.usage.items() if meter in granted}
+    return msgspec.structs.replace(preview, usage=usage)
