@@ -18,7 +18,7 @@ from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
 from tests.conftest import make_config
-from tests.integration.console_support import sign_in
+from tests.integration.console_support import csrf_of, sign_in
 from tests.plans_support import close_until_done, plans_for
 
 DAY_MS = 86_400_000
@@ -155,6 +155,13 @@ async def test_customer_page_shows_groups_preview_and_invoices(
         f"{line['amount']} USD" for line in invoice["lines"]
     ]
     assert f"{invoice['total']} USD" in detail.text and "draft" in detail.text
+    # Without a payment provider there is nothing to resend to: no button, and a post
+    # (a stale page) gets the API's reason.
+    assert "No payment provider is configured" in detail.text and "Resend" not in detail.text
+    refused = await browser.post(
+        f"/console/invoices/{invoice['id']}/resend", data={"csrfToken": csrf_of(detail.text)}
+    )
+    assert refused.status_code == 409 and "no payment provider is configured" in refused.text
     assert (await browser.get("/console/invoices/inv_" + "0" * 24)).status_code == 404
     assert (await browser.get("/console/invoices/nope")).status_code == 404
 

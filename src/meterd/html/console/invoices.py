@@ -1,6 +1,8 @@
-"""Invoices: every customer's, filtered by status or customer and paged, and one invoice.
+"""Invoices: every customer's, filtered by status or customer and paged; one invoice,
+and re-sending a draft or failed one to the payment provider.
 
-Read through `meterd/billing.py`, as `GET /invoices` and `GET /invoices/{id}` are.
+Through `meterd/billing.py`, as `GET /invoices`, `GET /invoices/{id}` and
+`POST /invoices/{id}/resend` are.
 """
 
 from __future__ import annotations
@@ -9,15 +11,16 @@ from urllib.parse import urlencode
 
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from meterd.billing import get_invoice, invoice_status, list_invoices
-from meterd.errors import NotFound
+from meterd.billing import get_invoice, invoice_status, list_invoices, resend_invoice
+from meterd.errors import MeterdError, NotFound, status_code_of
 from meterd.html.console.deps import ConsoleDeps
 from meterd.html.params import int_param, text_param
 from meterd.invoices import INVOICE_ID, INVOICE_STATUSES, InvoiceOut, invoice_out
 from meterd.storage.base import InvoiceQuery
+from meterd.timeutil import now_ms
 
 PAGE_SIZE = 50
 
@@ -32,6 +35,9 @@ class InvoicesPage(msgspec.Struct, frozen=True):
 
 class InvoicePage(msgspec.Struct, frozen=True):
     invoice: InvoiceOut
+    provider: str | None  # the configured payment provider, if any
+    notice: str | None = None
+    error: str | None = None
 
 
 def invoice_routes(deps: ConsoleDeps) -> list[Route]:
@@ -69,13 +75,45 @@ def invoice_routes(deps: ConsoleDeps) -> list[Route]:
         return deps.page(request, "invoices.html", page, section="Invoices")
 
     async def show_one(request: Request) -> Response:
-        invoice_id = request.path_params["id"]
-        if not INVOICE_ID.fullmatch(invoice_id):
-            raise NotFound(f"no invoice {invoice_id!r}")
-        invoice = invoice_out(await get_invoice(deps.store, invoice_id))
-        return deps.page(request, "invoice.html", InvoicePage(invoice), section="Invoices")
+        invoice_id = _invoice_id(request)
+        notice = "It is due to be sent now." if request.query_params.get("resent") else None
+        return await invoice_page(request, invoice_id, notice=notice)
 
+    async def invoice_page(
+        request: Request,
+        invoice_id: str,
+        *,
+        notice: str | None = None,
+        error: str | None = None,
+        status_code: int = 200,
+    ) -> Response:
+        invoice = invoice_out(await get_invoice(deps.store, invoice_id))
+        page = InvoicePage(invoice, provider, notice=notice, error=error)
+        return deps.page(request, "invoice.html", page, section="Invoices", status_code=status_code)
+
+    async def resend(request: Request) -> Response:
+        invoice_id = _invoice_id(request)
+        try:
+            await resend_invoice(deps.store, invoice_id, provider=provider, now_ms=now_ms())
+        except MeterdError as error:
+            if isinstance(error, NotFound) or status_code_of(error) >= 500:
+                raise
+            return await invoice_page(
+                request, invoice_id, error=error.message, status_code=status_code_of(error)
+            )
+        deps.on_resend()
+        return RedirectResponse(f"/console/invoices/{invoice_id}?resent=1", status_code=303)
+
+    provider = None if deps.config.invoicing.stripe is None else "stripe"
     return [
         Route("/invoices", show_all, methods=["GET"]),
         Route("/invoices/{id}", show_one, methods=["GET"]),
+        Route("/invoices/{id}/resend", resend, methods=["POST"]),
     ]
+
+
+def _invoice_id(request: Request) -> str:
+    text: str = request.path_params["id"]
+    if not INVOICE_ID.fullmatch(text):
+        raise NotFound(f"no invoice {text!r}")
+    return text
