@@ -9,14 +9,23 @@ transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import msgspec
 
 from meterd.aggregation import AggregationRow, Totals, aggregation_id
-from meterd.config.model import WebhookConfig
+from meterd.config.model import EventTypeConfig, WebhookConfig
 from meterd.messages import Outgoing, adjusted_outgoing_for, outgoing_for
+from meterd.meters.groups import GroupKey, group_key, metadata_of
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
+
+# The period of a late change written by a correction: it may alter a record of any period.
+ANY_PERIOD = "*"
+# Late changes consumed per transaction.
+SETTLE_BATCH = 500
+# Later events read per query while looking for the end of a changed level.
+LEVEL_PAGE = 200
 
 
 class Touched(msgspec.Struct, frozen=True, order=True):
@@ -43,11 +52,74 @@ class RevisionPlan(msgspec.Struct, frozen=True):
     outgoing: tuple[Outgoing, ...] = ()
 
 
+class LevelCarry(NamedTuple):
+    """A change to a customer's time-weighted levels (DESIGN.md section 6): a level holds
+    until the customer's next event of that type and group, so the change reaches from
+    `from_ms` to `until_ms`, or on past every closed period if `until_ms` is None."""
+
+    customer_id: str
+    period_names: tuple[str, ...]
+    from_ms: int
+    until_ms: int | None
+
+
+def change_periods(period: str, calendars: Mapping[str, PeriodCalendar]) -> tuple[str, ...]:
+    """The period names a late change noted for `period` may touch."""
+    return tuple(calendars) if period == ANY_PERIOD else (period,)
+
+
+def time_weighted(meters: Mapping[str, EventTypeConfig] | None) -> dict[str, EventTypeConfig]:
+    """The meters whose levels carry across period boundaries."""
+    return {t: m for t, m in (meters or {}).items() if m.op == "time_weighted_avg"}
+
+
+class LevelEnd:
+    """Finds where a change in one 15-minute bucket stops mattering to a time-weighted
+    meter: the first later active event of every series (group) that had an event in
+    the bucket, voided ones included (a void changes its series' level too).
+
+    The store feeds it the customer's later active events of the meter's type, oldest
+    first, a page at a time, until `done`.
+    """
+
+    def __init__(self, group_by: Sequence[str], bucket_metadata: Iterable[str | bytes | None]):
+        self.group_by = tuple(group_by)
+        self.waiting: set[GroupKey] = {self._series(raw) for raw in bucket_metadata}
+        self.until_ms: int | None = None
+
+    def _series(self, raw: str | bytes | None) -> GroupKey:
+        return group_key(metadata_of(raw), self.group_by) if self.group_by else ()
+
+    @property
+    def done(self) -> bool:
+        return not self.waiting
+
+    def see(self, later: Iterable[tuple[int, str | bytes | None]]) -> None:
+        """Take later (ts_ms, metadata) events, oldest first."""
+        for ts_ms, raw in later:
+            if not self.waiting:
+                return
+            series = self._series(raw)
+            if series in self.waiting:
+                self.waiting.discard(series)
+                self.until_ms = ts_ms
+
+    def carry(self, customer_id: str, period_names: tuple[str, ...], from_ms: int) -> LevelCarry:
+        return LevelCarry(
+            customer_id, period_names, from_ms, None if self.waiting else self.until_ms
+        )
+
+
 def touched_records(
-    changes: Iterable[tuple[str, str, int]], calendars: Mapping[str, PeriodCalendar]
+    changes: Iterable[tuple[str, str, int]],
+    calendars: Mapping[str, PeriodCalendar],
+    carries: Iterable[LevelCarry] = (),
+    closed_until: Mapping[str, int] | None = None,
 ) -> list[Touched]:
     """The records behind (period, customer_id, bucket) changes, each once, sorted.
 
+    Each level carry adds the records from the one after its bucket up to its end,
+    among the periods closed until `closed_until` (open records are live views).
     Changes of periods no longer configured touch nothing.
     """
     found: set[Touched] = set()
@@ -55,6 +127,17 @@ def touched_records(
         calendar = calendars.get(period)
         if calendar is not None:
             found.add(Touched(period, customer_id, calendar.bounds_at(bucket * BUCKET_MS)))
+    for carry in carries:
+        for name in carry.period_names:
+            calendar = calendars.get(name)
+            mark = (closed_until or {}).get(name)
+            if calendar is None or mark is None:
+                continue
+            end = mark if carry.until_ms is None else min(mark, carry.until_ms)
+            found.update(
+                Touched(name, carry.customer_id, bounds)
+                for bounds in calendar.bounds_between(carry.from_ms, end)
+            )
     return sorted(found)
 
 
@@ -92,7 +175,8 @@ def plan_revision(
             revision=revised,
             outgoing=tuple(adjusted_outgoing_for(revised, current.totals, webhooks)),
         )
-    if totals.event_count == 0:
+    if not totals.events:
+        # Nothing active, and no time-weighted level held into the period.
         return RevisionPlan() if current is None else RevisionPlan(delete_open=current.id)
     if not closed and (current is None or current.totals == totals):
         return RevisionPlan()  # open records appear when periods are aggregated

@@ -23,10 +23,17 @@ from meterd.invoices import PeriodInvoicing
 from meterd.messages import Outgoing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
+    ANY_PERIOD,
+    LEVEL_PAGE,
+    SETTLE_BATCH,
+    LevelCarry,
+    LevelEnd,
     RevisionPlan,
     Touched,
+    change_periods,
     customer_values,
     plan_revision,
+    time_weighted,
     touched_records,
 )
 from meterd.rollup import BucketKey, Partial
@@ -39,6 +46,7 @@ from meterd.storage.base import (
     StoredEvent,
 )
 from meterd.storage.postgres.invoicing import write_adjustments, write_invoices
+from meterd.storage.postgres.meter_indexes import literal
 from meterd.storage.postgres.meters import period_meter_values
 from meterd.storage.postgres.recompute import Connection, recompute_rollups
 from meterd.storage.rows import (
@@ -48,11 +56,6 @@ from meterd.storage.rows import (
     encode_totals,
     select_aggregations,
 )
-
-# A late change written by a correction: it may alter a record of any period.
-ANY_PERIOD = "*"
-# Late changes claimed per transaction.
-SETTLE_BATCH = 500
 
 InsertEvents = Callable[[Connection, Sequence[NewEvent]], Awaitable[list[bool]]]
 CustomerPartials = Callable[[Connection, str, PeriodBounds], Awaitable[dict[str, Partial]]]
@@ -179,24 +182,33 @@ async def settle_step(
     claimed = await cursor.fetchall()
     marks = await _by_period(conn, queries["watermarks"])
     horizons = await _by_period(conn, queries["close_horizons"])
+    # Levels carry up to the periods under close too, so a change that reaches one waits.
+    reach = {
+        name: max(marks.get(name, -(2**62)), horizons.get(name, -(2**62)))
+        for name in marks.keys() | horizons.keys()
+    }
+    levels = time_weighted(meters)
     ready: list[tuple[str, str, int]] = []
-    expanded: list[tuple[str, str, int]] = []
+    found: set[Touched] = set()
     for period, customer_id, bucket in claimed:
-        names = tuple(calendars) if period == ANY_PERIOD else (period,)
-        start = bucket * BUCKET_MS
-        if any(marks.get(n, -(2**62)) <= start < horizons.get(n, -(2**62)) for n in names):
+        names = change_periods(period, calendars)
+        carries = await _level_carries(conn, queries, levels, customer_id, bucket, names)
+        touched = touched_records(
+            [(name, customer_id, bucket) for name in names], calendars, carries, reach
+        )
+        if any(_under_close(t, marks, horizons) for t in touched):
             continue
         ready.append((period, customer_id, bucket))
-        expanded.extend((name, customer_id, bucket) for name in names)
+        found.update(touched)
     written = 0
-    for touched in touched_records(expanded, calendars):
-        mark = marks.get(touched.period)
-        closed = mark is not None and touched.bounds.end_ms <= mark
+    for record in sorted(found):
+        mark = marks.get(record.period)
+        closed = mark is not None and record.bounds.end_ms <= mark
         written += await _revise(
             conn,
             queries,
             customer_partials,
-            touched,
+            record,
             closed,
             ops,
             webhooks,
@@ -207,6 +219,69 @@ async def settle_step(
     async with conn.cursor() as batch:
         await batch.executemany(queries["delete_late_change"].encode(), ready)
     return len(ready), written
+
+
+def _under_close(touched: Touched, marks: Mapping[str, int], horizons: Mapping[str, int]) -> bool:
+    """Whether `touched` lies in a period whose close is under way (horizon raised,
+    watermark not yet moved past it)."""
+    low = -(2**62)
+    start = touched.bounds.start_ms
+    return marks.get(touched.period, low) <= start < horizons.get(touched.period, low)
+
+
+async def _level_carries(
+    conn: Connection,
+    queries: Mapping[str, str],
+    meters: Mapping[str, EventTypeConfig],
+    customer_id: str,
+    bucket: int,
+    names: tuple[str, ...],
+) -> list[LevelCarry]:
+    """How far a change in `bucket` reaches through the time-weighted levels it may alter."""
+    carries = []
+    for event_type, meter in meters.items():
+        end = await _level_end(conn, queries, event_type, meter, customer_id, bucket)
+        if end is not None:
+            carries.append(end.carry(customer_id, names, (bucket + 1) * BUCKET_MS))
+    return carries
+
+
+async def _level_end(
+    conn: Connection,
+    queries: Mapping[str, str],
+    event_type: str,
+    meter: EventTypeConfig,
+    customer_id: str,
+    bucket: int,
+) -> LevelEnd | None:
+    """Where the levels changed in `bucket` end; None if it holds no event of the meter.
+
+    Reads the customer's later events through the meter's index, a page at a time,
+    until each changed series has its next event (or none is left).
+    """
+    start = bucket * BUCKET_MS
+    params: dict[str, Any] = {"customer": customer_id, "from_ms": start, "to_ms": start + BUCKET_MS}
+    cursor = await conn.execute(_with_type(queries["bucket_level_metadata"], event_type), params)
+    search = LevelEnd(meter.group_by, [raw for (raw,) in await cursor.fetchall()])
+    if search.done:
+        return None
+    later = _with_type(queries["later_levels"], event_type)
+    after = (start + BUCKET_MS, -1)
+    while not search.done:
+        cursor = await conn.execute(
+            later, {"customer": customer_id, "ts": after[0], "seq": after[1], "limit": LEVEL_PAGE}
+        )
+        page = await cursor.fetchall()
+        search.see((ts, raw) for ts, _, raw in page)
+        if len(page) < LEVEL_PAGE:
+            break
+        after = page[-1][0], page[-1][1]
+    return search
+
+
+def _with_type(sql: str, event_type: str) -> bytes:
+    # A literal, not a parameter: so the planner can use the meter's partial index.
+    return sql.replace("%(event_type)s", literal(event_type).replace("%", "%%")).encode()
 
 
 async def _by_period(conn: Connection, sql: str) -> dict[str, int]:

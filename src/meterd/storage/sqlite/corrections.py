@@ -19,10 +19,17 @@ from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
+    ANY_PERIOD,
+    LEVEL_PAGE,
+    SETTLE_BATCH,
+    LevelCarry,
+    LevelEnd,
     RevisionPlan,
     Touched,
+    change_periods,
     customer_values,
     plan_revision,
+    time_weighted,
     touched_records,
 )
 from meterd.rollup import Partial, Point
@@ -42,13 +49,8 @@ from meterd.storage.rows import (
     select_aggregations,
 )
 from meterd.storage.sqlite.invoicing import write_adjustments, write_invoices
-from meterd.storage.sqlite.meters import period_meter_values
+from meterd.storage.sqlite.meters import period_meter_values, with_type
 from meterd.storage.sqlite.recompute import recompute_rollups
-
-# A late change written by a correction: it may alter a record of any period.
-ANY_PERIOD = "*"
-# Late changes consumed per writer transaction.
-SETTLE_BATCH = 500
 
 InsertEvents = Callable[[sqlite3.Connection, Sequence[NewEvent]], list[bool]]
 CustomerPartials = Callable[[sqlite3.Connection, str, PeriodBounds], dict[str, Partial]]
@@ -174,10 +176,11 @@ def settle_step(
     expanded = [
         (name, customer_id, bucket)
         for period, customer_id, bucket in changes
-        for name in (calendars if period == ANY_PERIOD else (period,))
+        for name in change_periods(period, calendars)
     ]
+    carries = _level_carries(conn, queries, changes, calendars, time_weighted(meters))
     written = 0
-    for touched in touched_records(expanded, calendars):
+    for touched in touched_records(expanded, calendars, carries, marks):
         mark = marks.get(touched.period)
         row = conn.execute(_SELECT_RECORD, (touched.aggregation_id,)).fetchone()
         partials = customer_partials(conn, touched.customer_id, touched.bounds)
@@ -205,6 +208,56 @@ def settle_step(
             _invoice_plan(conn, queries, plan, invoicing, touched, now_ms)
     conn.executemany(queries["delete_late_change"], changes)
     return len(changes), written
+
+
+def _level_carries(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    changes: Sequence[tuple[str, str, int]],
+    calendars: Mapping[str, PeriodCalendar],
+    meters: Mapping[str, EventTypeConfig],
+) -> list[LevelCarry]:
+    """How far each change reaches through the time-weighted levels it may have altered."""
+    carries = []
+    for period, customer_id, bucket in changes:
+        for event_type, meter in meters.items():
+            end = _level_end(conn, queries, event_type, meter, customer_id, bucket)
+            if end is not None:
+                names = change_periods(period, calendars)
+                carries.append(end.carry(customer_id, names, (bucket + 1) * BUCKET_MS))
+    return carries
+
+
+def _level_end(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    event_type: str,
+    meter: EventTypeConfig,
+    customer_id: str,
+    bucket: int,
+) -> LevelEnd | None:
+    """Where the levels changed in `bucket` end; None if it holds no event of the meter.
+
+    Reads the customer's later events through the meter's index, a page at a time,
+    until each changed series has its next event (or none is left).
+    """
+    start = bucket * BUCKET_MS
+    params: dict[str, Any] = {"customer": customer_id, "from_ms": start, "to_ms": start + BUCKET_MS}
+    rows = conn.execute(with_type(queries["bucket_level_metadata"], event_type), params)
+    search = LevelEnd(meter.group_by, [raw for (raw,) in rows])
+    if search.done:
+        return None
+    later = with_type(queries["later_levels"], event_type)
+    after = (start + BUCKET_MS, -1)
+    while not search.done:
+        page = conn.execute(
+            later, {"customer": customer_id, "ts": after[0], "seq": after[1], "limit": LEVEL_PAGE}
+        ).fetchall()
+        search.see((ts, raw) for ts, _, raw in page)
+        if len(page) < LEVEL_PAGE:
+            break
+        after = page[-1][0], page[-1][1]
+    return search
 
 
 def list_revisions(
