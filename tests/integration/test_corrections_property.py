@@ -4,10 +4,14 @@ after every settle against a naive reference over the events that are still acti
 Time runs from 2025-03-27 to 2025-04-02 in Europe/Oslo (DST starts 2025-03-30, March
 closes at local midnight), so events land before and after the close of every kind
 of period. The reference shares no code with meterd's rollups or period arithmetic
-(it is the one of test_aggregation_property). After each settle:
+(it is the one of test_aggregation_property). A second stream adds a
+`time_weighted_avg` meter, whose level holds from an event to the customer's next one
+across period boundaries, so a change revises every later period up to that event.
+After each settle:
 
 - every closed record's latest revision equals the reference over the active events;
-- every period that is closed has a record for each customer with active events in it;
+- every period that is closed has a record for each customer with active events in it
+  or a non-zero level held into it;
 - the outbox holds one `aggregation.completed` per record and one
   `aggregation.adjusted` per later revision (2, 3, ... each once), the last of which
   carries the record's totals, and `previous` is the revision before.
@@ -15,21 +19,29 @@ of period. The reference shares no code with meterd's rollups or period arithmet
 
 from __future__ import annotations
 
+import bisect
 import json
+import math
 import random
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
 from typing import Any
 
 import msgspec
 import pytest
 
 from meterd import corrections
+from meterd.aggregation import Totals
 from meterd.closing import PeriodCloser
-from meterd.config.model import SystemConfig, WebhookConfig
+from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig, WebhookConfig
 from meterd.errors import Conflict
 from meterd.ingest import NewEvent
 from meterd.storage.base import AggregationQuery, EventQuery, KeyIdentity, Store
 from tests.integration.test_aggregation_property import (
+    CUSTOM,
     HOUR,
     MINUTE,
     OPS,
@@ -39,6 +51,7 @@ from tests.integration.test_aggregation_property import (
     Event,
     ReferenceCalendar,
     Scenario,
+    Span,
     expected_totals_problems,
     groups,
     record_id,
@@ -52,6 +65,29 @@ FINAL = utc(2026, 6, 1)
 KEY = KeyIdentity("reference-test", "mk_refer")
 CUSTOMERS = ("a", "b_1")
 VALUES = (0.1, 0.2, -1.5, 3, 2.5, 0.001, 7, 0)
+LEVEL = "t_level"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """What a stream meters: the event types it sends, the periods, when it ends."""
+
+    event_types: tuple[str, ...]
+    periods: tuple[str, ...]
+    final_ms: int
+    levels: bool
+
+
+FOLDABLE = Variant(tuple(OPS), PERIODS, FINAL, levels=False)
+# Levels fill every period up to the last one closed: no yearly period, and an end a
+# few days after the stream's, so the final close stays a few hundred records (April's
+# monthly record stays open; March's closes during the stream).
+LEVELS = Variant(
+    (*OPS, LEVEL, LEVEL),
+    tuple(p for p in PERIODS if p != "yearly"),
+    utc(2025, 4, 8),
+    levels=True,
+)
 
 
 def scenario() -> Scenario:
@@ -67,16 +103,25 @@ def scenario() -> Scenario:
     )
 
 
-def config() -> SystemConfig:
+def config(variant: Variant) -> SystemConfig:
     hook = WebhookConfig(url="http://127.0.0.1:9/hook", secrets=("whsec_c2VjcmV0",))
-    return msgspec.structs.replace(scenario().config(), webhooks=(hook,))
+    base = scenario().config()
+    events = dict(base.events)
+    periods = tuple(p for p in base.periods if p.name in variant.periods)
+    if variant.levels:
+        events[LEVEL] = EventTypeConfig("time_weighted_avg")
+        assert {p.name for p in periods} == set(variant.periods) and all(
+            isinstance(p, PeriodConfig) for p in periods
+        )
+    return msgspec.structs.replace(base, webhooks=(hook,), events=events, periods=periods)
 
 
 class Stream:
     """The test's own account of which events are active."""
 
-    def __init__(self, rng: random.Random) -> None:
+    def __init__(self, rng: random.Random, variant: Variant) -> None:
         self.rng = rng
+        self.variant = variant
         self.active: dict[str, Event] = {}
         self.voided: set[str] = set()
         self.count = 0
@@ -90,7 +135,7 @@ class Stream:
         return Event(
             id=f"e{self.count}",
             customer_id=rng.choice(CUSTOMERS),
-            event_type=rng.choice(tuple(OPS)),
+            event_type=rng.choice(self.variant.event_types),
             value=float(rng.choice(VALUES)),
             ts_ms=min(ts, now),
         )
@@ -149,37 +194,118 @@ async def run_round(store: Store, stream: Stream, now: int) -> None:
             )
 
 
-async def check(store: Store, stream: Stream, calendar: ReferenceCalendar) -> list[str]:
+def level_of(events: Sequence[tuple[int, int, float]], span: Span) -> tuple[Fraction | None, int]:
+    """The naive time-weighted average over `span` of (ts, seq, value) levels sorted by
+    (ts, seq): the last one before the span holds into it; None when there is nothing
+    to report (no event inside and no level other than 0 held). Also the events inside."""
+    first = bisect.bisect_left(events, (span.start_ms, -1, -math.inf))
+    last = bisect.bisect_left(events, (span.end_ms, -1, -math.inf))
+    level = Fraction(Decimal(repr(events[first - 1][2]))) if first else Fraction(0)
+    if first == last and level == 0:
+        return None, 0
+    area, at = Fraction(0), span.start_ms
+    for ts, _, value in events[first:last]:
+        area += level * (ts - at)
+        level, at = Fraction(Decimal(repr(value))), ts
+    area += level * (span.end_ms - at)
+    return area / (span.end_ms - span.start_ms), last - first
+
+
+def level_problem(got: int | float | None, want: Fraction | None) -> str | None:
+    if want is None or got is None:
+        return None if got is want else f"{LEVEL} {got!r} != {want}"
+    if want.denominator == 1:
+        ok = type(got) is int and got == want.numerator
+    else:
+        ok = math.isclose(got, float(want), rel_tol=1e-12, abs_tol=1e-12)
+    return None if ok else f"{LEVEL} {got!r} != {float(want)!r} ({want})"
+
+
+def without_levels(totals: Totals) -> Totals:
+    count = totals.event_counts.get(LEVEL, 0)
+    return Totals(
+        events={k: v for k, v in totals.events.items() if k != LEVEL},
+        event_counts={k: v for k, v in totals.event_counts.items() if k != LEVEL},
+        event_count=totals.event_count - count,
+    )
+
+
+class LevelReference:
+    """The records a time-weighted meter makes in closed periods, from the active events."""
+
+    def __init__(
+        self, active: Sequence[Event], seq: dict[str, int], calendar: ReferenceCalendar
+    ) -> None:
+        self.calendar = calendar
+        self.by_customer: dict[str, list[tuple[int, int, float]]] = defaultdict(list)
+        for event in active:
+            if event.event_type == LEVEL:
+                self.by_customer[event.customer_id].append(
+                    (event.ts_ms, seq[event.id], event.value)
+                )
+        for events in self.by_customer.values():
+            events.sort()
+
+    def value(self, customer_id: str, span: Span) -> tuple[Fraction | None, int]:
+        return level_of(self.by_customer.get(customer_id, []), span)
+
+    def closed_records(self, period: str, mark: int) -> dict[str, Span]:
+        """Records due to a level: every span ending by `mark` that has a value."""
+        found = {}
+        for customer_id, events in self.by_customer.items():
+            span = self.calendar.span(period, events[0][0])
+            while span.end_ms <= mark:
+                if self.value(customer_id, span)[0] is not None:
+                    found[record_id((customer_id, period, span))] = span
+                span = self.calendar.span(period, span.end_ms)
+        return found
+
+
+async def check(
+    store: Store, stream: Stream, calendar: ReferenceCalendar, variant: Variant
+) -> list[str]:
     listed = await store.list_events(EventQuery(limit=100_000, include_voided=True))
     seq = {event.id: event.seq for event in listed}
     assert {e.id for e in listed if e.voided_ms is None} == set(stream.active)
     arrivals = [Arrival(seq[e.id], 0, e) for e in stream.active.values()]
-    expected = {record_id(group): members for group, members in groups(arrivals, calendar).items()}
-    spans = {record_id(group): group for group in groups(arrivals, calendar)}
+    grouped = {g: m for g, m in groups(arrivals, calendar).items() if g[1] in variant.periods}
+    expected = {record_id(group): members for group, members in grouped.items()}
+    spans = {record_id(group): (group[0], group[1], group[2]) for group in grouped}
+    levels = LevelReference(list(stream.active.values()), seq, calendar)
     rows = await store.list_aggregations(AggregationQuery(limit=100_000))
     deliveries = await store.list_deliveries(status=None, limit=100_000, before_id=None)
     sent: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for delivery in sorted(deliveries, key=lambda d: d.id):
         sent[delivery.aggregation_id].append(json.loads(delivery.payload))
     problems = []
-    marks = {period: await store.watermark(period) for period in PERIODS}
+    marks = {period: await store.watermark(period) for period in variant.periods}
     records = {row.id: row for row in rows}
     for rid, (_, period, span) in spans.items():
         mark = marks[period]
         if mark is not None and span.end_ms <= mark and rid not in records:
             problems.append(f"{rid}: closed period without a record")
+    for period, mark in marks.items():
+        if mark is not None:
+            for rid in levels.closed_records(period, mark).keys() - records.keys():
+                problems.append(f"{rid}: closed period with a level, without a record")
     for row in rows:
         if row.status != "closed":
             continue
         members = expected.get(row.id, [])
+        plain = without_levels(row.totals)
         if members:
-            problems += [f"{row.id}: {p}" for p in expected_totals_problems(row.totals, members)]
-        elif row.totals.event_count or row.totals.events:
+            problems += [f"{row.id}: {p}" for p in expected_totals_problems(plain, members)]
+        elif plain.event_count or plain.events:
             problems.append(f"{row.id}: nothing active, but the record says {row.totals}")
+        span = Span(row.period_key, row.period_start, row.period_end)
+        want, count = levels.value(row.customer_id, span)
+        problem = level_problem(row.totals.events.get(LEVEL), want)
+        if problem or row.totals.event_counts.get(LEVEL, 0) != count:
+            problems.append(f"{row.id}: {problem or f'{LEVEL} count'} in {row.totals}")
         messages = sent.get(row.id, [])
         types = [m["type"] for m in messages]
-        want = ["aggregation.completed"] + ["aggregation.adjusted"] * (row.revision - 1)
-        if types != want:
+        want_types = ["aggregation.completed"] + ["aggregation.adjusted"] * (row.revision - 1)
+        if types != want_types:
             problems.append(f"{row.id}: revision {row.revision}, messages {types}")
             continue
         revisions = [m["data"]["revision"] for m in messages[1:]]
@@ -195,30 +321,60 @@ async def check(store: Store, stream: Stream, calendar: ReferenceCalendar) -> li
     return problems
 
 
+async def run_stream(store: Store, seed: int, variant: Variant) -> list[Any]:
+    """Rounds of events and corrections, each settled and checked; the final records."""
+    rng = random.Random(seed)
+    stream = Stream(rng, variant)
+    calendar = ReferenceCalendar(scenario())
+    closer = PeriodCloser(store, config(variant))
+    for index in range(ROUNDS):
+        now = START + index * ROUND_MS + rng.randrange(0, HOUR)
+        await run_round(store, stream, now)
+        if rng.random() < 0.5:
+            await closer.trigger(now)
+        else:
+            await closer.close_completed(now)
+        problems = await check(store, stream, calendar, variant)
+        assert not problems, "\n".join([f"seed {seed}, round {index}:", *problems[:20]])
+    await closer.trigger(variant.final_ms)
+    problems = await check(store, stream, calendar, variant)
+    rows = await store.list_aggregations(AggregationQuery(limit=100_000))
+    problems += [
+        f"{row.id}: still {row.status}"
+        for row in rows
+        if row.status != "closed" and row.period_end <= variant.final_ms
+    ]
+    assert not problems, "\n".join([f"seed {seed}, final:", *problems[:20]])
+    return rows
+
+
 @pytest.mark.parametrize("seed", [1, 2])
 async def test_latest_revisions_match_a_naive_reference(store: Store, seed: int) -> None:
-    rng = random.Random(seed)
-    stream = Stream(rng)
-    calendar = ReferenceCalendar(scenario())
     await store.open()
     try:
-        closer = PeriodCloser(store, config())
-        for index in range(ROUNDS):
-            now = START + index * ROUND_MS + rng.randrange(0, HOUR)
-            await run_round(store, stream, now)
-            if rng.random() < 0.5:
-                await closer.trigger(now)
-            else:
-                await closer.close_completed(now)
-            problems = await check(store, stream, calendar)
-            assert not problems, "\n".join([f"seed {seed}, round {index}:", *problems[:20]])
-        await closer.trigger(FINAL)
-        problems = await check(store, stream, calendar)
-        rows = await store.list_aggregations(AggregationQuery(limit=100_000))
-        problems += [f"{row.id}: still {row.status}" for row in rows if row.status != "closed"]
-        assert not problems, "\n".join([f"seed {seed}, final:", *problems[:20]])
+        rows = await run_stream(store, seed, FOLDABLE)
         # The stream did what it is for: corrections and late events revised records.
         revised = [row for row in rows if row.revision >= 2]
         assert len(revised) >= 5 and max(row.revision for row in rows) >= 3, len(revised)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+async def test_time_weighted_levels_match_a_naive_reference(store: Store, seed: int) -> None:
+    await store.open()
+    try:
+        rows = await run_stream(store, seed, LEVELS)
+        # Corrections reached periods after their own: revisions of records whose
+        # period holds no event of the level at all.
+        carried = [
+            row
+            for row in rows
+            if row.revision >= 2
+            and LEVEL in row.totals.events
+            and not row.totals.event_counts.get(LEVEL)
+        ]
+        assert len(carried) >= 5, len(carried)
+        assert sum(row.period == CUSTOM for row in carried) >= 1
     finally:
         await store.close()
