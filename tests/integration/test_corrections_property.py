@@ -213,7 +213,7 @@ def level_of(events: Sequence[tuple[int, int, float]], span: Span) -> tuple[Frac
 
 def level_problem(got: int | float | None, want: Fraction | None) -> str | None:
     if want is None or got is None:
-        return None if got is want else f"{LEVEL} {got!r} != {want}"
+        return None if got is None and want is None else f"{LEVEL} {got!r} != {want}"
     if want.denominator == 1:
         ok = type(got) is int and got == want.numerator
     else:
