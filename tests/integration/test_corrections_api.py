@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -274,3 +275,15 @@ async def test_max_event_age(store: Store) -> None:
             assert moved.status_code == 422 and "maxEventAge" in moved.json()["error"]
             config = (await client.get("/config")).json()
             assert config["maxEventAge"] == "30d"
+
+
+async def test_an_open_record_has_no_revisions_yet(client: httpx.AsyncClient) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    await send(client, "co", 3, now, "o-1")
+    await trigger(client)
+    record_id = f"co_monthly_{now[:4]}{now[5:7]}"
+    live = await record(client, record_id)
+    assert (live["status"], live["events"]) == ("open", {"api.calls": 3})
+    # Never sent, so never revised: revision 1 is the record as its period closes.
+    response = await client.get(f"/aggregations/{record_id}/revisions")
+    assert (response.status_code, response.json()) == (200, [])
