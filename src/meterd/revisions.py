@@ -78,36 +78,58 @@ class LevelEnd:
     meter: the first later active event of every series (group) that had an event in
     the bucket, voided ones included (a void changes its series' level too).
 
-    The store feeds it the customer's later active events of the meter's type, oldest
-    first, a page at a time, until `done`.
+    The store reads the bucket's events with `bucket_params`, then, while `next_page`
+    gives parameters, the customer's later active events of the meter's type as
+    (ts_ms, seq, metadata), oldest first, `LEVEL_PAGE` at a time, and passes each page
+    to `see`.
     """
 
-    def __init__(self, group_by: Sequence[str], bucket_metadata: Iterable[str | bytes | None]):
-        self.group_by = tuple(group_by)
+    def __init__(
+        self,
+        meter: EventTypeConfig,
+        customer_id: str,
+        bucket: int,
+        bucket_metadata: Iterable[str | bytes | None],
+    ) -> None:
+        self.group_by = meter.group_by
+        self.customer_id = customer_id
+        self.from_ms = (bucket + 1) * BUCKET_MS
         self.waiting: set[GroupKey] = {self._series(raw) for raw in bucket_metadata}
         self.until_ms: int | None = None
+        self._after: tuple[int, int] | None = (self.from_ms, -1)
+
+    @staticmethod
+    def bucket_params(customer_id: str, bucket: int) -> dict[str, int | str]:
+        start = bucket * BUCKET_MS
+        return {"customer": customer_id, "from_ms": start, "to_ms": start + BUCKET_MS}
 
     def _series(self, raw: str | bytes | None) -> GroupKey:
         return group_key(metadata_of(raw), self.group_by) if self.group_by else ()
 
-    @property
-    def done(self) -> bool:
-        return not self.waiting
+    def next_page(self) -> dict[str, int | str] | None:
+        """The parameters of the next page to read; None once nothing is left to find."""
+        if not self.waiting or self._after is None:
+            return None
+        ts_ms, seq = self._after
+        return {"customer": self.customer_id, "ts": ts_ms, "seq": seq, "limit": LEVEL_PAGE}
 
-    def see(self, later: Iterable[tuple[int, str | bytes | None]]) -> None:
-        """Take later (ts_ms, metadata) events, oldest first."""
-        for ts_ms, raw in later:
-            if not self.waiting:
-                return
+    def see(self, page: Sequence[tuple[int, int, str | bytes | None]]) -> None:
+        for ts_ms, _, raw in page:
             series = self._series(raw)
             if series in self.waiting:
                 self.waiting.discard(series)
                 self.until_ms = ts_ms
+                if not self.waiting:
+                    break
+        full = len(page) == LEVEL_PAGE
+        self._after = (page[-1][0], page[-1][1]) if full else None
 
-    def carry(self, customer_id: str, period_names: tuple[str, ...], from_ms: int) -> LevelCarry:
-        return LevelCarry(
-            customer_id, period_names, from_ms, None if self.waiting else self.until_ms
-        )
+    def carry(self, period_names: tuple[str, ...]) -> LevelCarry | None:
+        """How far the change reaches; None if the bucket held no event of the meter."""
+        if self.until_ms is None and not self.waiting:
+            return None
+        until_ms = None if self.waiting else self.until_ms
+        return LevelCarry(self.customer_id, period_names, self.from_ms, until_ms)
 
 
 def touched_records(

@@ -24,7 +24,6 @@ from meterd.messages import Outgoing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
     ANY_PERIOD,
-    LEVEL_PAGE,
     SETTLE_BATCH,
     LevelCarry,
     LevelEnd,
@@ -237,46 +236,20 @@ async def _level_carries(
     bucket: int,
     names: tuple[str, ...],
 ) -> list[LevelCarry]:
-    """How far a change in `bucket` reaches through the time-weighted levels it may alter."""
+    """How far a change in `bucket` reaches through the time-weighted levels it may
+    alter: the customer's later events are read through the meter's index, a page at a time."""
     carries = []
     for event_type, meter in meters.items():
-        end = await _level_end(conn, queries, event_type, meter, customer_id, bucket)
-        if end is not None:
-            carries.append(end.carry(customer_id, names, (bucket + 1) * BUCKET_MS))
+        in_bucket = _with_type(queries["bucket_level_metadata"], event_type)
+        rows = await conn.execute(in_bucket, LevelEnd.bucket_params(customer_id, bucket))
+        search = LevelEnd(meter, customer_id, bucket, [raw for (raw,) in await rows.fetchall()])
+        later = _with_type(queries["later_levels"], event_type)
+        while (params := search.next_page()) is not None:
+            search.see(await (await conn.execute(later, params)).fetchall())
+        carry = search.carry(names)
+        if carry is not None:
+            carries.append(carry)
     return carries
-
-
-async def _level_end(
-    conn: Connection,
-    queries: Mapping[str, str],
-    event_type: str,
-    meter: EventTypeConfig,
-    customer_id: str,
-    bucket: int,
-) -> LevelEnd | None:
-    """Where the levels changed in `bucket` end; None if it holds no event of the meter.
-
-    Reads the customer's later events through the meter's index, a page at a time,
-    until each changed series has its next event (or none is left).
-    """
-    start = bucket * BUCKET_MS
-    params: dict[str, Any] = {"customer": customer_id, "from_ms": start, "to_ms": start + BUCKET_MS}
-    cursor = await conn.execute(_with_type(queries["bucket_level_metadata"], event_type), params)
-    search = LevelEnd(meter.group_by, [raw for (raw,) in await cursor.fetchall()])
-    if search.done:
-        return None
-    later = _with_type(queries["later_levels"], event_type)
-    after = (start + BUCKET_MS, -1)
-    while not search.done:
-        cursor = await conn.execute(
-            later, {"customer": customer_id, "ts": after[0], "seq": after[1], "limit": LEVEL_PAGE}
-        )
-        page = await cursor.fetchall()
-        search.see((ts, raw) for ts, _, raw in page)
-        if len(page) < LEVEL_PAGE:
-            break
-        after = page[-1][0], page[-1][1]
-    return search
 
 
 def _with_type(sql: str, event_type: str) -> bytes:
