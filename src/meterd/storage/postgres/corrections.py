@@ -53,6 +53,7 @@ from meterd.storage.rows import (
     aggregation_values,
     decode_totals,
     encode_totals,
+    event_from_row,
     select_aggregations,
 )
 
@@ -457,16 +458,4 @@ async def _event(
 ) -> StoredEvent | None:
     cursor = await conn.execute(queries["event_by_id"].encode(), (event_id,))
     row = await cursor.fetchone()
-    if row is None:
-        return None
-    seq, id_, event_type, customer_id, value, metadata, ts, received = row
-    return StoredEvent(
-        seq=seq,
-        id=id_,
-        event_type=event_type,
-        customer_id=customer_id,
-        value=number(value),
-        metadata=None if metadata is None else metadata.encode(),
-        ts_ms=ts,
-        received_ms=received,
-    )
+    return None if row is None else event_from_row(row, number)

@@ -45,6 +45,7 @@ from meterd.storage.rows import (
     aggregation_values,
     decode_totals,
     encode_totals,
+    event_from_row,
     select_aggregations,
 )
 from meterd.storage.sqlite.invoicing import write_adjustments, write_invoices
@@ -351,16 +352,4 @@ def _event(
     conn: sqlite3.Connection, queries: Mapping[str, str], event_id: str
 ) -> StoredEvent | None:
     row = conn.execute(queries["event_by_id"], (event_id,)).fetchone()
-    if row is None:
-        return None
-    seq, id_, event_type, customer_id, value, metadata, ts, received = row
-    return StoredEvent(
-        seq=seq,
-        id=id_,
-        event_type=event_type,
-        customer_id=customer_id,
-        value=value,
-        metadata=None if metadata is None else metadata.encode(),
-        ts_ms=ts,
-        received_ms=received,
-    )
+    return None if row is None else event_from_row(row)
