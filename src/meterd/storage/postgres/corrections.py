@@ -56,6 +56,13 @@ from meterd.storage.rows import (
     event_from_row,
     select_aggregations,
 )
+from meterd.storage.voids import (
+    correction_from_row,
+    repeated_amendment,
+    void_again,
+    void_values,
+    voided_conflict,
+)
 
 InsertEvents = Callable[[Connection, Sequence[NewEvent]], Awaitable[list[bool]]]
 CustomerPartials = Callable[[Connection, str, PeriodBounds], Awaitable[dict[str, Partial]]]
@@ -117,12 +124,7 @@ async def void_event(
     if not await _insert_void(conn, queries, correction, None):
         earlier = await _correction(conn, queries["void_of_event"], event_id)
         assert earlier is not None
-        if earlier.replaced_by is None:
-            return earlier
-        raise Conflict(
-            f"event {event_id!r} was amended by {earlier.replaced_by!r}; void that one instead",
-            amendedBy=earlier.replaced_by,
-        )
+        return void_again(event_id, earlier)
     await _take_out(conn, queries, event)
     return correction
 
@@ -149,8 +151,11 @@ async def amend_event(
         if idempotency_key is not None:
             earlier = await _correction(conn, queries["void_by_idempotency_key"], idempotency_key)
             if earlier is not None:
-                return await _repeated_amendment(conn, queries, number, earlier, event_id)
-        raise Conflict(f"event {event_id!r} is voided; it cannot be amended", status="voided")
+                replaced_by = repeated_amendment(event_id, earlier)
+                replacement_event = await _event(conn, queries, replaced_by, number)
+                assert replacement_event is not None
+                return Amendment(event_id, replacement_event, earlier, duplicate=True)
+        raise voided_conflict(event_id)
     if await insert_events(conn, [replacement]) != [True]:
         raise Conflict(f"an event with id {replacement.id!r} already exists")
     await _take_out(conn, queries, event)
@@ -391,23 +396,6 @@ async def _insert_outgoing(
             )
 
 
-async def _repeated_amendment(
-    conn: Connection,
-    queries: Mapping[str, str],
-    number: NumberOf,
-    earlier: Correction,
-    event_id: str,
-) -> Amendment:
-    if earlier.event_id != event_id or earlier.replaced_by is None:
-        raise Conflict(
-            f"Idempotency-Key: already used to amend event {earlier.event_id!r}",
-            field="Idempotency-Key",
-        )
-    replacement = await _event(conn, queries, earlier.replaced_by, number)
-    assert replacement is not None
-    return Amendment(event_id, replacement, earlier, duplicate=True)
-
-
 async def _take_out(conn: Connection, queries: Mapping[str, str], event: StoredEvent) -> None:
     """A voided event leaves the rollups; the records it was in are recomputed later."""
     bucket = event.ts_ms // BUCKET_MS
@@ -430,16 +418,7 @@ async def _insert_void(
     idempotency_key: str | None,
 ) -> bool:
     cursor = await conn.execute(
-        queries["insert_void"].encode(),
-        (
-            correction.event_id,
-            correction.voided_ms,
-            correction.reason,
-            correction.key.name,
-            correction.key.prefix,
-            correction.replaced_by,
-            idempotency_key,
-        ),
+        queries["insert_void"].encode(), void_values(correction, idempotency_key)
     )
     return await cursor.fetchone() is not None
 
@@ -447,10 +426,7 @@ async def _insert_void(
 async def _correction(conn: Connection, sql: str, value: str) -> Correction | None:
     cursor = await conn.execute(sql.encode(), (value,))
     row = await cursor.fetchone()
-    if row is None:
-        return None
-    event_id, voided_ms, reason, key_name, key_prefix, replaced_by = row
-    return Correction(event_id, voided_ms, reason, KeyIdentity(key_name, key_prefix), replaced_by)
+    return None if row is None else correction_from_row(row)
 
 
 async def _event(

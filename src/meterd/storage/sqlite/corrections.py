@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
@@ -51,6 +50,13 @@ from meterd.storage.rows import (
 from meterd.storage.sqlite.invoicing import write_adjustments, write_invoices
 from meterd.storage.sqlite.meters import period_meter_values, with_type
 from meterd.storage.sqlite.recompute import recompute_rollups
+from meterd.storage.voids import (
+    correction_from_row,
+    repeated_amendment,
+    void_again,
+    void_values,
+    voided_conflict,
+)
 
 InsertEvents = Callable[[sqlite3.Connection, Sequence[NewEvent]], list[bool]]
 CustomerPartials = Callable[[sqlite3.Connection, str, PeriodBounds], dict[str, Partial]]
@@ -110,14 +116,9 @@ def void_event(
         raise NotFound(f"no event has id {event_id!r}")
     earlier = _correction(conn, queries["void_of_event"], event_id)
     if earlier is not None:
-        if earlier.replaced_by is None:
-            return earlier
-        raise Conflict(
-            f"event {event_id!r} was amended by {earlier.replaced_by!r}; void that one instead",
-            amendedBy=earlier.replaced_by,
-        )
+        return void_again(event_id, earlier)
     correction = Correction(event_id, now_ms, reason, key)
-    conn.execute(queries["insert_void"], _void_values(correction, None))
+    conn.execute(queries["insert_void"], void_values(correction, None))
     _take_out(conn, queries, event)
     return correction
 
@@ -137,15 +138,17 @@ def amend_event(
     if idempotency_key is not None:
         earlier = _correction(conn, queries["void_by_idempotency_key"], idempotency_key)
         if earlier is not None:
-            return _repeated_amendment(conn, queries, earlier, event_id)
+            repeated = _event(conn, queries, repeated_amendment(event_id, earlier))
+            assert repeated is not None
+            return Amendment(event_id, repeated, earlier, duplicate=True)
     event = _event(conn, queries, event_id)
     if event is None:
         raise NotFound(f"no event has id {event_id!r}")
     voided = _correction(conn, queries["void_of_event"], event_id)
     if voided is not None:
-        raise Conflict(f"event {event_id!r} is voided; it cannot be amended", status="voided")
+        raise voided_conflict(event_id)
     correction = Correction(event_id, now_ms, reason, key, replacement.id)
-    conn.execute(queries["insert_void"], _void_values(correction, idempotency_key))
+    conn.execute(queries["insert_void"], void_values(correction, idempotency_key))
     if insert_events(conn, [replacement]) != [True]:
         raise Conflict(f"an event with id {replacement.id!r} already exists")
     _take_out(conn, queries, event)
@@ -301,19 +304,6 @@ def _invoice_plan(
         )
 
 
-def _repeated_amendment(
-    conn: sqlite3.Connection, queries: Mapping[str, str], earlier: Correction, event_id: str
-) -> Amendment:
-    if earlier.event_id != event_id or earlier.replaced_by is None:
-        raise Conflict(
-            f"Idempotency-Key: already used to amend event {earlier.event_id!r}",
-            field="Idempotency-Key",
-        )
-    replacement = _event(conn, queries, earlier.replaced_by)
-    assert replacement is not None
-    return Amendment(event_id, replacement, earlier, duplicate=True)
-
-
 def _take_out(conn: sqlite3.Connection, queries: Mapping[str, str], event: StoredEvent) -> None:
     """A voided event leaves the rollups; the records it was in are recomputed later."""
     recompute_rollups(
@@ -328,24 +318,9 @@ def _note_correction(
     conn.execute(queries["insert_late_change"], (ANY_PERIOD, customer_id, ts_ms // BUCKET_MS))
 
 
-def _void_values(correction: Correction, idempotency_key: str | None) -> tuple[Any, ...]:
-    return (
-        correction.event_id,
-        correction.voided_ms,
-        correction.reason,
-        correction.key.name,
-        correction.key.prefix,
-        correction.replaced_by,
-        idempotency_key,
-    )
-
-
 def _correction(conn: sqlite3.Connection, sql: str, value: str) -> Correction | None:
     row = conn.execute(sql, (value,)).fetchone()
-    if row is None:
-        return None
-    event_id, voided_ms, reason, key_name, key_prefix, replaced_by = row
-    return Correction(event_id, voided_ms, reason, KeyIdentity(key_name, key_prefix), replaced_by)
+    return None if row is None else correction_from_row(row)
 
 
 def _event(
