@@ -3,7 +3,9 @@ events and corrections touched a period (DESIGN.md section 8).
 
 Pure: the store reads the record as it stands and the totals recomputed from the
 active events' rollups, asks `plan_revision`, and writes the plan in the same
-transaction.
+transaction. Which records a late change touches is decided here too: its own period,
+and for a `time_weighted_avg` meter every later closed period its level held into
+(`LevelEnd` says how far, from the events the store reads for it).
 """
 
 from __future__ import annotations
