@@ -314,6 +314,23 @@ class MeterReference:
         assert meter.op == "sum"
         return sum((exact(value) for _, _, value in inside), Fraction(0)), len(inside)
 
+    def groups(
+        self, event_type: str, customer_id: str, span: Span
+    ) -> list[tuple[str, Fraction, int]]:
+        """A grouped meter's (region, value, events) per group with something to show."""
+        meter = self.meters[event_type]
+        found = []
+        for region, rows in sorted(self.series.get((event_type, customer_id), {}).items()):
+            if meter.op == "time_weighted_avg":
+                value, count = level_of(rows, span)
+                if value is not None and (count or value != 0):
+                    found.append((region, value, count))
+                continue
+            inside = [v for ts, _, v in rows if span.start_ms <= ts < span.end_ms]
+            if inside:
+                found.append((region, sum(map(exact, inside), Fraction(0)), len(inside)))
+        return found
+
     def closed_records(self, period: str, mark: int) -> set[str]:
         """Records the meters make in periods that ended by `mark`."""
         found = set()
@@ -376,6 +393,18 @@ async def check(
             problem = number_problem(event_type, row.totals.events.get(event_type), want)
             if problem or row.totals.event_counts.get(event_type, 0) != count:
                 problems.append(f"{row.id}: {problem or f'{event_type} count'} in {row.totals}")
+            if not variant.meters[event_type].group_by:
+                continue
+            shown = [
+                (g.dimensions["region"], g.value, g.count)
+                for g in row.totals.groups.get(event_type, [])
+            ]
+            wanted = meters.groups(event_type, row.customer_id, span)
+            if [(r, n) for r, _, n in shown] != [(r, n) for r, _, n in wanted] or any(
+                number_problem(event_type, got, want)
+                for (_, got, _), (_, want, _) in zip(shown, wanted, strict=True)
+            ):
+                problems.append(f"{row.id}: {event_type} groups {shown} != {wanted}")
         messages = sent.get(row.id, [])
         types = [m["type"] for m in messages]
         want_types = ["aggregation.completed"] + ["aggregation.adjusted"] * (row.revision - 1)
