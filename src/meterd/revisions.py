@@ -24,8 +24,10 @@ from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 
 # The period of a late change written by a correction: it may alter a record of any period.
 ANY_PERIOD = "*"
-# Late changes consumed per transaction.
+# Late changes consumed per transaction, and the records they may touch before the
+# transaction stops taking more (a level carried over many periods touches many).
 SETTLE_BATCH = 500
+TOUCHED_BATCH = 1000
 # Later events read per query while looking for the end of a changed level.
 LEVEL_PAGE = 200
 

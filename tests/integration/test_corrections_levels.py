@@ -8,6 +8,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from meterd import corrections
 from meterd.closing import CloseScheduler, PeriodCloser
 from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig, WebhookConfig
@@ -193,5 +195,34 @@ async def test_the_scheduler_revises_what_corrections_touched(store: Store) -> N
         finally:
             await scheduler.stop()
         assert await records(store, "t") == {"20250102": (2, {}), "20250103": (2, {})}
+    finally:
+        await store.close()
+
+
+async def test_a_long_carry_is_settled_in_short_transactions(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A level with no later event reaches every closed period; each transaction takes
+    # changes only until it has touched TOUCHED_BATCH records, and the rounds go on.
+    from meterd.storage.postgres import corrections as postgres_corrections
+    from meterd.storage.sqlite import corrections as sqlite_corrections
+
+    for module in (sqlite_corrections, postgres_corrections):
+        monkeypatch.setattr(module, "TOUCHED_BATCH", 5)
+    hourly = make_config(
+        periods=(PeriodConfig("hourly"),), events={"seats": EventTypeConfig("time_weighted_avg")}
+    )
+    await store.open()
+    try:
+        closer = PeriodCloser(store, hourly)
+        await store.ingest([event("x1", "other", 0, at(1))])
+        await closer.close_completed(at(3))
+        await store.ingest([event("h1", "h", 6, at(1)), event("k1", "k", 2, at(2, 12))])
+        assert await closer.close_completed(at(3, 0) + 1) == 48 + 12
+        rows = await records(store, "h")
+        assert len(rows) == 48 and all(row == (1, {"seats": 6}) for row in rows.values())
+        rows = await records(store, "k")
+        assert len(rows) == 12 and all(row == (1, {"seats": 2}) for row in rows.values())
+        one_message_per_revision(await records(store, "h"), await sent(store, "h"))
     finally:
         await store.close()

@@ -25,6 +25,7 @@ from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
     ANY_PERIOD,
     SETTLE_BATCH,
+    TOUCHED_BATCH,
     LevelCarry,
     LevelEnd,
     RevisionPlan,
@@ -181,7 +182,8 @@ async def settle_step(
     records they touched. Returns (changes consumed, records and revisions written).
 
     A change that falls in a period whose close is under way (horizon raised, watermark
-    not yet moved) stays for a later round.
+    not yet moved) stays for a later round. A batch stops once it touches TOUCHED_BATCH
+    records, so one transaction stays short.
     """
     cursor = await conn.execute(queries["claim_late_changes"].encode(), (SETTLE_BATCH,))
     claimed = await cursor.fetchall()
@@ -205,6 +207,8 @@ async def settle_step(
             continue
         ready.append((period, customer_id, bucket))
         found.update(touched)
+        if len(found) >= TOUCHED_BATCH:
+            break  # the other claimed changes wait for the next transaction
     written = 0
     for record in sorted(found):
         mark = marks.get(record.period)

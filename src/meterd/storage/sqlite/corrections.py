@@ -20,6 +20,7 @@ from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
     ANY_PERIOD,
     SETTLE_BATCH,
+    TOUCHED_BATCH,
     LevelCarry,
     LevelEnd,
     RevisionPlan,
@@ -171,19 +172,31 @@ def settle_step(
     meters: Mapping[str, EventTypeConfig] | None = None,
 ) -> tuple[int, int]:
     """Consume a batch of late changes: recompute each touched record and write what
-    changed. Returns (changes consumed, records and revisions written)."""
+    changed. Returns (changes consumed, records and revisions written).
+
+    A batch stops once it touches TOUCHED_BATCH records (levels carried over many
+    periods touch many), so one writer transaction stays short.
+    """
     changes = conn.execute(queries["late_changes"], (SETTLE_BATCH,)).fetchall()
     if not changes:
         return 0, 0
     marks = dict(conn.execute(queries["watermarks"]).fetchall())
-    expanded = [
-        (name, customer_id, bucket)
-        for period, customer_id, bucket in changes
-        for name in change_periods(period, calendars)
-    ]
-    carries = _level_carries(conn, queries, changes, calendars, time_weighted(meters))
+    levels = time_weighted(meters)
+    taken: list[tuple[str, str, int]] = []
+    found: set[Touched] = set()
+    for period, customer_id, bucket in changes:
+        names = change_periods(period, calendars)
+        carries = _level_carries(conn, queries, levels, customer_id, bucket, names)
+        found.update(
+            touched_records(
+                [(name, customer_id, bucket) for name in names], calendars, carries, marks
+            )
+        )
+        taken.append((period, customer_id, bucket))
+        if len(found) >= TOUCHED_BATCH:
+            break
     written = 0
-    for touched in touched_records(expanded, calendars, carries, marks):
+    for touched in sorted(found):
         mark = marks.get(touched.period)
         row = conn.execute(_SELECT_RECORD, (touched.aggregation_id,)).fetchone()
         partials = customer_partials(conn, touched.customer_id, touched.bounds)
@@ -209,31 +222,31 @@ def settle_step(
         written += _write_plan(conn, queries, plan, now_ms)
         if invoicing is not None:
             _invoice_plan(conn, queries, plan, invoicing, touched, now_ms)
-    conn.executemany(queries["delete_late_change"], changes)
-    return len(changes), written
+    conn.executemany(queries["delete_late_change"], taken)
+    return len(taken), written
 
 
 def _level_carries(
     conn: sqlite3.Connection,
     queries: Mapping[str, str],
-    changes: Sequence[tuple[str, str, int]],
-    calendars: Mapping[str, PeriodCalendar],
     meters: Mapping[str, EventTypeConfig],
+    customer_id: str,
+    bucket: int,
+    names: tuple[str, ...],
 ) -> list[LevelCarry]:
-    """How far each change reaches through the time-weighted levels it may have altered:
-    the customer's later events are read through the meter's index, a page at a time."""
+    """How far a change in `bucket` reaches through the time-weighted levels it may
+    alter: the customer's later events are read through the meter's index, a page at a time."""
     carries = []
-    for period, customer_id, bucket in changes:
-        for event_type, meter in meters.items():
-            in_bucket = with_type(queries["bucket_level_metadata"], event_type)
-            rows = conn.execute(in_bucket, LevelEnd.bucket_params(customer_id, bucket))
-            search = LevelEnd(meter, customer_id, bucket, [raw for (raw,) in rows])
-            later = with_type(queries["later_levels"], event_type)
-            while (params := search.next_page()) is not None:
-                search.see(conn.execute(later, params).fetchall())
-            carry = search.carry(change_periods(period, calendars))
-            if carry is not None:
-                carries.append(carry)
+    for event_type, meter in meters.items():
+        in_bucket = with_type(queries["bucket_level_metadata"], event_type)
+        rows = conn.execute(in_bucket, LevelEnd.bucket_params(customer_id, bucket))
+        search = LevelEnd(meter, customer_id, bucket, [raw for (raw,) in rows])
+        later = with_type(queries["later_levels"], event_type)
+        while (params := search.next_page()) is not None:
+            search.see(conn.execute(later, params).fetchall())
+        carry = search.carry(names)
+        if carry is not None:
+            carries.append(carry)
     return carries
 
 
