@@ -261,7 +261,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get",
         "/aggregations/{id}/revisions",
-        "Every revision of a record, oldest first (revision 1 is the record as closed)",
+        "Every revision of a record, oldest first (revision 1 is the record as closed); "
+        "an open record has none yet: []",
         {200: ("The revisions.", list[RevisionOut]), 404: ("No such record.", ErrorBody)},
         params=(
             Param("id", "path", "`{customerId}_{period}_{periodKey}`.", _STRING, required=True),

@@ -56,6 +56,7 @@ from meterd.storage.rows import (
     attempt_values,
     delivery_from_row,
     delivery_update_values,
+    event_from_row,
     merge_by_type,
     select_aggregations,
 )
@@ -313,20 +314,7 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
             limit=query.limit,
         )
         rows = await self._fetch(sql.replace("?", "%s"), params)
-        return [
-            StoredEvent(
-                seq=seq,
-                id=id_,
-                event_type=event_type,
-                customer_id=customer_id,
-                value=_number(value),
-                metadata=None if metadata is None else metadata.encode(),
-                ts_ms=ts,
-                received_ms=received,
-                voided_ms=voided,
-            )
-            for seq, id_, event_type, customer_id, value, metadata, ts, received, voided in rows
-        ]
+        return [event_from_row(row, _number) for row in rows]
 
     # -- rollups and aggregation records ----------------------------------
 

@@ -47,6 +47,7 @@ from meterd.storage.rows import (
     attempt_values,
     delivery_from_row,
     delivery_update_values,
+    event_from_row,
     merge_by_type,
     select_aggregations,
 )
@@ -227,7 +228,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         sql, params = _events_sql(query)
 
         def fetch(conn: sqlite3.Connection) -> list[StoredEvent]:
-            return [_stored_event(row) for row in conn.execute(sql, params)]
+            return [event_from_row(row) for row in conn.execute(sql, params)]
 
         return await self._read(fetch)
 
@@ -754,19 +755,4 @@ def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
         ],
         order_by="period_start DESC, id DESC",
         limit=query.limit,
-    )
-
-
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    seq, id_, event_type, customer_id, value, metadata, ts, received, voided = row
-    return StoredEvent(
-        seq=seq,
-        id=id_,
-        event_type=event_type,
-        customer_id=customer_id,
-        value=value,
-        metadata=None if metadata is None else metadata.encode(),
-        ts_ms=ts,
-        received_ms=received,
-        voided_ms=voided,
     )
