@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from typing import Any
 
 from meterd.rollup import (
@@ -12,6 +13,7 @@ from meterd.rollup import (
     Partial,
     Point,
     add_exact,
+    exact_decimal,
     format_exact,
     parse_exact,
 )
@@ -32,7 +34,11 @@ def loaded_total(value: int | str) -> ExactNumber:
 
 
 def _exact_add(a: int | str, b: int | str) -> int | str:
-    return stored_total(add_exact(loaded_total(a), loaded_total(b)))
+    # SQLite calls this for every rollup row whose total is a decimal: one Decimal add
+    # at EXACT_DIGITS (Decimal reads the stored digits exactly) instead of a parse each.
+    if isinstance(a, int) and isinstance(b, int):
+        return stored_total(a + b)
+    return stored_total(exact_decimal(add_exact(Decimal(a), Decimal(b))))
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
