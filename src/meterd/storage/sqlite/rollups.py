@@ -38,7 +38,8 @@ def _exact_add(a: int | str, b: int | str) -> int | str:
     # at EXACT_DIGITS (Decimal reads the stored digits exactly) instead of a parse each.
     if isinstance(a, int) and isinstance(b, int):
         return stored_total(a + b)
-    return stored_total(exact_decimal(add_exact(Decimal(a), Decimal(b))))
+    total = add_exact(Decimal(a), Decimal(b))
+    return stored_total(total if isinstance(total, int) else exact_decimal(total))
 
 
 def register_functions(conn: sqlite3.Connection) -> None:
