@@ -25,14 +25,14 @@ FROM STDIN;
 
 -- name: insert_events
 -- The staged rows, sorted by id so that concurrent batches lock the same keys in the
--- same order.
+-- same order (COLLATE "C": code point order, the order Python sorts in elsewhere).
 WITH staged AS (DELETE FROM pg_temp.meterd_staged_events RETURNING *)
 INSERT INTO events (seq, id, event_type, customer_id, value, metadata, ts, received_at)
 SELECT seq, id, event_type, customer_id, value, metadata,
        timestamptz 'epoch' + ts * interval '1 millisecond',
        timestamptz 'epoch' + received * interval '1 millisecond'
 FROM staged
-ORDER BY id, seq
+ORDER BY id COLLATE "C", seq
 ON CONFLICT (id) DO NOTHING
 RETURNING seq;
 
@@ -53,14 +53,15 @@ COPY pg_temp.meterd_staged_rollups (customer_id, bucket, event_type, count, tota
 FROM STDIN;
 
 -- name: upsert_rollups
--- The staged partials, in key order (the same lock order in every transaction).
+-- The staged partials in the order recompute_rollups locks rows in (Python's sorted
+-- (customer_id, event_type, bucket)), so ingest and corrections never deadlock.
 WITH staged AS (DELETE FROM pg_temp.meterd_staged_rollups RETURNING *)
 INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
                      first_ts, first_seq, first_value, last_ts, last_seq, last_value)
 SELECT customer_id, bucket, event_type, count, total, minimum, maximum,
        first_ts, first_seq, first_value, last_ts, last_seq, last_value
 FROM staged
-ORDER BY customer_id, bucket, event_type
+ORDER BY customer_id COLLATE "C", event_type COLLATE "C", bucket
 ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
     count = rollups.count + excluded.count,
     total = rollups.total + excluded.total,
