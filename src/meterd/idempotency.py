@@ -73,6 +73,8 @@ def resolve(
     IdConflict when any of its events reuses an id with other content; such a job
     stores nothing, and its events do not count as stored for later jobs.
     """
+    if not stored and _distinct_ids(jobs):
+        return [[True] * len(job) for job in jobs]  # the usual case: nothing seen before
     known: dict[str, StoredContent] = dict(stored)
     outcomes: list[Outcome] = []
     for job in jobs:
@@ -95,6 +97,11 @@ def resolve(
             known.update(fresh)
             outcomes.append(flags)
     return outcomes
+
+
+def _distinct_ids(jobs: Sequence[Sequence[NewEvent]]) -> bool:
+    ids = {event.id for job in jobs for event in job}
+    return len(ids) == sum(len(job) for job in jobs)
 
 
 def _exact(value: float | int | Decimal) -> int | Decimal:

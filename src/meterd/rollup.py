@@ -40,6 +40,15 @@ def exact(value: float | int) -> ExactNumber:
     return Decimal(repr(value))
 
 
+def exact_text(value: float | int) -> str:
+    """`exact(value)` as the text a NUMERIC column reads (COPY, SQL literals)."""
+    if isinstance(value, int):
+        return str(value)
+    if value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return repr(value)
+
+
 def add_exact(a: ExactNumber, b: ExactNumber) -> ExactNumber:
     if isinstance(a, int) and isinstance(b, int):
         return a + b

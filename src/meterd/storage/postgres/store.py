@@ -21,7 +21,15 @@ from meterd.messages import outgoing_for
 from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
-from meterd.rollup import BucketKey, Partial, Point, exact, exact_decimal, fold
+from meterd.rollup import (
+    BucketKey,
+    Partial,
+    Point,
+    exact_decimal,
+    exact_text,
+    fold,
+    format_exact,
+)
 from meterd.storage.base import (
     AggregationQuery,
     Amendment,
@@ -110,10 +118,15 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
             min_size=1,
             max_size=self._pool_size,
             kwargs={"autocommit": True},
+            configure=self._configure,
             open=False,
         )
         await self._pool.open(wait=True, timeout=10)
         self._batcher.start()
+
+    async def _configure(self, conn: psycopg.AsyncConnection[tuple[Any, ...]]) -> None:
+        """Each new connection gets its own staging tables for ingest's COPY."""
+        await conn.execute(self._queries["create_staging"].encode())
 
     async def close(self) -> None:
         await self._batcher.stop()
@@ -209,25 +222,27 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         events: Sequence[NewEvent],
         seqs: Sequence[int],
     ) -> set[int]:
-        """Insert events whose id is new (ON CONFLICT DO NOTHING); the seqs inserted."""
-        # Sorted by id, so concurrent batches lock the same keys in the same order.
-        order = sorted(range(len(events)), key=lambda i: (events[i].id, seqs[i]))
-        columns: list[list[Any]] = [[] for _ in range(8)]
-        for i in order:
-            event = events[i]
-            row = (
-                seqs[i],
-                event.id,
-                event.event_type,
-                event.customer_id,
-                Decimal(exact(event.value)),
-                None if event.metadata is None else event.metadata.decode(),
-                event.ts_ms,
-                event.received_ms,
-            )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        cursor = await conn.execute(self._queries["insert_events"].encode(), columns)
+        """Insert events whose id is new (ON CONFLICT DO NOTHING); the seqs inserted.
+
+        The rows travel by COPY (formatted in C) into a staging table, and one
+        statement merges them: cheaper by far than binding eight arrays per batch.
+        """
+        q = self._queries
+        async with conn.cursor() as staging, staging.copy(q["stage_events"].encode()) as copy:
+            for seq, event in zip(seqs, events, strict=True):
+                await copy.write_row(
+                    (
+                        seq,
+                        event.id,
+                        event.event_type,
+                        event.customer_id,
+                        exact_text(event.value),
+                        None if event.metadata is None else event.metadata.decode(),
+                        event.ts_ms,
+                        event.received_ms,
+                    )
+                )
+        cursor = await conn.execute(q["insert_events"].encode())
         return {row[0] for row in await cursor.fetchall()}
 
     async def _settle_known_ids(
@@ -277,27 +292,29 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
     async def _upsert_rollups(
         self, conn: psycopg.AsyncConnection[tuple[Any, ...]], partials: dict[BucketKey, Partial]
     ) -> None:
-        columns: list[list[Any]] = [[] for _ in range(13)]
-        for (customer_id, event_type, bucket), p in sorted(partials.items()):
-            row = (
-                customer_id,
-                bucket,
-                event_type,
-                p.count,
-                Decimal(p.sum),
-                Decimal(exact(p.min)),
-                Decimal(exact(p.max)),
-                p.first.ts_ms,
-                p.first.seq,
-                Decimal(exact(p.first.value)),
-                p.last.ts_ms,
-                p.last.seq,
-                Decimal(exact(p.last.value)),
-            )
-            for column, value in zip(columns, row, strict=True):
-                column.append(value)
-        if partials:
-            await conn.execute(self._queries["upsert_rollups"].encode(), columns)
+        if not partials:
+            return
+        q = self._queries
+        async with conn.cursor() as staging, staging.copy(q["stage_rollups"].encode()) as copy:
+            for (customer_id, event_type, bucket), p in partials.items():
+                await copy.write_row(
+                    (
+                        customer_id,
+                        bucket,
+                        event_type,
+                        p.count,
+                        format_exact(p.sum),
+                        exact_text(p.min),
+                        exact_text(p.max),
+                        p.first.ts_ms,
+                        p.first.seq,
+                        exact_text(p.first.value),
+                        p.last.ts_ms,
+                        p.last.seq,
+                        exact_text(p.last.value),
+                    )
+                )
+        await conn.execute(q["upsert_rollups"].encode())
 
     async def list_events(self, query: EventQuery) -> list[StoredEvent]:
         sql, params = select_where(

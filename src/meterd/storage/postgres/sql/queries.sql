@@ -5,15 +5,34 @@ SELECT nextval('events_seq')
 FROM (SELECT pg_advisory_xact_lock_shared(hashtext('meterd.ingest.' || current_schema()))) AS ingest_lock,
      generate_series(1, %s);
 
+-- name: create_staging
+-- Per connection (temporary, so unlogged and private): ingest COPYs rows here, then one
+-- statement merges them, since COPY itself cannot skip ids that are taken. The merge
+-- empties the table it reads; a rollback or a commit empties it too.
+CREATE TEMP TABLE IF NOT EXISTS meterd_staged_events (
+    seq BIGINT, id TEXT, event_type TEXT, customer_id TEXT, value NUMERIC, metadata JSONB,
+    ts BIGINT, received BIGINT
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS meterd_staged_rollups (
+    customer_id TEXT, bucket BIGINT, event_type TEXT, count BIGINT, total NUMERIC,
+    minimum NUMERIC, maximum NUMERIC, first_ts BIGINT, first_seq BIGINT, first_value NUMERIC,
+    last_ts BIGINT, last_seq BIGINT, last_value NUMERIC
+) ON COMMIT DELETE ROWS;
+
+-- name: stage_events
+COPY pg_temp.meterd_staged_events (seq, id, event_type, customer_id, value, metadata, ts, received)
+FROM STDIN;
+
 -- name: insert_events
--- Columns travel as binary arrays: psycopg builds those in C, text arrays in Python.
+-- The staged rows, sorted by id so that concurrent batches lock the same keys in the
+-- same order (COLLATE "C": code point order, the order Python sorts in elsewhere).
+WITH staged AS (DELETE FROM pg_temp.meterd_staged_events RETURNING *)
 INSERT INTO events (seq, id, event_type, customer_id, value, metadata, ts, received_at)
 SELECT seq, id, event_type, customer_id, value, metadata,
        timestamptz 'epoch' + ts * interval '1 millisecond',
        timestamptz 'epoch' + received * interval '1 millisecond'
-FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::numeric[], %b::jsonb[],
-            %b::bigint[], %b::bigint[])
-     AS e (seq, id, event_type, customer_id, value, metadata, ts, received)
+FROM staged
+ORDER BY id COLLATE "C", seq
 ON CONFLICT (id) DO NOTHING
 RETURNING seq;
 
@@ -27,12 +46,22 @@ FROM events WHERE id = ANY(%s::text[]);
 -- Only rows of the current transaction: those of a request refused for a reused id.
 DELETE FROM events WHERE seq = ANY(%s::bigint[]);
 
+-- name: stage_rollups
+COPY pg_temp.meterd_staged_rollups (customer_id, bucket, event_type, count, total, minimum,
+                                    maximum, first_ts, first_seq, first_value, last_ts,
+                                    last_seq, last_value)
+FROM STDIN;
+
 -- name: upsert_rollups
+-- The staged partials in the order recompute_rollups locks rows in (Python's sorted
+-- (customer_id, event_type, bucket)), so ingest and corrections never deadlock.
+WITH staged AS (DELETE FROM pg_temp.meterd_staged_rollups RETURNING *)
 INSERT INTO rollups (customer_id, bucket, event_type, count, total, minimum, maximum,
                      first_ts, first_seq, first_value, last_ts, last_seq, last_value)
-SELECT * FROM unnest(%b::text[], %b::bigint[], %b::text[], %b::bigint[], %b::numeric[],
-                     %b::numeric[], %b::numeric[], %b::bigint[], %b::bigint[], %b::numeric[],
-                     %b::bigint[], %b::bigint[], %b::numeric[])
+SELECT customer_id, bucket, event_type, count, total, minimum, maximum,
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+FROM staged
+ORDER BY customer_id COLLATE "C", event_type COLLATE "C", bucket
 ON CONFLICT (customer_id, bucket, event_type) DO UPDATE SET
     count = rollups.count + excluded.count,
     total = rollups.total + excluded.total,
