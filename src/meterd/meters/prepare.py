@@ -2,8 +2,10 @@
 
 A changed `op`, `groupBy`, `property` or `percentile` needs no data migration: meters
 that read raw events compute from them at every read and close, so the new config
-applies to open periods at once. What follows the config is only the speed-up
-(`Store.prepare_meters`: a covering index per such meter), built while meterd serves.
+applies to open periods at once. What follows the config is only the speed-up, built
+while meterd serves: a covering index per such meter (`Store.prepare_meters`) and the
+group rollups of grouped meters of a foldable op (`Store.prepare_group_rollups`),
+which reads use once they are complete.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 
 from meterd.aggregation import meters_for
 from meterd.config.model import SystemConfig
+from meterd.meters.values import FOLDED_IN_DATABASE
 from meterd.storage.base import Store
 
 log = logging.getLogger("meterd.meters")
@@ -34,4 +37,21 @@ async def prepare_meters(store: Store, config: SystemConfig) -> list[str]:
         return []
     if built:
         log.info("built %d meter index(es) in %.1f s", len(built), time.monotonic() - started)
+    started = time.monotonic()
+    try:
+        folded = await store.prepare_group_rollups(grouped_meters(config))
+    except Exception:
+        log.exception("building group rollups failed")
+        return built
+    if folded:
+        log.info("built group rollups from %d events in %.1f s", folded, time.monotonic() - started)
     return built
+
+
+def grouped_meters(config: SystemConfig) -> dict[str, tuple[str, ...]]:
+    """The meters that keep group rollups (event type -> groupBy): grouped, foldable op."""
+    return {
+        name: meter.group_by
+        for name, meter in config.events.items()
+        if meter.group_by and meter.op in FOLDED_IN_DATABASE
+    }

@@ -537,6 +537,15 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def prepare_group_rollups(self, meters: Mapping[str, Sequence[str]]) -> int:
+        """Keep group rollups for exactly these meters (event type -> groupBy).
+
+        A new meter, or one whose groupBy changed, is built from its raw events in
+        chunks while ingest goes on; until it is done `group_totals` folds raw events.
+        Returns the events folded.
+        """
+
+    @abc.abstractmethod
     async def meter_aggregate(
         self,
         *,
@@ -578,9 +587,10 @@ class Store(abc.ABC):
         customer_ids: Sequence[str] | None = None,
         filters: Mapping[str, Iterable[str]] | None = None,
     ) -> list[GroupTotal] | None:
-        """A meter's raw events folded per window, [customer] and group, in the database.
+        """A meter's events folded per window, [customer] and group, in the database.
 
-        `windows` are contiguous [start_ms, end_ms); `filters` keep events whose group
+        From the meter's group rollups once built (`prepare_group_rollups`), else from
+        raw events. `windows` are contiguous [start_ms, end_ms); `filters` keep events whose group
         text of a key is one of the given values. For sum, count, avg, min and max.
         None when the database cannot fold them exactly now (the caller then folds
         `meter_events`).

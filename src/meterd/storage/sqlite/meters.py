@@ -9,7 +9,9 @@ from typing import Any
 from meterd.config.model import EventTypeConfig
 from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import (
+    FOLDED_IN_DATABASE,
     MeterValue,
+    grouped_value,
     level_average,
     meter_values,
     nearest_rank_index,
@@ -17,6 +19,8 @@ from meterd.meters.values import (
 )
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import ExactNumber, Partial, add_exact, exact, parse_exact
+from meterd.storage.sqlite import group_rollups
+from meterd.storage.sqlite.daily import days_until
 from meterd.storage.sqlite.meter_indexes import index_name, literal
 from meterd.storage.sqlite.rollups import partial_rows
 
@@ -88,6 +92,22 @@ def period_meter_values(
     """Every customer's value of each meter over `bounds`, by event type, from raw events."""
     values = {}
     for event_type, meter in meters.items():
+        if meter.group_by and meter.op in FOLDED_IN_DATABASE:
+            folds = folded_group_totals(
+                conn,
+                queries,
+                event_type=event_type,
+                windows=[(bounds.start_ms, bounds.end_ms)],
+                group_by=meter.group_by,
+                by_customer=True,
+                customer_ids=customer_ids,
+            )
+            if folds is not None:
+                values[event_type] = {
+                    customer_id: grouped_value(meter, rows)
+                    for customer_id, rows in sorted(_by_customer(folds).items())
+                }
+                continue
         events = meter_events(
             conn,
             queries,
@@ -112,6 +132,50 @@ def period_meter_values(
             meter, events, start_ms=bounds.start_ms, end_ms=bounds.end_ms, levels_before=before
         )
     return values
+
+
+def folded_group_totals(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    windows: Sequence[tuple[int, int]],
+    group_by: Sequence[str],
+    by_customer: bool,
+    customer_ids: Sequence[str] | None = None,
+    filters: Mapping[str, Iterable[str]] | None = None,
+) -> list[GroupTotal] | None:
+    """A grouped meter folded per window: from its group rollups once built, else raw events."""
+    found = group_rollups.group_totals(
+        conn,
+        queries,
+        event_type=event_type,
+        windows=windows,
+        group_by=group_by,
+        by_customer=by_customer,
+        customer_ids=customer_ids,
+        filters=filters,
+        compacted_days=days_until(conn, queries),
+    )
+    if found is not None:
+        return found
+    return group_totals(
+        conn,
+        queries,
+        event_type=event_type,
+        windows=windows,
+        group_by=group_by,
+        by_customer=by_customer,
+        customer_ids=customer_ids,
+        filters=filters,
+    )
+
+
+def _by_customer(folds: Iterable[GroupTotal]) -> dict[str, list[GroupTotal]]:
+    result: dict[str, list[GroupTotal]] = {}
+    for fold in folds:
+        result.setdefault(fold.customer_id or "", []).append(fold)
+    return result
 
 
 def with_type(sql: str, event_type: str) -> str:

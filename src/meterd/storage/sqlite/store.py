@@ -57,6 +57,7 @@ from meterd.storage.sqlite import (
     console,
     corrections,
     daily,
+    group_rollups,
     meter_indexes,
     meters,
     rollups,
@@ -212,6 +213,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         late = daily.late_partials(points, compacted)
         if late:
             rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
+        group_rollups.keep_group_rollups(conn, q, rows, compacted)
         corrections.note_late_events(conn, q, points)
         touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
         return outcomes
@@ -327,6 +329,8 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         # The daily rows are folded again from the new rollups by the next compaction.
         for name in ("delete_rollups", "delete_daily_rollups", "reset_compaction"):
             conn.execute(self._queries[name])
+        # Group rollups are built again by `prepare_group_rollups`, in chunks.
+        group_rollups.restart_group_builds(conn, self._queries)
         folded = 0
         last_seq = 0
         while True:
@@ -610,18 +614,38 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         customer_ids: Sequence[str] | None = None,
         filters: Mapping[str, Iterable[str]] | None = None,
     ) -> list[GroupTotal] | None:
-        return await self._read(
-            lambda conn: meters.group_totals(
-                conn,
-                self._queries,
-                event_type=event_type,
-                windows=windows,
-                group_by=group_by,
-                by_customer=by_customer,
-                customer_ids=customer_ids,
-                filters=filters,
-            )
+        def read(conn: sqlite3.Connection) -> list[GroupTotal] | None:
+            # One snapshot: the build state, the compaction mark and the rows they describe.
+            conn.execute("BEGIN")
+            try:
+                return meters.folded_group_totals(
+                    conn,
+                    self._queries,
+                    event_type=event_type,
+                    windows=windows,
+                    group_by=group_by,
+                    by_customer=by_customer,
+                    customer_ids=customer_ids,
+                    filters=filters,
+                )
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+        return await self._read(read)
+
+    async def prepare_group_rollups(self, meters: Mapping[str, Sequence[str]]) -> int:
+        await self.writer.call(
+            lambda conn: group_rollups.register_group_meters(conn, self._queries, meters)
         )
+        folded = 0
+        while step := await self.writer.call(
+            lambda conn: group_rollups.build_step(
+                conn, self._queries, daily.days_until(conn, self._queries)
+            )
+        ):
+            folded += step
+        return folded
 
     # --- corrections ---
 
@@ -703,7 +727,11 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
 
 def store_queries() -> dict[str, str]:
     """The named queries, with those built from others (daily upsert, customer span)."""
-    queries = read_queries(PACKAGE) | read_queries(PACKAGE, "corrections.sql")
+    queries = (
+        read_queries(PACKAGE)
+        | read_queries(PACKAGE, "corrections.sql")
+        | read_queries(PACKAGE, "group_rollups.sql")
+    )
     queries["upsert_daily_rollup"] = daily.upsert_sql(queries["upsert_rollup"])
     for name in ("customer_totals", "customer_firsts", "customer_lasts", "customer_rollups"):
         queries[name] = queries["customer_span"] + "\n" + queries[name]

@@ -1,0 +1,34 @@
+-- Group rollups (DESIGN §6): partials per (customer, event type, 15-minute bucket,
+-- group) of the meters with groupBy and a foldable op, kept in the events'
+-- transaction; group_key is the JSON array of the group's texts in groupBy order.
+CREATE TABLE group_rollups (
+    customer_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    bucket BIGINT NOT NULL,
+    group_key TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    total NUMERIC NOT NULL,
+    minimum NUMERIC NOT NULL,
+    maximum NUMERIC NOT NULL,
+    first_ts BIGINT NOT NULL,
+    first_seq BIGINT NOT NULL,
+    first_value NUMERIC NOT NULL,
+    last_ts BIGINT NOT NULL,
+    last_seq BIGINT NOT NULL,
+    last_value NUMERIC NOT NULL,
+    PRIMARY KEY (customer_id, event_type, bucket, group_key)
+);
+CREATE INDEX group_rollups_by_bucket ON group_rollups (event_type, bucket);
+
+-- The grouped meters whose group rollups are kept, with the groupBy they use. Events
+-- with seq above target_seq are folded at ingest; those up to target_seq by the
+-- background build, which has done every seq up to built_seq. Reads use the rows
+-- only once built_seq >= target_seq; until then they fold raw events. Registering
+-- waits for in-flight ingest (the ingest barrier), so every seq up to target_seq
+-- is committed when the build reads it.
+CREATE TABLE group_meters (
+    event_type TEXT PRIMARY KEY,
+    group_by TEXT NOT NULL, -- JSON array of metadata keys
+    built_seq BIGINT NOT NULL,
+    target_seq BIGINT NOT NULL
+);

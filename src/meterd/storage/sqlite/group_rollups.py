@@ -1,0 +1,372 @@
+"""Group rollups in SQLite (DESIGN §6): kept at ingest, built in the background, read per window.
+
+`keep_group_rollups` is the one upkeep call of the ingest transaction. A meter whose
+group rollups are new or whose `groupBy` changed is registered with the current last
+seq as its target: ingest folds every later event, `build_step` folds the earlier
+ones in writer-sized chunks, and reads use the rows only once the build is done
+(before that `group_totals` answers None and the caller folds raw events). A voided
+event leaves them as it leaves the plain rollups: its bucket is folded again from
+the active events (`recompute_group_buckets`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from meterd.meters.group_rollup import (
+    GroupBucketKey,
+    StoredRow,
+    decode_group_by,
+    encode_group_by,
+    fold_groups,
+    merge_into,
+    positions,
+)
+from meterd.meters.groups import GroupTotal
+from meterd.periods import BUCKET_MS
+from meterd.rollup import ExactNumber, Partial, Point, add_exact, parse_exact
+from meterd.storage.sqlite.multirow import insert_rows
+from meterd.storage.sqlite.rollups import loaded_total, stored_total
+
+DAY_MS = 86_400_000
+BUCKETS_PER_DAY = DAY_MS // BUCKET_MS
+# Events folded per writer transaction by the background build.
+BUILD_CHUNK = 20_000
+
+
+class GroupMeter(NamedTuple):
+    group_by: tuple[str, ...]
+    built_seq: int
+    target_seq: int
+
+    @property
+    def ready(self) -> bool:
+        return self.built_seq >= self.target_seq
+
+    def covers(self, seq: int) -> bool:
+        """Whether the rows hold this event (once folded): built, or ingested after."""
+        return seq <= self.built_seq or seq > self.target_seq
+
+
+def group_meters(conn: sqlite3.Connection, queries: Mapping[str, str]) -> dict[str, GroupMeter]:
+    return {
+        event_type: GroupMeter(decode_group_by(group_by), built, target)
+        for event_type, group_by, built, target in conn.execute(queries["group_meters"])
+    }
+
+
+def keep_group_rollups(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    rows: Sequence[StoredRow],
+    compacted_days: int | None,
+) -> None:
+    """Fold the transaction's stored rows into the group rollups of the grouped meters.
+
+    Rows are (seq, id, event_type, customer_id, value, metadata, ts_ms). Runs in the
+    ingest transaction; with no grouped meter it costs one read of an empty table.
+    """
+    meters = group_meters(conn, queries)
+    if not meters:
+        return
+    _add(conn, queries, rows, meters, compacted_days)
+
+
+def _add(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    rows: Iterable[StoredRow],
+    meters: Mapping[str, GroupMeter],
+    compacted_days: int | None,
+) -> None:
+    group_by = {event_type: meter.group_by for event_type, meter in meters.items()}
+    wanted = [row for row in rows if row[2] in group_by]
+    if not wanted:
+        return
+    _upsert(conn, queries["upsert_group_rollup"], fold_groups(wanted, group_by))
+    if compacted_days is not None:
+        limit = compacted_days * DAY_MS
+        late = [row for row in wanted if row[6] < limit]
+        if late:
+            upsert = queries["upsert_group_rollup"].replace(
+                "INSERT INTO group_rollups ", "INSERT INTO daily_group_rollups ", 1
+            )
+            _upsert(conn, upsert, fold_groups(late, group_by, DAY_MS))
+
+
+def _upsert(conn: sqlite3.Connection, sql: str, partials: Mapping[GroupBucketKey, Partial]) -> None:
+    insert_rows(
+        conn,
+        sql,
+        [
+            (
+                customer_id,
+                event_type,
+                bucket,
+                group,
+                p.count,
+                stored_total(p.sum),
+                p.min,
+                p.max,
+                p.first.ts_ms,
+                p.first.seq,
+                p.first.value,
+                p.last.ts_ms,
+                p.last.seq,
+                p.last.value,
+            )
+            for (customer_id, event_type, bucket, group), p in sorted(partials.items())
+        ],
+    )
+
+
+def _partials(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[GroupBucketKey, Partial]]:
+    for row in rows:
+        customer_id, event_type, bucket, group, count, total, low, high = row[:8]
+        partial = Partial(
+            count,
+            loaded_total(total),
+            low,
+            high,
+            Point(row[8], row[9], row[10]),
+            Point(row[11], row[12], row[13]),
+        )
+        yield (customer_id, event_type, bucket, group), partial
+
+
+def register_group_meters(
+    conn: sqlite3.Connection, queries: Mapping[str, str], wanted: Mapping[str, Sequence[str]]
+) -> list[str]:
+    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy).
+
+    A new meter, or one whose groupBy changed, starts from no rows with a build up to
+    the current last seq; a meter no longer wanted loses its rows. The types to build.
+    """
+    known = group_meters(conn, queries)
+    for event_type in sorted(known.keys() - wanted.keys()):
+        _drop(conn, queries, event_type)
+        conn.execute(queries["forget_group_meter"], (event_type,))
+    last_seq = conn.execute(queries["max_seq"]).fetchone()[0]
+    started = []
+    for event_type, keys in sorted(wanted.items()):
+        meter = known.get(event_type)
+        if meter is not None and meter.group_by == tuple(keys):
+            continue
+        _drop(conn, queries, event_type)
+        conn.execute(queries["register_group_meter"], (event_type, encode_group_by(keys), last_seq))
+        started.append(event_type)
+    return started
+
+
+def _drop(conn: sqlite3.Connection, queries: Mapping[str, str], event_type: str) -> None:
+    conn.execute(queries["delete_group_rollups_of"], (event_type,))
+    conn.execute(queries["delete_daily_group_rollups_of"], (event_type,))
+
+
+def restart_group_builds(conn: sqlite3.Connection, queries: Mapping[str, str]) -> None:
+    """`meterd rebuild`: every grouped meter's rows go, and are built again."""
+    conn.execute(queries["delete_all_group_rollups"])
+    conn.execute(queries["delete_all_daily_group_rollups"])
+    last_seq = conn.execute(queries["max_seq"]).fetchone()[0]
+    conn.execute(queries["restart_group_builds"], (last_seq,))
+
+
+def build_step(
+    conn: sqlite3.Connection, queries: Mapping[str, str], compacted_days: int | None
+) -> int:
+    """Fold the next chunk of one unbuilt meter's events; the events folded (0: all built)."""
+    meters = group_meters(conn, queries)
+    for event_type, meter in sorted(meters.items()):
+        if meter.ready:
+            continue
+        rows = conn.execute(
+            queries["group_build_events"],
+            (event_type, meter.built_seq, meter.target_seq, BUILD_CHUNK),
+        ).fetchall()
+        _add(conn, queries, rows, {event_type: meter}, compacted_days)
+        done = meter.target_seq if len(rows) < BUILD_CHUNK else rows[-1][0]
+        conn.execute(queries["set_built_seq"], (done, event_type))
+        return max(len(rows), 1)
+    return 0
+
+
+def recompute_group_buckets(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    keys: Iterable[tuple[str, str, int]],
+    compacted_days: int | None,
+) -> None:
+    """Fold the group rollups of (customer, event type, bucket) again from active events.
+
+    Called wherever the plain rollups are recomputed (a void, an amend). Only events
+    the rows cover are folded: the rest are still to come from the build.
+    """
+    meters = group_meters(conn, queries)
+    days = set()
+    for customer_id, event_type, bucket in sorted(set(keys)):
+        meter = meters.get(event_type)
+        if meter is None:
+            continue
+        conn.execute(queries["delete_group_bucket"], (customer_id, event_type, bucket))
+        start = bucket * BUCKET_MS
+        rows = [
+            row
+            for row in conn.execute(
+                queries["group_bucket_events"], (customer_id, start, start + BUCKET_MS, event_type)
+            )
+            if meter.covers(row[0])
+        ]
+        _upsert(
+            conn, queries["upsert_group_rollup"], fold_groups(rows, {event_type: meter.group_by})
+        )
+        day = bucket // BUCKETS_PER_DAY
+        if compacted_days is not None and day < compacted_days:
+            days.add((customer_id, event_type, day))
+    for customer_id, event_type, day in sorted(days):
+        conn.execute(queries["delete_daily_group_day"], (customer_id, event_type, day))
+        first = day * BUCKETS_PER_DAY
+        stored = conn.execute(
+            queries["customer_group_rollups_between"],
+            (customer_id, event_type, first, first + BUCKETS_PER_DAY),
+        )
+        daily = _by_day(_partials(stored))
+        _upsert(conn, _daily_upsert(queries), daily)
+
+
+def compact_group_days(
+    conn: sqlite3.Connection, queries: Mapping[str, str], first_day: int, end_day: int
+) -> None:
+    """Fold the group rollups of whole UTC days [first_day, end_day) into daily rows."""
+    rows = conn.execute(
+        queries["group_rollups_between"], (first_day * BUCKETS_PER_DAY, end_day * BUCKETS_PER_DAY)
+    )
+    _upsert(conn, _daily_upsert(queries), _by_day(_partials(rows)))
+
+
+def _by_day(
+    partials: Iterable[tuple[GroupBucketKey, Partial]],
+) -> dict[GroupBucketKey, Partial]:
+    daily: dict[GroupBucketKey, Partial] = {}
+    merge_into(
+        daily,
+        (
+            ((customer_id, event_type, bucket // BUCKETS_PER_DAY, group), partial)
+            for (customer_id, event_type, bucket, group), partial in partials
+        ),
+    )
+    return daily
+
+
+def _daily_upsert(queries: Mapping[str, str]) -> str:
+    return queries["upsert_group_rollup"].replace(
+        "INSERT INTO group_rollups ", "INSERT INTO daily_group_rollups ", 1
+    )
+
+
+def split_windows(
+    windows: Sequence[tuple[int, int]], compacted_days: int | None
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]] | None:
+    """Each window as 15-minute edges and whole compacted UTC days: (place, lo, hi) rows.
+
+    None when a window does not start and end on a 15-minute boundary.
+    """
+    fine: list[tuple[int, int, int]] = []
+    days: list[tuple[int, int, int]] = []
+    for place, (lo_ms, hi_ms) in enumerate(windows):
+        if lo_ms % BUCKET_MS or hi_ms % BUCKET_MS:
+            return None
+        start, end = lo_ms // BUCKET_MS, hi_ms // BUCKET_MS
+        first_day = -(-start // BUCKETS_PER_DAY)
+        end_day = end // BUCKETS_PER_DAY
+        if compacted_days is not None:
+            end_day = min(end_day, compacted_days)
+        if compacted_days is None or end_day <= first_day:
+            fine.append((place, start, end))
+            continue
+        days.append((place, first_day, end_day))
+        if start < first_day * BUCKETS_PER_DAY:
+            fine.append((place, start, first_day * BUCKETS_PER_DAY))
+        if end_day * BUCKETS_PER_DAY < end:
+            fine.append((place, end_day * BUCKETS_PER_DAY, end))
+    return fine, days
+
+
+def _values(rows: Sequence[tuple[int, int, int]]) -> str:
+    # An empty VALUES list is not SQL: a row that matches no bucket stands in.
+    return ", ".join(f"({p}, {lo}, {hi})" for p, lo, hi in rows) or "(-1, 0, 0)"
+
+
+def group_totals(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    windows: Sequence[tuple[int, int]],
+    group_by: Sequence[str],
+    by_customer: bool,
+    customer_ids: Sequence[str] | None,
+    filters: Mapping[str, Iterable[str]] | None,
+    compacted_days: int | None,
+) -> list[GroupTotal] | None:
+    """Group rollups folded per window, [customer] and group; None when they cannot answer.
+
+    They cannot when the meter has no built group rollups, when a wanted dimension or
+    filter key is not among its stored ones, when a window is not on 15-minute
+    boundaries, or when an integer total overflows: the caller folds raw events then.
+    """
+    meter = group_meters(conn, queries).get(event_type)
+    if meter is None or not meter.ready:
+        return None
+    places = positions(meter.group_by, group_by)
+    filter_places = positions(meter.group_by, list(filters or {}))
+    spans = split_windows(windows, compacted_days)
+    if places is None or filter_places is None or spans is None:
+        return None
+    fine, days = spans
+    params: dict[str, Any] = {"event_type": event_type}
+    dims = "".join(f", json_extract(group_key, '$[{i}]')" for i in places)
+    conditions = []
+    for index, (at, accepted) in enumerate(
+        zip(filter_places, (filters or {}).values(), strict=True)
+    ):
+        names = []
+        for number, value in enumerate(sorted(accepted)):
+            params[f"f{index}_{number}"] = value
+            names.append(f":f{index}_{number}")
+        conditions.append(f"AND json_extract(group_key, '$[{at}]') IN ({', '.join(names)})")
+    customers = ""
+    if customer_ids is not None:
+        names = []
+        for index, customer_id in enumerate(customer_ids):
+            params[f"c{index}"] = customer_id
+            names.append(f":c{index}")
+        customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
+    sql = (
+        queries["group_window_totals"]
+        .replace("/*fine*/", _values(fine))
+        .replace("/*days*/", _values(days))
+        .replace("/*customers*/", customers)
+        .replace("/*customer*/", ", customer_id" if by_customer else "")
+        .replace("/*dims*/", dims)
+        .replace("/*filters*/", " ".join(conditions))
+    )
+    try:
+        rows = conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as error:
+        if "overflow" not in str(error):
+            raise
+        return None
+    result = []
+    width = len(places)
+    for row in rows:
+        at = 2 if by_customer else 1
+        customer = row[1] if by_customer else None
+        group = tuple(row[at : at + width])
+        count, int_total, decimals, low, high = row[at + width :]
+        total: ExactNumber = int_total
+        for text in (decimals or "").split():
+            total = add_exact(total, parse_exact(text))
+        result.append(GroupTotal(row[0], customer, group, count, total, low, high))
+    return result
