@@ -10,7 +10,8 @@
    (--plain-events N sets the plain count apart, e.g. 1,000,000 for the usage query.)
 2. Time Q reads of the heavy customer's live usage of each meter (`customer_totals`),
    and Q usage queries of 30 daily windows over all customers (`run_usage_query`,
-   `api.calls` from its rollups and `llm.tokens` by model).
+   `api.calls` from its rollups and `llm.tokens` by model). The grouped reads are
+   timed twice: "(raw events)" before the group rollups are built, then after.
 3. The limit beside each figure is a plain `count(*)` over the same raw events through
    the (customer_id, ts) index: what reading the events at all costs.
 
@@ -130,6 +131,7 @@ async def load_month(
     await store.compact_rollups(now)
     started = time.perf_counter()
     await store.prepare_meters([t for t, m in METERS.items() if m.reads_events])
+    await store.prepare_group_rollups({})  # none yet: grouped reads fold raw events
     return {
         "events_per_meter": events,
         "plain_events": plain,
@@ -143,14 +145,21 @@ def month_of(now: int) -> PeriodBounds:
     return PeriodCalendar(PeriodConfig("monthly"), "UTC").bounds_at(now)
 
 
-async def read_latencies(store: Store, *, queries: int) -> dict[str, dict[str, float]]:
+async def read_latencies(
+    store: Store,
+    *,
+    queries: int,
+    names: tuple[str, ...] = ("latency.ms", "active.users", "seats", "llm.tokens"),
+    query_meters: tuple[str, ...] = ("api.calls", "llm.tokens"),
+    suffix: str = "",
+) -> dict[str, dict[str, float]]:
     """p50/p99 of the heavy customer's live usage per meter, and of 30-day usage queries."""
     cfg = config()
     now = now_ms()
     month = month_of(now)
     ops = ops_for(cfg)
     result: dict[str, dict[str, float]] = {}
-    for name in ("latency.ms", "active.users", "seats", "llm.tokens"):
+    for name in names:
         meters = {name: METERS[name]}
 
         async def read(meters: dict[str, EventTypeConfig] = meters) -> object:
@@ -158,9 +167,11 @@ async def read_latencies(store: Store, *, queries: int) -> dict[str, dict[str, f
                 store, customer_id=HEAVY, bounds=month, ops=ops, meters=meters
             )
 
-        result[f"usage {name}"] = await timed(read, queries)
+        result[f"usage {name}{suffix}"] = await timed(read, queries)
     day = 86_400_000
     for meter, group_by in (("api.calls", ()), ("llm.tokens", ("model",))):
+        if meter not in query_meters:
+            continue
         query = usage_query(
             cfg,
             meter=meter,
@@ -174,7 +185,7 @@ async def read_latencies(store: Store, *, queries: int) -> dict[str, dict[str, f
         async def run(query: UsageQuery = query) -> object:
             return await run_usage_query(store, cfg, query)
 
-        result[f"query {meter} 30 days"] = await timed(run, max(queries // 5, 5))
+        result[f"query {meter} 30 days{suffix}"] = await timed(run, max(queries // 5, 5))
     return result
 
 
@@ -204,6 +215,21 @@ async def measure(
     try:
         result: dict[str, Any] = await load_month(
             store, events=events, customers=customers, plain_events=plain_events
+        )
+        # Grouped reads before the group rollups exist (raw events), then after.
+        result.update(
+            await read_latencies(
+                store,
+                queries=queries,
+                names=("llm.tokens",),
+                query_meters=("llm.tokens",),
+                suffix=" (raw events)",
+            )
+        )
+        started = time.perf_counter()
+        grouped = {t: m.group_by for t, m in METERS.items() if m.group_by}
+        result["group_rollups_build_s"] = round(
+            (await store.prepare_group_rollups(grouped), time.perf_counter() - started)[1], 1
         )
         result.update(await read_latencies(store, queries=queries))
         if sqlite_path is not None:
