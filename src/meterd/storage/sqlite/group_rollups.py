@@ -27,6 +27,7 @@ from meterd.meters.group_rollup import (
 from meterd.meters.groups import GroupTotal
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, add_exact, parse_exact
+from meterd.storage.sqlite.day_spans import split_windows, values_sql
 from meterd.storage.sqlite.multirow import insert_rows
 from meterd.storage.sqlite.rollups import loaded_total, stored_total
 
@@ -265,39 +266,6 @@ def _daily_upsert(queries: Mapping[str, str]) -> str:
     )
 
 
-def split_windows(
-    windows: Sequence[tuple[int, int]], compacted_days: int | None
-) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]] | None:
-    """Each window as 15-minute edges and whole compacted UTC days: (place, lo, hi) rows.
-
-    None when a window does not start and end on a 15-minute boundary.
-    """
-    fine: list[tuple[int, int, int]] = []
-    days: list[tuple[int, int, int]] = []
-    for place, (lo_ms, hi_ms) in enumerate(windows):
-        if lo_ms % BUCKET_MS or hi_ms % BUCKET_MS:
-            return None
-        start, end = lo_ms // BUCKET_MS, hi_ms // BUCKET_MS
-        first_day = -(-start // BUCKETS_PER_DAY)
-        end_day = end // BUCKETS_PER_DAY
-        if compacted_days is not None:
-            end_day = min(end_day, compacted_days)
-        if compacted_days is None or end_day <= first_day:
-            fine.append((place, start, end))
-            continue
-        days.append((place, first_day, end_day))
-        if start < first_day * BUCKETS_PER_DAY:
-            fine.append((place, start, first_day * BUCKETS_PER_DAY))
-        if end_day * BUCKETS_PER_DAY < end:
-            fine.append((place, end_day * BUCKETS_PER_DAY, end))
-    return fine, days
-
-
-def _values(rows: Sequence[tuple[int, int, int]]) -> str:
-    # An empty VALUES list is not SQL: a row that matches no bucket stands in.
-    return ", ".join(f"({p}, {lo}, {hi})" for p, lo, hi in rows) or "(-1, 0, 0)"
-
-
 def group_totals(
     conn: sqlite3.Connection,
     queries: Mapping[str, str],
@@ -345,8 +313,8 @@ def group_totals(
         customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
     sql = (
         queries["group_window_totals"]
-        .replace("/*fine*/", _values(fine))
-        .replace("/*days*/", _values(days))
+        .replace("/*fine*/", values_sql(fine))
+        .replace("/*days*/", values_sql(days))
         .replace("/*customers*/", customers)
         .replace("/*customer*/", ", customer_id" if by_customer else "")
         .replace("/*dims*/", dims)

@@ -21,6 +21,7 @@ from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import ExactNumber, Partial, add_exact, exact, parse_exact
 from meterd.storage.sqlite import group_rollups
 from meterd.storage.sqlite.daily import days_until
+from meterd.storage.sqlite.day_spans import split_windows, values_sql
 from meterd.storage.sqlite.meter_indexes import index_name, literal
 from meterd.storage.sqlite.rollups import partial_rows
 
@@ -255,12 +256,18 @@ def window_totals(
     by_customer: bool,
     customer_ids: Sequence[str] | None = None,
 ) -> list[WindowTotal] | None:
-    """Rollups folded per window in SQL; None when an integer total overflows."""
-    values = ", ".join(
-        f"({place}, {lo // BUCKET_MS}, {hi // BUCKET_MS})" for place, (lo, hi) in enumerate(windows)
-    )
-    sql = queries["window_totals"].replace("/*windows*/", values)
-    sql = sql.replace("/*customer*/", ", r.customer_id" if by_customer else "")
+    """Rollups folded per window in SQL; None when an integer total overflows.
+
+    Whole compacted UTC days come from daily_rollups, the rest from 15-minute rollups;
+    run it in one snapshot (the compaction mark and the rows it describes).
+    """
+    spans = split_windows(windows, days_until(conn, queries))
+    if spans is None:
+        return None
+    fine, days = spans
+    sql = queries["window_totals"].replace("/*fine*/", values_sql(fine))
+    sql = sql.replace("/*days*/", values_sql(days))
+    sql = sql.replace("/*customer*/", ", customer_id" if by_customer else "")
     params: dict[str, Any] = {"event_type": event_type}
     sql = _with_customers(sql, customer_ids, params).replace("AND customer_id", "AND r.customer_id")
     try:

@@ -149,6 +149,19 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
 
         return await asyncio.to_thread(run)
 
+    async def _read_snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` in one read transaction: every query it runs sees the same state."""
+
+        def read(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:  # a read: ending the snapshot, nothing to keep
+                    conn.execute("ROLLBACK")
+
+        return await self._read(read)
+
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
         conn = self._readers.get()
@@ -593,7 +606,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
     ) -> list[WindowTotal] | None:
-        return await self._read(
+        return await self._read_snapshot(
             lambda conn: meters.window_totals(
                 conn,
                 self._queries,
@@ -614,25 +627,19 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         customer_ids: Sequence[str] | None = None,
         filters: Mapping[str, Iterable[str]] | None = None,
     ) -> list[GroupTotal] | None:
-        def read(conn: sqlite3.Connection) -> list[GroupTotal] | None:
-            # One snapshot: the build state, the compaction mark and the rows they describe.
-            conn.execute("BEGIN")
-            try:
-                return meters.folded_group_totals(
-                    conn,
-                    self._queries,
-                    event_type=event_type,
-                    windows=windows,
-                    group_by=group_by,
-                    by_customer=by_customer,
-                    customer_ids=customer_ids,
-                    filters=filters,
-                )
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-
-        return await self._read(read)
+        # One snapshot: the build state, the compaction mark and the rows they describe.
+        return await self._read_snapshot(
+            lambda conn: meters.folded_group_totals(
+                conn,
+                self._queries,
+                event_type=event_type,
+                windows=windows,
+                group_by=group_by,
+                by_customer=by_customer,
+                customer_ids=customer_ids,
+                filters=filters,
+            )
+        )
 
     async def prepare_group_rollups(self, meters: Mapping[str, Sequence[str]]) -> int:
         await self.writer.call(
