@@ -36,10 +36,10 @@ from meterd.aggregation import AggregationRow, Totals, meters_for, ops_for, tota
 from meterd.closing import PeriodCloser
 from meterd.config.model import EventTypeConfig, Op, PeriodConfig, SystemConfig
 from meterd.ingest import MAX_FUTURE_MS, NewEvent
+from meterd.meters.prepare import grouped_meters
 from meterd.meters.query import run_usage_query, usage_query
 from meterd.meters.usage import customer_totals
 from meterd.periods import PeriodBounds
-from meterd.meters.prepare import grouped_meters
 from meterd.storage.base import AggregationQuery, EventQuery, KeyIdentity, Store
 from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
