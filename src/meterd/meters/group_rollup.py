@@ -14,9 +14,9 @@ from typing import Any
 
 import msgspec
 
-from meterd.meters.groups import GroupKey, group_key, metadata_of
+from meterd.meters.groups import GroupKey, GroupTotal, group_key, metadata_of
 from meterd.periods import BUCKET_MS
-from meterd.rollup import Partial, Point, partial_of
+from meterd.rollup import Partial, Point, add_exact, partial_of
 
 # A stored event as the ingest transaction holds it: (seq, id, event_type,
 # customer_id, value, metadata JSON text, ts_ms), possibly with more columns after.
@@ -83,3 +83,27 @@ def positions(registered: Sequence[str], wanted: Sequence[str]) -> list[int] | N
         return [list(registered).index(key) for key in wanted]
     except ValueError:
         return None
+
+
+def project(totals: Iterable[GroupTotal], places: Sequence[int]) -> list[GroupTotal]:
+    """Totals per stored group (its JSON text as the only key part) folded per wanted
+    dimensions: `places` picks them from the stored group, in the wanted order."""
+    merged: dict[tuple[int, str | None, GroupKey], GroupTotal] = {}
+    for row in totals:
+        [text] = row.group
+        assert isinstance(text, str)
+        stored = group_of_text(text)
+        group = tuple(stored[i] for i in places)
+        key = (row.place, row.customer_id, group)
+        known = merged.get(key)
+        merged[key] = (
+            row._replace(group=group)
+            if known is None
+            else known._replace(
+                events=known.events + row.events,
+                total=add_exact(known.total, row.total),
+                minimum=min(known.minimum, row.minimum),
+                maximum=max(known.maximum, row.maximum),
+            )
+        )
+    return list(merged.values())

@@ -21,6 +21,7 @@ from meterd.meters.group_rollup import (
     encode_group_by,
     fold_groups,
     positions,
+    project,
 )
 from meterd.meters.groups import GroupTotal
 from meterd.periods import BUCKET_MS
@@ -235,7 +236,6 @@ async def group_totals(
         "los": [lo // BUCKET_MS for lo, _ in windows],
         "his": [hi // BUCKET_MS for _, hi in windows],
     }
-    dims = "".join(f", (g.group_key::jsonb ->> {i})" for i in places)
     conditions = []
     for index, (at, accepted) in enumerate(
         zip(filter_places, (filters or {}).values(), strict=True)
@@ -250,24 +250,23 @@ async def group_totals(
         queries["group_window_totals"]
         .replace("/*customers*/", customers)
         .replace("/*customer*/", ", g.customer_id" if by_customer else "")
-        .replace("/*dims*/", dims)
+        .replace("/*dims*/", ", g.group_key")
         .replace("/*filters*/", " ".join(conditions))
     )
     cursor = await conn.execute(sql.encode(), params)
     result = []
-    width = len(places)
     for row in await cursor.fetchall():
         at = 2 if by_customer else 1
         customer = row[1] if by_customer else None
-        group = tuple(row[at : at + width])
-        count, total, low, high = row[at + width :]
+        group = (row[at],)
+        count, total, low, high = row[at + 1 :]
         exact_total = int(total) if total == total.to_integral_value() else total.normalize()
         result.append(
             GroupTotal(
                 row[0], customer, group, int(count), exact_total, _number(low), _number(high)
             )
         )
-    return result
+    return project(result, places)
 
 
 def _number(value: Decimal) -> float:

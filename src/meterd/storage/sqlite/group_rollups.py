@@ -23,6 +23,7 @@ from meterd.meters.group_rollup import (
     fold_groups,
     merge_into,
     positions,
+    project,
 )
 from meterd.meters.groups import GroupTotal
 from meterd.periods import BUCKET_MS
@@ -294,7 +295,6 @@ def group_totals(
         return None
     fine, days = spans
     params: dict[str, Any] = {"event_type": event_type}
-    dims = "".join(f", json_extract(group_key, '$[{i}]')" for i in places)
     conditions = []
     for index, (at, accepted) in enumerate(
         zip(filter_places, (filters or {}).values(), strict=True)
@@ -317,7 +317,7 @@ def group_totals(
         .replace("/*days*/", values_sql(days))
         .replace("/*customers*/", customers)
         .replace("/*customer*/", ", customer_id" if by_customer else "")
-        .replace("/*dims*/", dims)
+        .replace("/*dims*/", ", group_key")
         .replace("/*filters*/", " ".join(conditions))
     )
     try:
@@ -327,14 +327,12 @@ def group_totals(
             raise
         return None
     result = []
-    width = len(places)
     for row in rows:
         at = 2 if by_customer else 1
         customer = row[1] if by_customer else None
-        group = tuple(row[at : at + width])
-        count, int_total, decimals, low, high = row[at + width :]
+        count, int_total, decimals, low, high = row[at + 1 :]
         total: ExactNumber = int_total
         for text in (decimals or "").split():
             total = add_exact(total, parse_exact(text))
-        result.append(GroupTotal(row[0], customer, group, count, total, low, high))
-    return result
+        result.append(GroupTotal(row[0], customer, (row[at],), count, total, low, high))
+    return project(result, places)

@@ -78,7 +78,8 @@ DELETE FROM group_rollups WHERE customer_id = %s AND event_type = %s AND bucket 
 
 -- name: group_window_totals
 -- A grouped meter's group rollups folded per window, [customer] and group;
--- /*dims*/ the wanted group texts, /*filters*/ and /*customers*/ optional conditions.
+-- /*dims*/ the stored group (group_key, folded into the wanted dimensions in Python),
+-- /*filters*/ and /*customers*/ optional conditions.
 SELECT w.place /*customer*/ /*dims*/, sum(g.count), sum(g.total),
        min(g.minimum), max(g.maximum)
 FROM unnest(%(places)s::int[], %(los)s::bigint[], %(his)s::bigint[]) AS w (place, lo, hi)

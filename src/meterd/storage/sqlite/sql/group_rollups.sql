@@ -84,7 +84,8 @@ WHERE customer_id = ? AND event_type = ? AND bucket >= ? AND bucket < ?;
 -- name: group_window_totals
 -- A grouped meter's group rollups folded per window, [customer] and group, in SQL:
 -- /*fine*/ and /*days*/ are VALUES rows (place, first bucket, end bucket) of
--- 15-minute and whole compacted UTC-day spans; /*dims*/ the wanted group texts.
+-- 15-minute and whole compacted UTC-day spans; /*dims*/ the stored group (group_key),
+-- which Python folds into the wanted dimensions.
 WITH fine (place, lo, hi) AS (VALUES /*fine*/),
      days (place, lo, hi) AS (VALUES /*days*/),
      span AS (

@@ -326,3 +326,6 @@ CREATE TABLE group_meters (
     built_seq INTEGER NOT NULL,
     target_seq INTEGER NOT NULL
 );
+
+-- The usage query reads whole days of all customers from daily_rollups.
+CREATE INDEX daily_rollups_by_bucket ON daily_rollups (event_type, bucket);
