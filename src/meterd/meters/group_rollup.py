@@ -10,13 +10,22 @@ in `groupBy` order (`group_text`), so reads can pick any of its dimensions.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from decimal import Decimal
+from typing import Any, NamedTuple
 
 import msgspec
 
-from meterd.meters.groups import GroupKey, GroupTotal, group_key, metadata_of
+from meterd.meters.groups import (
+    GroupKey,
+    GroupTotal,
+    dimensions,
+    group_key,
+    metadata_of,
+    sort_key,
+)
+from meterd.meters.values import GroupValue, MeterValue, level_average
 from meterd.periods import BUCKET_MS
-from meterd.rollup import Partial, Point, add_exact, partial_of
+from meterd.rollup import ExactNumber, Partial, Point, add_exact, exact, merge_all, partial_of
 
 # A stored event as the ingest transaction holds it: (seq, id, event_type,
 # customer_id, value, metadata JSON text, ts_ms), possibly with more columns after.
@@ -107,3 +116,115 @@ def project(totals: Iterable[GroupTotal], places: Sequence[int]) -> list[GroupTo
             )
         )
     return list(merged.values())
+
+
+# -- levels (time_weighted_avg) ---------------------------------------------------
+#
+# A level holds from its event until the series' next event. Over a run of events in
+# (ts, seq) order, `area` is the exact integral of the level from the first event to
+# the last. Two runs A then B (all of A before all of B) join as
+#     area(A + B) = area(A) + area(B) + A.last.value * (B.first.ts - A.last.ts),
+# so disjoint 15-minute buckets (and days) fold in time order. A period [S, E) is
+#     before * (P.first.ts - S) + area(P) + P.last.value * (E - P.last.ts)
+# with P the period's buckets folded and `before` the last level before S.
+
+
+class Level(NamedTuple):
+    """One series' events over a span, as the level integral needs them."""
+
+    events: int
+    first: Point
+    last: Point
+    area: ExactNumber
+
+
+def times(level: float, duration_ms: int) -> ExactNumber:
+    number = exact(level)
+    return number * duration_ms if isinstance(number, int) else number * Decimal(duration_ms)
+
+
+def join_levels(ordered: Iterable[Level]) -> Level | None:
+    """Runs in time order folded into one."""
+    result: Level | None = None
+    for run in ordered:
+        if result is None:
+            result = run
+            continue
+        gap = times(result.last.value, run.first.ts_ms - result.last.ts_ms)
+        result = Level(
+            result.events + run.events,
+            result.first,
+            run.last,
+            add_exact(add_exact(result.area, run.area), gap),
+        )
+    return result
+
+
+def level_of_points(points: Iterable[Point]) -> Level | None:
+    return join_levels(Level(1, p, p, 0) for p in sorted(points))
+
+
+def fold_levels(
+    rows: Iterable[StoredRow],
+    group_by: Mapping[str, Sequence[str]],
+    bucket_ms: int = BUCKET_MS,
+) -> dict[GroupBucketKey, tuple[Partial, ExactNumber]]:
+    """Like `fold_groups`, with each bucket's level integral from its first to last event."""
+    points: dict[GroupBucketKey, list[Point]] = {}
+    for row in rows:
+        keys = group_by.get(row[2])
+        if keys is None:
+            continue
+        text = group_text(group_key(metadata_of(row[5]), keys))
+        key = (row[3], row[2], row[6] // bucket_ms, text)
+        points.setdefault(key, []).append(Point(row[6], row[0], row[4]))
+    result = {}
+    for key, members in points.items():
+        partial = merge_all(partial_of(p) for p in members)
+        level = level_of_points(members)
+        assert partial is not None and level is not None
+        result[key] = (partial, level.area)
+    return result
+
+
+def level_value(
+    group_by: Sequence[str],
+    spans: Mapping[GroupKey, Level],
+    before: Mapping[GroupKey, float],
+    start_ms: int,
+    end_ms: int,
+) -> MeterValue:
+    """A time_weighted_avg meter's value from its levels: what `meter_value` gives from events.
+
+    `spans` holds each group's events in [start_ms, end_ms) folded; `before` the level
+    of each group in force at start_ms (the last event before it).
+    """
+    areas: dict[GroupKey, ExactNumber] = {}
+    for key in spans.keys() | before.keys():
+        span = spans.get(key)
+        level = before.get(key, 0)
+        if span is None:
+            areas[key] = times(level, end_ms - start_ms)
+            continue
+        area = add_exact(times(level, span.first.ts_ms - start_ms), span.area)
+        areas[key] = add_exact(area, times(span.last.value, end_ms - span.last.ts_ms))
+    count = sum(span.events for span in spans.values())
+    held = bool(spans) or any(value != 0 for value in before.values())
+    if not held:
+        return MeterValue(None, 0)
+    total: ExactNumber = 0
+    for area in areas.values():
+        total = add_exact(total, area)
+    value = level_average(total, start_ms, end_ms)
+    if not group_by:
+        return MeterValue(value, count)
+    groups = []
+    for key in sorted(areas, key=sort_key):
+        span = spans.get(key)
+        if span is None and before.get(key, 0) == 0:
+            continue
+        group_value = level_average(areas[key], start_ms, end_ms)
+        members = 0 if span is None else span.events
+        if members or group_value != 0:
+            groups.append(GroupValue(dimensions(group_by, key), group_value, members))
+    return MeterValue(value, count, groups)

@@ -25,6 +25,17 @@ async def customer_totals(
         return totals
     values: dict[str, MeterValue] = {}
     for event_type, meter in meters.items():
+        if meter.op == "time_weighted_avg":
+            levels = await store.level_values(
+                event_type=event_type,
+                group_by=meter.group_by,
+                from_ms=bounds.start_ms,
+                to_ms=bounds.end_ms,
+                customer_ids=[customer_id],
+            )
+            if levels is not None:
+                values[event_type] = levels.get(customer_id, MeterValue(None, 0))
+                continue
         computed = await store.meter_aggregate(
             event_type=event_type,
             meter=meter,

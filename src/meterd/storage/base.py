@@ -8,7 +8,7 @@ implement it. Every method that writes is one transaction of its own, so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -537,13 +537,32 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def prepare_group_rollups(self, meters: Mapping[str, Sequence[str]]) -> int:
-        """Keep group rollups for exactly these meters (event type -> groupBy).
+    async def prepare_group_rollups(
+        self, meters: Mapping[str, Sequence[str]], *, levels: Collection[str] = ()
+    ) -> int:
+        """Keep group rollups for exactly these meters (event type -> groupBy); those
+        in `levels` (time_weighted_avg) keep each bucket's level integral too.
 
-        A new meter, or one whose groupBy changed, is built from its raw events in
-        chunks while ingest goes on; until it is done `group_totals` folds raw events.
+        A new meter, or one whose groupBy or kind changed, is built from its raw events
+        in chunks while ingest goes on; until it is done reads fold raw events.
         Returns the events folded.
         """
+
+    async def level_values(
+        self,
+        *,
+        event_type: str,
+        group_by: Sequence[str],
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> dict[str, MeterValue] | None:
+        """A time_weighted_avg meter per customer over [from_ms, to_ms), from its level
+        rows: every customer with events in the span or a level held into it.
+
+        None when the store cannot answer from them (the caller integrates raw events).
+        """
+        return None
 
     @abc.abstractmethod
     async def meter_aggregate(

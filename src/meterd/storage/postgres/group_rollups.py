@@ -8,7 +8,7 @@ committed before the build reads it, and every later one sees the registration.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
@@ -16,16 +16,22 @@ import psycopg
 
 from meterd.meters.group_rollup import (
     GroupBucketKey,
+    Level,
     StoredRow,
     decode_group_by,
     encode_group_by,
     fold_groups,
+    fold_levels,
+    group_of_text,
+    join_levels,
+    level_value,
     positions,
     project,
 )
-from meterd.meters.groups import GroupTotal
+from meterd.meters.groups import GroupKey, GroupTotal
+from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS
-from meterd.rollup import Partial, exact
+from meterd.rollup import ExactNumber, Partial, Point, exact, exact_decimal
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 # Events folded per transaction by the background build.
@@ -34,6 +40,7 @@ BUILD_CHUNK = 20_000
 
 class GroupMeter(NamedTuple):
     group_by: tuple[str, ...]
+    levels: bool  # a time_weighted_avg meter: its buckets keep the level integral
     built_seq: int
     target_seq: int
 
@@ -49,8 +56,8 @@ class GroupMeter(NamedTuple):
 async def group_meters(conn: Connection, queries: Mapping[str, str]) -> dict[str, GroupMeter]:
     cursor = await conn.execute(queries["group_meters"].encode())
     return {
-        event_type: GroupMeter(decode_group_by(group_by), built, target)
-        for event_type, group_by, built, target in await cursor.fetchall()
+        event_type: GroupMeter(decode_group_by(group_by), levels, built, target)
+        for event_type, group_by, levels, built, target in await cursor.fetchall()
     }
 
 
@@ -73,17 +80,28 @@ async def _add(
     rows: Iterable[StoredRow],
     meters: Mapping[str, GroupMeter],
 ) -> None:
-    group_by = {event_type: meter.group_by for event_type, meter in meters.items()}
-    await _upsert(conn, queries, fold_groups(rows, group_by))
+    wanted = [row for row in rows if row[2] in meters]
+    # A level integral depends on the order of its bucket's events: fold those buckets
+    # again from the events rather than merge (an event may land between two others).
+    touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].levels}
+    if touched:
+        await recompute_group_buckets(conn, queries, touched, meters)
+    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.levels}
+    await _upsert(conn, queries, fold_groups(wanted, group_by))
 
 
 async def _upsert(
-    conn: Connection, queries: Mapping[str, str], partials: Mapping[GroupBucketKey, Partial]
+    conn: Connection,
+    queries: Mapping[str, str],
+    partials: Mapping[GroupBucketKey, Partial],
+    areas: Mapping[GroupBucketKey, ExactNumber] | None = None,
 ) -> None:
     if not partials:
         return
-    columns: list[list[Any]] = [[] for _ in range(14)]
-    for (customer_id, event_type, bucket, group), p in sorted(partials.items()):
+    columns: list[list[Any]] = [[] for _ in range(15)]
+    for key, p in sorted(partials.items()):
+        customer_id, event_type, bucket, group = key
+        area = None if areas is None else areas.get(key)
         row = (
             customer_id,
             event_type,
@@ -99,6 +117,7 @@ async def _upsert(
             p.last.ts_ms,
             p.last.seq,
             Decimal(exact(p.last.value)),
+            None if area is None else Decimal(area),
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -111,15 +130,20 @@ def _stored(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 async def register_group_meters(
-    conn: Connection, queries: Mapping[str, str], wanted: Mapping[str, Sequence[str]]
+    conn: Connection,
+    queries: Mapping[str, str],
+    wanted: Mapping[str, Sequence[str]],
+    levels: Collection[str] = (),
 ) -> list[str]:
-    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy).
+    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy);
+    those in `levels` (time_weighted_avg) keep the level integral too.
 
     Runs in the caller's transaction, behind the ingest barrier. The types to build.
     """
     known = await group_meters(conn, queries)
     if known.keys() == wanted.keys() and all(
-        known[t].group_by == tuple(keys) for t, keys in wanted.items()
+        (known[t].group_by, known[t].levels) == (tuple(keys), t in levels)
+        for t, keys in wanted.items()
     ):
         return []
     await conn.execute(queries["ingest_barrier"].encode())
@@ -132,12 +156,13 @@ async def register_group_meters(
     started = []
     for event_type, keys in sorted(wanted.items()):
         meter = known.get(event_type)
-        if meter is not None and meter.group_by == tuple(keys):
+        is_level = event_type in levels
+        if meter is not None and (meter.group_by, meter.levels) == (tuple(keys), is_level):
             continue
         await conn.execute(queries["delete_group_rollups_of"].encode(), (event_type,))
         await conn.execute(
             queries["register_group_meter"].encode(),
-            (event_type, encode_group_by(keys), last_seq),
+            (event_type, encode_group_by(keys), is_level, last_seq),
         )
         started.append(event_type)
     return started
@@ -172,22 +197,29 @@ async def build_step(conn: Connection, queries: Mapping[str, str]) -> int:
             queries["group_build_events"].encode(), (event_type, built, target, BUILD_CHUNK)
         )
         rows = _stored(await cursor.fetchall())
-        await _add(conn, queries, rows, {event_type: meter})
         done = target if len(rows) < BUILD_CHUNK else rows[-1][0]
         await conn.execute(queries["set_built_seq"].encode(), (done, event_type))
+        # Folded as covered by the new mark (a level bucket is folded whole again).
+        await _add(conn, queries, rows, {event_type: meter._replace(built_seq=done)})
         return max(len(rows), 1)
     return 0
 
 
 async def recompute_group_buckets(
-    conn: Connection, queries: Mapping[str, str], keys: Iterable[tuple[str, str, int]]
+    conn: Connection,
+    queries: Mapping[str, str],
+    keys: Iterable[tuple[str, str, int]],
+    meters: Mapping[str, GroupMeter] | None = None,
 ) -> None:
     """Fold the group rollups of (customer, event type, bucket) again from active events.
 
     Called by `recompute_rollups` after it locked each bucket's plain rollup row, which
-    an ingest of that bucket updates first: none can add to these rows meanwhile.
+    an ingest of that bucket updates first: none can add to these rows meanwhile; and
+    at ingest for the buckets of level meters, whose plain rollup rows that ingest
+    has just locked itself.
     """
-    meters = await group_meters(conn, queries)
+    if meters is None:
+        meters = await group_meters(conn, queries)
     for customer_id, event_type, bucket in sorted(set(keys)):
         meter = meters.get(event_type)
         if meter is None:
@@ -201,7 +233,14 @@ async def recompute_group_buckets(
             (customer_id, start, start + BUCKET_MS, event_type),
         )
         rows = [row for row in _stored(await cursor.fetchall()) if meter.covers(row[0])]
-        await _upsert(conn, queries, fold_groups(rows, {event_type: meter.group_by}))
+        group_by = {event_type: meter.group_by}
+        if meter.levels:
+            levels = fold_levels(rows, group_by)
+            partials = {key: partial for key, (partial, _) in levels.items()}
+            areas = {key: area for key, (_, area) in levels.items()}
+            await _upsert(conn, queries, partials, areas)
+        else:
+            await _upsert(conn, queries, fold_groups(rows, group_by))
 
 
 async def group_totals(
@@ -267,6 +306,67 @@ async def group_totals(
             )
         )
     return project(result, places)
+
+
+async def level_values(
+    conn: Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    group_by: Sequence[str],
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None,
+) -> dict[str, MeterValue] | None:
+    """A time_weighted_avg meter's value per customer over [from_ms, to_ms), from its
+    level rows; None when they cannot answer (the caller integrates raw events)."""
+    meter = (await group_meters(conn, queries)).get(event_type)
+    if meter is None or not meter.levels or not meter.ready or meter.group_by != tuple(group_by):
+        return None
+    if from_ms % BUCKET_MS or to_ms % BUCKET_MS:
+        return None
+    params: dict[str, Any] = {
+        "event_type": event_type,
+        "lo": from_ms // BUCKET_MS,
+        "hi": to_ms // BUCKET_MS,
+    }
+    customers = ""
+    if customer_ids is not None:
+        params["customer_ids"] = list(customer_ids)
+        customers = "AND g.customer_id = ANY(%(customer_ids)s::text[])"
+    cursor = await conn.execute(
+        queries["level_span"].replace("/*customers*/", customers).encode(), params
+    )
+    runs: dict[tuple[str, str], list[Level]] = {}
+    for row in await cursor.fetchall():
+        customer_id, group, count, first_ts, first_seq, first_value = row[:6]
+        last_ts, last_seq, last_value, area = row[6:]
+        if area is None:
+            return None
+        first = Point(first_ts, first_seq, _number(first_value))
+        last = Point(last_ts, last_seq, _number(last_value))
+        runs.setdefault((customer_id, group), []).append(
+            Level(count, first, last, exact_decimal(area))
+        )
+    cursor = await conn.execute(
+        queries["levels_before_bucket"].replace("/*customers*/", customers).encode(), params
+    )
+    before: dict[str, dict[GroupKey, float]] = {}
+    for customer_id, group, value in await cursor.fetchall():
+        before.setdefault(customer_id, {})[group_of_text(group)] = _number(value)
+    spans_of: dict[str, dict[GroupKey, Level]] = {}
+    for (customer_id, group), members in runs.items():
+        joined = join_levels(sorted(members, key=lambda level: level.first))
+        assert joined is not None
+        spans_of.setdefault(customer_id, {})[group_of_text(group)] = joined
+    result = {}
+    for customer_id in sorted(spans_of.keys() | before.keys()):
+        value = level_value(
+            group_by, spans_of.get(customer_id, {}), before.get(customer_id, {}), from_ms, to_ms
+        )
+        if value.value is not None:
+            result[customer_id] = value
+    return result
 
 
 def _number(value: Decimal) -> float:

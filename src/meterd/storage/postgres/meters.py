@@ -93,6 +93,19 @@ async def period_meter_values(
                 for customer_id, rows in sorted(by_customer.items())
             }
             continue
+        if meter.op == "time_weighted_avg":
+            levels = await group_rollups.level_values(
+                conn,
+                queries,
+                event_type=event_type,
+                group_by=meter.group_by,
+                from_ms=bounds.start_ms,
+                to_ms=bounds.end_ms,
+                customer_ids=customer_ids,
+            )
+            if levels is not None:
+                values[event_type] = levels
+                continue
         events = await meter_events(
             conn,
             queries,

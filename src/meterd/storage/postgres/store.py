@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -690,9 +698,11 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         async with self._connection() as conn:
             return await meter_indexes.sync_meter_indexes(conn, event_types)
 
-    async def prepare_group_rollups(self, meters: Mapping[str, Sequence[str]]) -> int:
+    async def prepare_group_rollups(
+        self, meters: Mapping[str, Sequence[str]], *, levels: Collection[str] = ()
+    ) -> int:
         async with self._connection() as conn, conn.transaction():
-            await group_rollups.register_group_meters(conn, self._queries, meters)
+            await group_rollups.register_group_meters(conn, self._queries, meters, levels)
         folded = 0
         while True:
             async with self._connection() as conn, conn.transaction():
@@ -700,6 +710,26 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
             if not step:
                 return folded
             folded += step
+
+    async def level_values(
+        self,
+        *,
+        event_type: str,
+        group_by: Sequence[str],
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> dict[str, MeterValue] | None:
+        async with self._connection() as conn, conn.transaction():
+            return await group_rollups.level_values(
+                conn,
+                self._queries,
+                event_type=event_type,
+                group_by=group_by,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+            )
 
     async def meter_aggregate(
         self,

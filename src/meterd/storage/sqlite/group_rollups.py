@@ -12,22 +12,27 @@ the active events (`recompute_group_buckets`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from meterd.meters.group_rollup import (
     GroupBucketKey,
+    Level,
     StoredRow,
     decode_group_by,
     encode_group_by,
     fold_groups,
-    merge_into,
+    fold_levels,
+    group_of_text,
+    join_levels,
+    level_value,
     positions,
     project,
 )
-from meterd.meters.groups import GroupTotal
+from meterd.meters.groups import GroupKey, GroupTotal
+from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS
-from meterd.rollup import ExactNumber, Partial, Point, add_exact, parse_exact
+from meterd.rollup import ExactNumber, Partial, Point, add_exact, merge_all, parse_exact
 from meterd.storage.sqlite.day_spans import split_windows, values_sql
 from meterd.storage.sqlite.multirow import insert_rows
 from meterd.storage.sqlite.rollups import loaded_total, stored_total
@@ -40,6 +45,7 @@ BUILD_CHUNK = 20_000
 
 class GroupMeter(NamedTuple):
     group_by: tuple[str, ...]
+    levels: bool  # a time_weighted_avg meter: its buckets keep the level integral
     built_seq: int
     target_seq: int
 
@@ -52,10 +58,13 @@ class GroupMeter(NamedTuple):
         return seq <= self.built_seq or seq > self.target_seq
 
 
+Areas = Mapping[GroupBucketKey, ExactNumber]
+
+
 def group_meters(conn: sqlite3.Connection, queries: Mapping[str, str]) -> dict[str, GroupMeter]:
     return {
-        event_type: GroupMeter(decode_group_by(group_by), built, target)
-        for event_type, group_by, built, target in conn.execute(queries["group_meters"])
+        event_type: GroupMeter(decode_group_by(group_by), bool(levels), built, target)
+        for event_type, group_by, levels, built, target in conn.execute(queries["group_meters"])
     }
 
 
@@ -65,10 +74,10 @@ def keep_group_rollups(
     rows: Sequence[StoredRow],
     compacted_days: int | None,
 ) -> None:
-    """Fold the transaction's stored rows into the group rollups of the grouped meters.
+    """Fold the transaction's stored rows into the group rollups of their meters.
 
     Rows are (seq, id, event_type, customer_id, value, metadata, ts_ms). Runs in the
-    ingest transaction; with no grouped meter it costs one read of an empty table.
+    ingest transaction; with no such meter it costs one read of an empty table.
     """
     meters = group_meters(conn, queries)
     if not meters:
@@ -83,31 +92,38 @@ def _add(
     meters: Mapping[str, GroupMeter],
     compacted_days: int | None,
 ) -> None:
-    group_by = {event_type: meter.group_by for event_type, meter in meters.items()}
-    wanted = [row for row in rows if row[2] in group_by]
+    wanted = [row for row in rows if row[2] in meters]
     if not wanted:
         return
-    _upsert(conn, queries["upsert_group_rollup"], fold_groups(wanted, group_by))
+    # A level integral depends on the order of its bucket's events: fold those buckets
+    # again from the events rather than merge (an event may land between two others).
+    touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].levels}
+    if touched:
+        recompute_group_buckets(conn, queries, touched, compacted_days)
+    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.levels}
+    sums = [row for row in wanted if row[2] in group_by]
+    if not sums:
+        return
+    _upsert(conn, queries["upsert_group_rollup"], fold_groups(sums, group_by))
     if compacted_days is not None:
         limit = compacted_days * DAY_MS
-        late = [row for row in wanted if row[6] < limit]
+        late = [row for row in sums if row[6] < limit]
         if late:
-            upsert = queries["upsert_group_rollup"].replace(
-                "INSERT INTO group_rollups ", "INSERT INTO daily_group_rollups ", 1
-            )
-            _upsert(conn, upsert, fold_groups(late, group_by, DAY_MS))
+            _upsert(conn, _daily_upsert(queries), fold_groups(late, group_by, DAY_MS))
 
 
-def _upsert(conn: sqlite3.Connection, sql: str, partials: Mapping[GroupBucketKey, Partial]) -> None:
+def _upsert(
+    conn: sqlite3.Connection,
+    sql: str,
+    partials: Mapping[GroupBucketKey, Partial],
+    areas: Areas | None = None,
+) -> None:
     insert_rows(
         conn,
         sql,
         [
             (
-                customer_id,
-                event_type,
-                bucket,
-                group,
+                *key,
                 p.count,
                 stored_total(p.sum),
                 p.min,
@@ -118,13 +134,21 @@ def _upsert(conn: sqlite3.Connection, sql: str, partials: Mapping[GroupBucketKey
                 p.last.ts_ms,
                 p.last.seq,
                 p.last.value,
+                _stored_area(areas, key),
             )
-            for (customer_id, event_type, bucket, group), p in sorted(partials.items())
+            for key, p in sorted(partials.items())
         ],
     )
 
 
-def _partials(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[GroupBucketKey, Partial]]:
+def _stored_area(areas: Areas | None, key: GroupBucketKey) -> int | str | None:
+    area = None if areas is None else areas.get(key)
+    return None if area is None else stored_total(area)
+
+
+def _partials(
+    rows: Iterable[tuple[Any, ...]],
+) -> Iterable[tuple[GroupBucketKey, Partial, ExactNumber | None]]:
     for row in rows:
         customer_id, event_type, bucket, group, count, total, low, high = row[:8]
         partial = Partial(
@@ -135,16 +159,22 @@ def _partials(rows: Iterable[tuple[Any, ...]]) -> Iterable[tuple[GroupBucketKey,
             Point(row[8], row[9], row[10]),
             Point(row[11], row[12], row[13]),
         )
-        yield (customer_id, event_type, bucket, group), partial
+        area = None if row[14] is None else loaded_total(row[14])
+        yield (customer_id, event_type, bucket, group), partial, area
 
 
 def register_group_meters(
-    conn: sqlite3.Connection, queries: Mapping[str, str], wanted: Mapping[str, Sequence[str]]
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    wanted: Mapping[str, Sequence[str]],
+    levels: Collection[str] = (),
 ) -> list[str]:
-    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy).
+    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy);
+    those in `levels` (time_weighted_avg) keep the level integral too.
 
-    A new meter, or one whose groupBy changed, starts from no rows with a build up to
-    the current last seq; a meter no longer wanted loses its rows. The types to build.
+    A new meter, or one whose groupBy or kind changed, starts from no rows with a
+    build up to the current last seq; a meter no longer wanted loses its rows.
+    The types to build.
     """
     known = group_meters(conn, queries)
     for event_type in sorted(known.keys() - wanted.keys()):
@@ -154,10 +184,14 @@ def register_group_meters(
     started = []
     for event_type, keys in sorted(wanted.items()):
         meter = known.get(event_type)
-        if meter is not None and meter.group_by == tuple(keys):
+        is_level = event_type in levels
+        if meter is not None and (meter.group_by, meter.levels) == (tuple(keys), is_level):
             continue
         _drop(conn, queries, event_type)
-        conn.execute(queries["register_group_meter"], (event_type, encode_group_by(keys), last_seq))
+        conn.execute(
+            queries["register_group_meter"],
+            (event_type, encode_group_by(keys), int(is_level), last_seq),
+        )
         started.append(event_type)
     return started
 
@@ -187,9 +221,10 @@ def build_step(
             queries["group_build_events"],
             (event_type, meter.built_seq, meter.target_seq, BUILD_CHUNK),
         ).fetchall()
-        _add(conn, queries, rows, {event_type: meter}, compacted_days)
         done = meter.target_seq if len(rows) < BUILD_CHUNK else rows[-1][0]
         conn.execute(queries["set_built_seq"], (done, event_type))
+        # Folded as covered by the new mark (a level bucket is folded whole again).
+        _add(conn, queries, rows, {event_type: meter._replace(built_seq=done)}, compacted_days)
         return max(len(rows), 1)
     return 0
 
@@ -202,8 +237,9 @@ def recompute_group_buckets(
 ) -> None:
     """Fold the group rollups of (customer, event type, bucket) again from active events.
 
-    Called wherever the plain rollups are recomputed (a void, an amend). Only events
-    the rows cover are folded: the rest are still to come from the build.
+    Called wherever the plain rollups are recomputed (a void, an amend), and for the
+    buckets of level meters at ingest. Only events the rows cover are folded: the
+    rest are still to come from the build.
     """
     meters = group_meters(conn, queries)
     days = set()
@@ -220,9 +256,14 @@ def recompute_group_buckets(
             )
             if meter.covers(row[0])
         ]
-        _upsert(
-            conn, queries["upsert_group_rollup"], fold_groups(rows, {event_type: meter.group_by})
-        )
+        group_by = {event_type: meter.group_by}
+        if meter.levels:
+            levels = fold_levels(rows, group_by)
+            partials = {key: partial for key, (partial, _) in levels.items()}
+            areas = {key: area for key, (_, area) in levels.items()}
+            _upsert(conn, queries["upsert_group_rollup"], partials, areas)
+        else:
+            _upsert(conn, queries["upsert_group_rollup"], fold_groups(rows, group_by))
         day = bucket // BUCKETS_PER_DAY
         if compacted_days is not None and day < compacted_days:
             days.add((customer_id, event_type, day))
@@ -233,8 +274,8 @@ def recompute_group_buckets(
             queries["customer_group_rollups_between"],
             (customer_id, event_type, first, first + BUCKETS_PER_DAY),
         )
-        daily = _by_day(_partials(stored))
-        _upsert(conn, _daily_upsert(queries), daily)
+        daily, daily_areas = _by_day(_partials(stored))
+        _upsert(conn, _daily_upsert(queries), daily, daily_areas)
 
 
 def compact_group_days(
@@ -244,21 +285,33 @@ def compact_group_days(
     rows = conn.execute(
         queries["group_rollups_between"], (first_day * BUCKETS_PER_DAY, end_day * BUCKETS_PER_DAY)
     )
-    _upsert(conn, _daily_upsert(queries), _by_day(_partials(rows)))
+    partials, areas = _by_day(_partials(rows))
+    _upsert(conn, _daily_upsert(queries), partials, areas)
 
 
 def _by_day(
-    partials: Iterable[tuple[GroupBucketKey, Partial]],
-) -> dict[GroupBucketKey, Partial]:
-    daily: dict[GroupBucketKey, Partial] = {}
-    merge_into(
-        daily,
-        (
-            ((customer_id, event_type, bucket // BUCKETS_PER_DAY, group), partial)
-            for (customer_id, event_type, bucket, group), partial in partials
-        ),
-    )
-    return daily
+    rows: Iterable[tuple[GroupBucketKey, Partial, ExactNumber | None]],
+) -> tuple[dict[GroupBucketKey, Partial], Areas]:
+    """15-minute rows folded per UTC day; level integrals joined in time order (for
+    the days whose rows all have one: those of level meters)."""
+    runs: dict[GroupBucketKey, list[tuple[Partial, ExactNumber | None]]] = {}
+    for (customer_id, event_type, bucket, group), partial, area in rows:
+        key = (customer_id, event_type, bucket // BUCKETS_PER_DAY, group)
+        runs.setdefault(key, []).append((partial, area))
+    partials: dict[GroupBucketKey, Partial] = {}
+    areas: dict[GroupBucketKey, ExactNumber] = {}
+    for key, members in runs.items():
+        members.sort(key=lambda member: member[0].first)
+        merged = merge_all(partial for partial, _ in members)
+        assert merged is not None
+        partials[key] = merged
+        if all(area is not None for _, area in members):
+            joined = join_levels(
+                Level(p.count, p.first, p.last, a) for p, a in members if a is not None
+            )
+            assert joined is not None
+            areas[key] = joined.area
+    return partials, areas
 
 
 def _daily_upsert(queries: Mapping[str, str]) -> str:
@@ -336,3 +389,69 @@ def group_totals(
             total = add_exact(total, parse_exact(text))
         result.append(GroupTotal(row[0], customer, (row[at],), count, total, low, high))
     return project(result, places)
+
+
+def level_values(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    group_by: Sequence[str],
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None,
+    compacted_days: int | None,
+) -> dict[str, MeterValue] | None:
+    """A time_weighted_avg meter's value per customer over [from_ms, to_ms), from its
+    level rows: each customer with events in the span or a level held into it.
+
+    None when the rows cannot answer (not built, another groupBy, off the 15-minute
+    grid): the caller integrates raw events then.
+    """
+    meter = group_meters(conn, queries).get(event_type)
+    if meter is None or not meter.levels or not meter.ready or meter.group_by != tuple(group_by):
+        return None
+    spans = split_windows([(from_ms, to_ms)], compacted_days)
+    if spans is None:
+        return None
+    fine, days = spans
+    params: dict[str, Any] = {"event_type": event_type, "bucket": from_ms // BUCKET_MS}
+    customers = ""
+    if customer_ids is not None:
+        names = []
+        for index, customer_id in enumerate(customer_ids):
+            params[f"c{index}"] = customer_id
+            names.append(f":c{index}")
+        customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
+    sql = (
+        queries["level_span"]
+        .replace("/*fine*/", values_sql(fine))
+        .replace("/*days*/", values_sql(days))
+        .replace("/*customers*/", customers)
+    )
+    runs: dict[tuple[str, str], list[Level]] = {}
+    for row in conn.execute(sql, params):
+        customer_id, group, count, *points, area = row
+        if area is None:
+            return None
+        first, last = Point(*points[:3]), Point(*points[3:])
+        runs.setdefault((customer_id, group), []).append(
+            Level(count, first, last, loaded_total(area))
+        )
+    before: dict[str, dict[GroupKey, float]] = {}
+    sql = queries["levels_before_bucket"].replace("/*customers*/", customers)
+    for customer_id, group, value, _ in conn.execute(sql, params):
+        before.setdefault(customer_id, {})[group_of_text(group)] = value
+    spans_of: dict[str, dict[GroupKey, Level]] = {}
+    for (customer_id, group), members in runs.items():
+        joined = join_levels(sorted(members, key=lambda level: level.first))
+        assert joined is not None
+        spans_of.setdefault(customer_id, {})[group_of_text(group)] = joined
+    result = {}
+    for customer_id in sorted(spans_of.keys() | before.keys()):
+        value = level_value(
+            group_by, spans_of.get(customer_id, {}), before.get(customer_id, {}), from_ms, to_ms
+        )
+        if value.value is not None:
+            result[customer_id] = value
+    return result

@@ -109,6 +109,20 @@ def period_meter_values(
                     for customer_id, rows in sorted(_by_customer(folds).items())
                 }
                 continue
+        if meter.op == "time_weighted_avg":
+            levels = group_rollups.level_values(
+                conn,
+                queries,
+                event_type=event_type,
+                group_by=meter.group_by,
+                from_ms=bounds.start_ms,
+                to_ms=bounds.end_ms,
+                customer_ids=customer_ids,
+                compacted_days=days_until(conn, queries),
+            )
+            if levels is not None:
+                values[event_type] = levels
+                continue
         events = meter_events(
             conn,
             queries,

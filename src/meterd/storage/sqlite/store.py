@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -577,6 +577,28 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             lambda conn: meter_indexes.sync_meter_indexes(conn, event_types)
         )
 
+    async def level_values(
+        self,
+        *,
+        event_type: str,
+        group_by: Sequence[str],
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> dict[str, MeterValue] | None:
+        return await self._read_snapshot(
+            lambda conn: group_rollups.level_values(
+                conn,
+                self._queries,
+                event_type=event_type,
+                group_by=group_by,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+                compacted_days=daily.days_until(conn, self._queries),
+            )
+        )
+
     async def meter_aggregate(
         self,
         *,
@@ -641,9 +663,11 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             )
         )
 
-    async def prepare_group_rollups(self, meters: Mapping[str, Sequence[str]]) -> int:
+    async def prepare_group_rollups(
+        self, meters: Mapping[str, Sequence[str]], *, levels: Collection[str] = ()
+    ) -> int:
         await self.writer.call(
-            lambda conn: group_rollups.register_group_meters(conn, self._queries, meters)
+            lambda conn: group_rollups.register_group_meters(conn, self._queries, meters, levels)
         )
         folded = 0
         while step := await self.writer.call(

@@ -1,13 +1,13 @@
 -- name: group_meters
-SELECT event_type, group_by, built_seq, target_seq FROM group_meters;
+SELECT event_type, group_by, levels, built_seq, target_seq FROM group_meters;
 
 -- name: upsert_group_rollups
 INSERT INTO group_rollups (customer_id, event_type, bucket, group_key, count, total,
                            minimum, maximum, first_ts, first_seq, first_value,
-                           last_ts, last_seq, last_value)
+                           last_ts, last_seq, last_value, area)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[],
                      %b::numeric[], %b::numeric[], %b::numeric[], %b::bigint[], %b::bigint[],
-                     %b::numeric[], %b::bigint[], %b::bigint[], %b::numeric[])
+                     %b::numeric[], %b::bigint[], %b::bigint[], %b::numeric[], %b::numeric[])
 ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
     count = group_rollups.count + excluded.count,
     total = group_rollups.total + excluded.total,
@@ -26,12 +26,16 @@ ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
     last_seq = CASE WHEN (excluded.last_ts, excluded.last_seq)
                          > (group_rollups.last_ts, group_rollups.last_seq)
                     THEN excluded.last_seq ELSE group_rollups.last_seq END,
-    last_ts = greatest(group_rollups.last_ts, excluded.last_ts);
+    last_ts = greatest(group_rollups.last_ts, excluded.last_ts),
+    -- Levels are never merged here (their buckets are folded again instead).
+    area = NULL;
 
 -- name: register_group_meter
-INSERT INTO group_meters (event_type, group_by, built_seq, target_seq) VALUES (%s, %s, 0, %s)
+INSERT INTO group_meters (event_type, group_by, levels, built_seq, target_seq)
+VALUES (%s, %s, %s, 0, %s)
 ON CONFLICT (event_type) DO UPDATE SET
-    group_by = excluded.group_by, built_seq = 0, target_seq = excluded.target_seq;
+    group_by = excluded.group_by, levels = excluded.levels, built_seq = 0,
+    target_seq = excluded.target_seq;
 
 -- name: forget_group_meter
 DELETE FROM group_meters WHERE event_type = %s;
@@ -87,3 +91,18 @@ JOIN group_rollups AS g
   ON g.event_type = %(event_type)s AND g.bucket >= w.lo AND g.bucket < w.hi
 WHERE true /*customers*/ /*filters*/
 GROUP BY w.place /*customer*/ /*dims*/;
+
+-- name: level_span
+-- A time_weighted_avg meter's rows over [lo, hi) (bucket numbers).
+SELECT g.customer_id, g.group_key, g.count, g.first_ts, g.first_seq, g.first_value,
+       g.last_ts, g.last_seq, g.last_value, g.area
+FROM group_rollups AS g
+WHERE g.event_type = %(event_type)s AND g.bucket >= %(lo)s AND g.bucket < %(hi)s
+  /*customers*/;
+
+-- name: levels_before_bucket
+-- Each series' last level before a bucket.
+SELECT DISTINCT ON (g.customer_id, g.group_key) g.customer_id, g.group_key, g.last_value
+FROM group_rollups AS g
+WHERE g.event_type = %(event_type)s AND g.bucket < %(lo)s /*customers*/
+ORDER BY g.customer_id, g.group_key, g.last_ts DESC, g.last_seq DESC;

@@ -1,11 +1,11 @@
 -- name: group_meters
-SELECT event_type, group_by, built_seq, target_seq FROM group_meters;
+SELECT event_type, group_by, levels, built_seq, target_seq FROM group_meters;
 
 -- name: upsert_group_rollup
 INSERT INTO group_rollups (customer_id, event_type, bucket, group_key, count, total,
                            minimum, maximum, first_ts, first_seq, first_value,
-                           last_ts, last_seq, last_value)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           last_ts, last_seq, last_value, area)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
     count = count + excluded.count,
     total = iif(typeof(total) = 'integer' AND typeof(excluded.total) = 'integer'
@@ -23,12 +23,16 @@ ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
                      excluded.last_value, last_value),
     last_seq = iif((excluded.last_ts, excluded.last_seq) > (last_ts, last_seq),
                    excluded.last_seq, last_seq),
-    last_ts = max(last_ts, excluded.last_ts);
+    last_ts = max(last_ts, excluded.last_ts),
+    -- Levels are never merged here (their buckets are folded again instead).
+    area = NULL;
 
 -- name: register_group_meter
-INSERT INTO group_meters (event_type, group_by, built_seq, target_seq) VALUES (?, ?, 0, ?)
+INSERT INTO group_meters (event_type, group_by, levels, built_seq, target_seq)
+VALUES (?, ?, ?, 0, ?)
 ON CONFLICT (event_type) DO UPDATE SET
-    group_by = excluded.group_by, built_seq = 0, target_seq = excluded.target_seq;
+    group_by = excluded.group_by, levels = excluded.levels, built_seq = 0,
+    target_seq = excluded.target_seq;
 
 -- name: forget_group_meter
 DELETE FROM group_meters WHERE event_type = ?;
@@ -72,12 +76,12 @@ DELETE FROM daily_group_rollups WHERE customer_id = ? AND event_type = ? AND buc
 
 -- name: group_rollups_between
 SELECT customer_id, event_type, bucket, group_key, count, total, minimum, maximum,
-       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value, area
 FROM group_rollups WHERE bucket >= ? AND bucket < ?;
 
 -- name: customer_group_rollups_between
 SELECT customer_id, event_type, bucket, group_key, count, total, minimum, maximum,
-       first_ts, first_seq, first_value, last_ts, last_seq, last_value
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value, area
 FROM group_rollups
 WHERE customer_id = ? AND event_type = ? AND bucket >= ? AND bucket < ?;
 
@@ -106,3 +110,28 @@ SELECT place /*customer*/ /*dims*/, sum(count),
 FROM span
 WHERE 1 /*filters*/
 GROUP BY place /*customer*/ /*dims*/;
+
+-- name: level_span
+-- A time_weighted_avg meter's rows over a span: /*fine*/ and /*days*/ as in
+-- group_window_totals (one place each), ordered for folding in time.
+WITH fine (place, lo, hi) AS (VALUES /*fine*/),
+     days (place, lo, hi) AS (VALUES /*days*/)
+SELECT g.customer_id, g.group_key, g.count, g.first_ts, g.first_seq, g.first_value,
+       g.last_ts, g.last_seq, g.last_value, g.area
+FROM fine JOIN group_rollups AS g
+  ON g.event_type = :event_type AND g.bucket >= fine.lo AND g.bucket < fine.hi
+WHERE 1 /*customers*/
+UNION ALL
+SELECT g.customer_id, g.group_key, g.count, g.first_ts, g.first_seq, g.first_value,
+       g.last_ts, g.last_seq, g.last_value, g.area
+FROM days JOIN daily_group_rollups AS g
+  ON g.event_type = :event_type AND g.bucket >= days.lo AND g.bucket < days.hi
+WHERE 1 /*customers*/;
+
+-- name: levels_before_bucket
+-- Each series' last level before a bucket: the bare last_value comes from the row
+-- holding max(last_ts) (rows are disjoint buckets, so that row is unique).
+SELECT g.customer_id, g.group_key, g.last_value, max(g.last_ts)
+FROM group_rollups AS g
+WHERE g.event_type = :event_type AND g.bucket < :bucket /*customers*/
+GROUP BY g.customer_id, g.group_key;
