@@ -11,7 +11,8 @@
 2. Time Q reads of the heavy customer's live usage of each meter (`customer_totals`),
    and Q usage queries of 30 daily windows over all customers (`run_usage_query`,
    `api.calls` from its rollups and `llm.tokens` by model). The grouped reads are
-   timed twice: "(raw events)" before the group rollups are built, then after.
+   timed twice: "(raw events)" before the group rollups (groups and levels) are
+   built, then after; `seats` (time_weighted_avg) likewise.
 3. The limit beside each figure is a plain `count(*)` over the same raw events through
    the (customer_id, ts) index: what reading the events at all costs.
 
@@ -35,6 +36,7 @@ from typing import Any
 from meterd.aggregation import ops_for
 from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig
 from meterd.ingest import NewEvent
+from meterd.meters.prepare import grouped_meters, level_meters
 from meterd.meters.query import UsageQuery, run_usage_query, usage_query
 from meterd.meters.usage import customer_totals
 from meterd.periods import PeriodBounds, PeriodCalendar
@@ -221,16 +223,14 @@ async def measure(
             await read_latencies(
                 store,
                 queries=queries,
-                names=("llm.tokens",),
+                names=("llm.tokens", "seats"),
                 query_meters=("llm.tokens",),
                 suffix=" (raw events)",
             )
         )
         started = time.perf_counter()
-        grouped = {t: m.group_by for t, m in METERS.items() if m.group_by}
-        result["group_rollups_build_s"] = round(
-            (await store.prepare_group_rollups(grouped), time.perf_counter() - started)[1], 1
-        )
+        await store.prepare_group_rollups(grouped_meters(config()), levels=level_meters(config()))
+        result["group_rollups_build_s"] = round(time.perf_counter() - started, 1)
         result.update(await read_latencies(store, queries=queries))
         if sqlite_path is not None:
             result["limit count(*) of one meter's events ms"] = round(raw_count_ms(sqlite_path), 2)
