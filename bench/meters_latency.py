@@ -13,8 +13,9 @@
    `api.calls` from its rollups and `llm.tokens` by model). The grouped reads are
    timed twice: "(raw events)" before the group rollups (groups and levels) are
    built, then after; `seats` (time_weighted_avg) likewise.
-3. The limit beside each figure is a plain `count(*)` over the same raw events through
-   the (customer_id, ts) index: what reading the events at all costs.
+3. The limits beside the figures: `count(*)`, fetching every value, and fetching them
+   sorted, over one meter's raw events of the month through its covering index: what
+   any raw-event percentile or distinct count costs at least.
 
 Every loop is bounded in count and time. Prints JSON with p50/p99 in milliseconds.
 """
@@ -116,12 +117,18 @@ async def timed(action: Callable[[], Awaitable[Any]], queries: int) -> dict[str,
 
 
 async def load_month(
-    store: Store, *, events: int, customers: int, plain_events: int | None = None
+    store: Store,
+    *,
+    events: int,
+    customers: int,
+    plain_events: int | None = None,
+    group_rollups: bool = True,
 ) -> dict[str, Any]:
     """The heavy customer's month (`events` per meter) and `events` plain ones of others.
 
     Then, as a running server's scheduler would have, fold whole days of rollups and
-    build the meters' covering indexes.
+    build the meters' covering indexes and (unless `group_rollups` is False) the
+    group and level rollups.
     """
     now = now_ms()
     month = month_of(now)
@@ -133,7 +140,10 @@ async def load_month(
     await store.compact_rollups(now)
     started = time.perf_counter()
     await store.prepare_meters([t for t, m in METERS.items() if m.reads_events])
-    await store.prepare_group_rollups({})  # none yet: grouped reads fold raw events
+    if group_rollups:
+        await store.prepare_group_rollups(grouped_meters(config()), levels=level_meters(config()))
+    else:  # none yet: grouped and level reads fold raw events
+        await store.prepare_group_rollups({})
     return {
         "events_per_meter": events,
         "plain_events": plain,
@@ -193,15 +203,34 @@ async def read_latencies(
 
 def raw_count_ms(path: str) -> float:
     """The limit: count(*) over one meter's events of the heavy customer's month."""
+    return raw_limits_ms(path)["limit count(*) of one meter's events ms"]
+
+
+def raw_limits_ms(path: str) -> dict[str, float]:
+    """What reading one meter's raw events of the heavy customer's month costs at all,
+    through its covering index: count(*), every value fetched, and the values sorted
+    (the least a raw percentile must do). Medians of 5."""
     month = month_of(now_ms())
+    where = (
+        " FROM events WHERE customer_id = ? AND ts >= ? AND ts < ? AND event_type = 'latency.ms'"
+    )
+    queries = {
+        "limit count(*) of one meter's events ms": "SELECT count(*)" + where,
+        "limit fetch every value of one meter ms": "SELECT value" + where,
+        "limit fetch every value sorted (ORDER BY value) ms": "SELECT value"
+        + where
+        + " ORDER BY value",
+    }
+    result = {}
     with sqlite3.connect(path) as conn:
-        sql = (
-            "SELECT count(*) FROM events WHERE customer_id = ? AND ts >= ? AND ts < ?"
-            " AND event_type = 'latency.ms'"
-        )
-        started = time.perf_counter()
-        conn.execute(sql, (HEAVY, month.start_ms, month.end_ms)).fetchone()
-        return (time.perf_counter() - started) * 1000
+        for name, sql in queries.items():
+            times = []
+            for _ in range(5):
+                started = time.perf_counter()
+                conn.execute(sql, (HEAVY, month.start_ms, month.end_ms)).fetchall()
+                times.append((time.perf_counter() - started) * 1000)
+            result[name] = round(statistics.median(times), 2)
+    return result
 
 
 async def measure(
@@ -216,7 +245,11 @@ async def measure(
     await store.open()
     try:
         result: dict[str, Any] = await load_month(
-            store, events=events, customers=customers, plain_events=plain_events
+            store,
+            events=events,
+            customers=customers,
+            plain_events=plain_events,
+            group_rollups=False,
         )
         # Grouped reads before the group rollups exist (raw events), then after.
         result.update(
@@ -233,7 +266,7 @@ async def measure(
         result["group_rollups_build_s"] = round(time.perf_counter() - started, 1)
         result.update(await read_latencies(store, queries=queries))
         if sqlite_path is not None:
-            result["limit count(*) of one meter's events ms"] = round(raw_count_ms(sqlite_path), 2)
+            result.update(raw_limits_ms(sqlite_path))
         return result
     finally:
         await store.close()
