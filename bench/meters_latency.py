@@ -37,7 +37,6 @@ from typing import Any
 from meterd.aggregation import ops_for
 from meterd.config.model import EventTypeConfig, PeriodConfig, SystemConfig
 from meterd.ingest import NewEvent
-from meterd.meters.prepare import grouped_meters, level_meters
 from meterd.meters.query import UsageQuery, run_usage_query, usage_query
 from meterd.meters.usage import customer_totals
 from meterd.periods import PeriodBounds, PeriodCalendar
@@ -141,7 +140,7 @@ async def load_month(
     started = time.perf_counter()
     await store.prepare_meters([t for t, m in METERS.items() if m.reads_events])
     if group_rollups:
-        await store.prepare_group_rollups(grouped_meters(config()), levels=level_meters(config()))
+        await store.prepare_group_rollups(METERS)
     else:  # none yet: grouped and level reads fold raw events
         await store.prepare_group_rollups({})
     return {
@@ -256,13 +255,13 @@ async def measure(
             await read_latencies(
                 store,
                 queries=queries,
-                names=("llm.tokens", "seats"),
+                names=("latency.ms", "active.users", "seats", "llm.tokens"),
                 query_meters=("llm.tokens",),
                 suffix=" (raw events)",
             )
         )
         started = time.perf_counter()
-        await store.prepare_group_rollups(grouped_meters(config()), levels=level_meters(config()))
+        await store.prepare_group_rollups(METERS)
         result["group_rollups_build_s"] = round(time.perf_counter() - started, 1)
         result.update(await read_latencies(store, queries=queries))
         if sqlite_path is not None:

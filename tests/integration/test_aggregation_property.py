@@ -36,7 +36,6 @@ from meterd.aggregation import AggregationRow, Totals, meters_for, ops_for, tota
 from meterd.closing import PeriodCloser
 from meterd.config.model import EventTypeConfig, Op, PeriodConfig, SystemConfig
 from meterd.ingest import MAX_FUTURE_MS, NewEvent
-from meterd.meters.prepare import grouped_meters, level_meters
 from meterd.meters.query import run_usage_query, usage_query
 from meterd.meters.usage import customer_totals
 from meterd.periods import PeriodBounds
@@ -732,8 +731,9 @@ class MeterScenario:
     batches: tuple[tuple[Event, ...], ...]
     metadata: dict[str, dict[str, object]]  # by event id
     concurrent: bool
-    # Group rollups: never prepared, prepared before any event, or after half the
-    # batches (so the build folds the first half while ingest folds the rest).
+    # Group rollups (groups, levels, values, distinct sets): never prepared, prepared
+    # before any event, or after half the batches (so the build folds the first half
+    # while ingest folds the rest).
     group_rollups: str = "none"
     compact_midway: bool = False  # compact whole days after half the batches (SQLite)
     voids: tuple[str, ...] = ()  # event ids voided after ingest
@@ -922,15 +922,12 @@ async def check_meters(scenario: MeterScenario, store: Store) -> None:
         if scenario.concurrent:  # with the covering indexes, and (otherwise) without
             await store.prepare_meters([t for t, m in METERS.items() if m.reads_events])
         seen: set[str] = set()
-        rollup_config = make_config(periods=(PeriodConfig("daily"),), events=METERS, webhooks=())
-        grouped = grouped_meters(rollup_config)
-        levels = level_meters(rollup_config)
         if scenario.group_rollups == "before":
-            await store.prepare_group_rollups(grouped, levels=levels)
+            await store.prepare_group_rollups(METERS)
         for number, batch in enumerate(scenario.batches):
             if number == len(scenario.batches) // 2:
                 if scenario.group_rollups == "midway":
-                    await store.prepare_group_rollups(grouped, levels=levels)
+                    await store.prepare_group_rollups(METERS)
                 if scenario.compact_midway:
                     await store.compact_rollups(max(e.ts_ms for e in batch))
             fresh = [

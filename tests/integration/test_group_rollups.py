@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+from meterd.config.model import EventTypeConfig
 from meterd.ingest import NewEvent
 from meterd.meters.groups import GroupTotal
 from meterd.storage.base import KeyIdentity, Store
@@ -77,7 +78,12 @@ async def test_group_rollups_follow_groupby_changes_voids_and_rebuilds(open_stor
     stored = events()
     await store.ingest(stored[:30])
     # Built from the first 30 events; the other 30 are folded at ingest.
-    assert await store.prepare_group_rollups({"tokens": ("model", "dir")}) >= 30
+    assert (
+        await store.prepare_group_rollups(
+            {"tokens": EventTypeConfig("sum", group_by=("model", "dir"))}
+        )
+        >= 30
+    )
     await store.ingest(stored[30:])
     voided: set[str] = set()
     assert await totals(store, ("model", "dir")) == expected(stored, ("model", "dir"), voided)
@@ -92,14 +98,29 @@ async def test_group_rollups_follow_groupby_changes_voids_and_rebuilds(open_stor
     assert await totals(store, ("model", "dir")) == expected(stored, ("model", "dir"), voided)
 
     # groupBy changes: the rows are built again for the new keys, reads stay exact.
-    assert await store.prepare_group_rollups({"tokens": ("dir", "model")}) >= 1
+    assert (
+        await store.prepare_group_rollups(
+            {"tokens": EventTypeConfig("sum", group_by=("dir", "model"))}
+        )
+        >= 1
+    )
     assert await totals(store, ("model",)) == expected(stored, ("model",), voided)
-    assert await store.prepare_group_rollups({"tokens": ("dir", "model")}) == 0  # unchanged
+    assert (
+        await store.prepare_group_rollups(
+            {"tokens": EventTypeConfig("sum", group_by=("dir", "model"))}
+        )
+        == 0
+    )  # unchanged
 
     # `meterd rebuild`: until built again, reads fold raw events; after, the rows.
     await store.rebuild_rollups()
     assert await totals(store, ("model", "dir")) == expected(stored, ("model", "dir"), voided)
-    assert await store.prepare_group_rollups({"tokens": ("dir", "model")}) >= 1
+    assert (
+        await store.prepare_group_rollups(
+            {"tokens": EventTypeConfig("sum", group_by=("dir", "model"))}
+        )
+        >= 1
+    )
     assert await totals(store, ("model", "dir")) == expected(stored, ("model", "dir"), voided)
 
     # No longer grouped: the rows go, reads fold raw events.

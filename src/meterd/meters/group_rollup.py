@@ -9,21 +9,24 @@ in `groupBy` order (`group_text`), so reads can pick any of its dimensions.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 import msgspec
 
+from meterd.config.model import EventTypeConfig
 from meterd.meters.groups import (
     GroupKey,
     GroupTotal,
+    as_text,
     dimensions,
     group_key,
     metadata_of,
     sort_key,
 )
-from meterd.meters.values import GroupValue, MeterValue, level_average
+from meterd.meters.values import GroupValue, MeterValue, Number, level_average, nearest_rank
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, add_exact, exact, merge_all, partial_of
 
@@ -227,4 +230,107 @@ def level_value(
         members = 0 if span is None else span.events
         if members or group_value != 0:
             groups.append(GroupValue(dimensions(group_by, key), group_value, members))
+    return MeterValue(value, count, groups)
+
+
+# -- kinds of rollup rows, and the payloads of percentile and unique_count ----------
+#
+# "sums": grouped meters of a foldable op (rows merge in SQL). "levels":
+# time_weighted_avg (rows keep `area`). "values": percentile (rows keep every value of
+# the bucket, sorted, as packed doubles). "distinct": unique_count (rows keep the
+# bucket's distinct property texts, sorted, as a JSON list). The last three are folded
+# again from the bucket's events when touched, never merged.
+
+Kind = str
+SUMS, LEVELS, VALUES, DISTINCT = "sums", "levels", "values", "distinct"
+
+
+def rollup_kind(meter: EventTypeConfig) -> Kind | None:
+    """What rollup rows a meter keeps, if any (a plain foldable meter needs none here)."""
+    if meter.op == "time_weighted_avg":
+        return LEVELS
+    if meter.op == "percentile":
+        return VALUES
+    if meter.op == "unique_count":
+        return DISTINCT
+    return SUMS if meter.group_by else None
+
+
+_texts = msgspec.json.Decoder(list[str])
+
+
+def payload_of(kind: Kind, points: Sequence[tuple[float, str | None]]) -> bytes:
+    """A bucket's payload from its (value, property text) pairs."""
+    if kind == VALUES:
+        return array("d", sorted(value for value, _ in points)).tobytes()
+    return _encoder.encode(sorted({text for _, text in points if text is not None}))
+
+
+def merge_payloads(kind: Kind, payloads: Iterable[bytes]) -> bytes:
+    if kind == VALUES:
+        values = array("d")
+        for payload in payloads:
+            values.frombytes(payload)
+        return array("d", sorted(values)).tobytes()
+    texts: set[str] = set()
+    for payload in payloads:
+        texts.update(_texts.decode(payload))
+    return _encoder.encode(sorted(texts))
+
+
+def fold_payloads(
+    rows: Iterable[StoredRow],
+    group_by: Mapping[str, Sequence[str]],
+    kind: Kind,
+    property_key: str | None,
+    bucket_ms: int = BUCKET_MS,
+) -> dict[GroupBucketKey, tuple[Partial, bytes]]:
+    """Like `fold_groups`, with each bucket's payload for `kind` (values or distinct)."""
+    points: dict[GroupBucketKey, list[tuple[Point, str | None]]] = {}
+    for row in rows:
+        keys = group_by.get(row[2])
+        if keys is None:
+            continue
+        metadata = metadata_of(row[5])
+        text = group_text(group_key(metadata, keys))
+        key = (row[3], row[2], row[6] // bucket_ms, text)
+        prop = as_text(metadata.get(property_key or "")) if kind == DISTINCT else None
+        points.setdefault(key, []).append((Point(row[6], row[0], row[4]), prop))
+    result = {}
+    for key, members in points.items():
+        partial = merge_all(partial_of(p) for p, _ in members)
+        assert partial is not None
+        result[key] = (partial, payload_of(kind, [(p.value, t) for p, t in members]))
+    return result
+
+
+def payload_value(
+    meter: EventTypeConfig, spans: Mapping[GroupKey, tuple[int, Sequence[bytes]]]
+) -> MeterValue:
+    """A percentile or unique_count meter's value from its buckets' payloads: what
+    `meter_value` gives from the events. `spans` maps each group to its event count
+    and payloads over the period."""
+    if not spans:
+        return MeterValue(None, 0)
+
+    def value_of(payloads: Iterable[bytes]) -> Number:
+        if meter.op == "percentile":
+            values = array("d")
+            for payload in payloads:
+                values.frombytes(payload)
+            ordered = sorted(values)
+            return nearest_rank(ordered, meter.percentile or 100.0)
+        texts: set[str] = set()
+        for payload in payloads:
+            texts.update(_texts.decode(payload))
+        return len(texts)
+
+    count = sum(events for events, _ in spans.values())
+    value = value_of(p for _, payloads in spans.values() for p in payloads)
+    if not meter.group_by:
+        return MeterValue(value, count)
+    groups = [
+        GroupValue(dimensions(meter.group_by, key), value_of(spans[key][1]), spans[key][0])
+        for key in sorted(spans, key=sort_key)
+    ]
     return MeterValue(value, count, groups)

@@ -4,8 +4,9 @@ A changed `op`, `groupBy`, `property` or `percentile` needs no data migration: m
 that read raw events compute from them at every read and close, so the new config
 applies to open periods at once. What follows the config is only the speed-up, built
 while meterd serves: a covering index per such meter (`Store.prepare_meters`) and the
-group rollups of grouped meters of a foldable op and of time_weighted_avg meters
-(`Store.prepare_group_rollups`), which reads use once they are complete.
+group rollups of grouped meters of a foldable op and of every time_weighted_avg,
+percentile and unique_count meter (`Store.prepare_group_rollups`), which reads use
+once they are complete.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import time
 
 from meterd.aggregation import meters_for
 from meterd.config.model import SystemConfig
-from meterd.meters.values import FOLDED_IN_DATABASE
 from meterd.storage.base import Store
 
 log = logging.getLogger("meterd.meters")
@@ -39,27 +39,10 @@ async def prepare_meters(store: Store, config: SystemConfig) -> list[str]:
         log.info("built %d meter index(es) in %.1f s", len(built), time.monotonic() - started)
     started = time.monotonic()
     try:
-        folded = await store.prepare_group_rollups(
-            grouped_meters(config), levels=level_meters(config)
-        )
+        folded = await store.prepare_group_rollups(config.events)
     except Exception:
         log.exception("building group rollups failed")
         return built
     if folded:
         log.info("built group rollups from %d events in %.1f s", folded, time.monotonic() - started)
     return built
-
-
-def grouped_meters(config: SystemConfig) -> dict[str, tuple[str, ...]]:
-    """The meters that keep group rollups (event type -> groupBy): grouped ones of a
-    foldable op, and time_weighted_avg ones (grouped or not)."""
-    return {
-        name: meter.group_by
-        for name, meter in config.events.items()
-        if (meter.group_by and meter.op in FOLDED_IN_DATABASE) or name in level_meters(config)
-    }
-
-
-def level_meters(config: SystemConfig) -> set[str]:
-    """The meters whose group rollups keep the level integral (time_weighted_avg)."""
-    return {name for name, meter in config.events.items() if meter.op == "time_weighted_avg"}

@@ -8,7 +8,7 @@ implement it. Every method that writes is one transaction of its own, so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -537,30 +537,30 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    async def prepare_group_rollups(
-        self, meters: Mapping[str, Sequence[str]], *, levels: Collection[str] = ()
-    ) -> int:
-        """Keep group rollups for exactly these meters (event type -> groupBy); those
-        in `levels` (time_weighted_avg) keep each bucket's level integral too.
+    async def prepare_group_rollups(self, meters: Mapping[str, EventTypeConfig]) -> int:
+        """Keep group rollups for exactly the meters among these that need them
+        (meterd.meters.group_rollup.rollup_kind): grouped ones of a foldable op, and
+        every time_weighted_avg, percentile and unique_count one.
 
-        A new meter, or one whose groupBy or kind changed, is built from its raw events
-        in chunks while ingest goes on; until it is done reads fold raw events.
-        Returns the events folded.
+        A new meter, or one whose groupBy, op or property changed, is built from its
+        raw events in chunks while ingest goes on; until it is done reads fold raw
+        events. Returns the events folded.
         """
 
-    async def level_values(
+    async def rollup_values(
         self,
         *,
         event_type: str,
-        group_by: Sequence[str],
+        meter: EventTypeConfig,
         from_ms: int,
         to_ms: int,
         customer_ids: Sequence[str] | None = None,
     ) -> dict[str, MeterValue] | None:
-        """A time_weighted_avg meter per customer over [from_ms, to_ms), from its level
-        rows: every customer with events in the span or a level held into it.
+        """A time_weighted_avg, percentile or unique_count meter per customer over
+        [from_ms, to_ms), from its group rollups: every customer with events in the
+        span (or a level held into it).
 
-        None when the store cannot answer from them (the caller integrates raw events).
+        None when the store cannot answer from them (the caller reads raw events).
         """
         return None
 

@@ -8,25 +8,34 @@ committed before the build reads it, and every later one sees the registration.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 import psycopg
 
+from meterd.config.model import EventTypeConfig
 from meterd.meters.group_rollup import (
+    DISTINCT,
+    LEVELS,
+    SUMS,
+    VALUES,
     GroupBucketKey,
+    Kind,
     Level,
     StoredRow,
     decode_group_by,
     encode_group_by,
     fold_groups,
     fold_levels,
+    fold_payloads,
     group_of_text,
     join_levels,
     level_value,
+    payload_value,
     positions,
     project,
+    rollup_kind,
 )
 from meterd.meters.groups import GroupKey, GroupTotal
 from meterd.meters.values import MeterValue
@@ -40,9 +49,19 @@ BUILD_CHUNK = 20_000
 
 class GroupMeter(NamedTuple):
     group_by: tuple[str, ...]
-    levels: bool  # a time_weighted_avg meter: its buckets keep the level integral
+    kind: Kind  # see meterd.meters.group_rollup
+    property_key: str | None  # unique_count: the metadata key counted
     built_seq: int
     target_seq: int
+
+    @property
+    def levels(self) -> bool:
+        return self.kind == LEVELS
+
+    @property
+    def refolds(self) -> bool:
+        """Whether a touched bucket is folded again from its events (never merged)."""
+        return self.kind != SUMS
 
     @property
     def ready(self) -> bool:
@@ -56,8 +75,8 @@ class GroupMeter(NamedTuple):
 async def group_meters(conn: Connection, queries: Mapping[str, str]) -> dict[str, GroupMeter]:
     cursor = await conn.execute(queries["group_meters"].encode())
     return {
-        event_type: GroupMeter(decode_group_by(group_by), levels, built, target)
-        for event_type, group_by, levels, built, target in await cursor.fetchall()
+        event_type: GroupMeter(decode_group_by(group_by), kind, prop, built, target)
+        for event_type, group_by, kind, prop, built, target in await cursor.fetchall()
     }
 
 
@@ -81,12 +100,12 @@ async def _add(
     meters: Mapping[str, GroupMeter],
 ) -> None:
     wanted = [row for row in rows if row[2] in meters]
-    # A level integral depends on the order of its bucket's events: fold those buckets
-    # again from the events rather than merge (an event may land between two others).
-    touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].levels}
+    # A level integral depends on the order of its bucket's events, and values and
+    # distinct sets are kept whole: fold those buckets again from the events.
+    touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].refolds}
     if touched:
         await recompute_group_buckets(conn, queries, touched, meters)
-    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.levels}
+    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.refolds}
     await _upsert(conn, queries, fold_groups(wanted, group_by))
 
 
@@ -95,10 +114,11 @@ async def _upsert(
     queries: Mapping[str, str],
     partials: Mapping[GroupBucketKey, Partial],
     areas: Mapping[GroupBucketKey, ExactNumber] | None = None,
+    payloads: Mapping[GroupBucketKey, bytes] | None = None,
 ) -> None:
     if not partials:
         return
-    columns: list[list[Any]] = [[] for _ in range(15)]
+    columns: list[list[Any]] = [[] for _ in range(16)]
     for key, p in sorted(partials.items()):
         customer_id, event_type, bucket, group = key
         area = None if areas is None else areas.get(key)
@@ -118,6 +138,7 @@ async def _upsert(
             p.last.seq,
             Decimal(exact(p.last.value)),
             None if area is None else Decimal(area),
+            None if payloads is None else payloads.get(key),
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
@@ -130,21 +151,19 @@ def _stored(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
 
 
 async def register_group_meters(
-    conn: Connection,
-    queries: Mapping[str, str],
-    wanted: Mapping[str, Sequence[str]],
-    levels: Collection[str] = (),
+    conn: Connection, queries: Mapping[str, str], meters: Mapping[str, EventTypeConfig]
 ) -> list[str]:
-    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy);
-    those in `levels` (time_weighted_avg) keep the level integral too.
+    """Keep group rollups for exactly the `meters` that need them (`rollup_kind`).
 
     Runs in the caller's transaction, behind the ingest barrier. The types to build.
     """
+    wanted = {
+        event_type: GroupMeter(meter.group_by, kind, meter.property_key, 0, 0)
+        for event_type, meter in meters.items()
+        if (kind := rollup_kind(meter)) is not None
+    }
     known = await group_meters(conn, queries)
-    if known.keys() == wanted.keys() and all(
-        (known[t].group_by, known[t].levels) == (tuple(keys), t in levels)
-        for t, keys in wanted.items()
-    ):
+    if known.keys() == wanted.keys() and all(known[t][:3] == m[:3] for t, m in wanted.items()):
         return []
     await conn.execute(queries["ingest_barrier"].encode())
     for event_type in sorted(known.keys() - wanted.keys()):
@@ -154,15 +173,14 @@ async def register_group_meters(
     row = await cursor.fetchone()
     last_seq = 0 if row is None else int(row[0])
     started = []
-    for event_type, keys in sorted(wanted.items()):
-        meter = known.get(event_type)
-        is_level = event_type in levels
-        if meter is not None and (meter.group_by, meter.levels) == (tuple(keys), is_level):
+    for event_type, meter in sorted(wanted.items()):
+        found = known.get(event_type)
+        if found is not None and found[:3] == meter[:3]:
             continue
         await conn.execute(queries["delete_group_rollups_of"].encode(), (event_type,))
         await conn.execute(
             queries["register_group_meter"].encode(),
-            (event_type, encode_group_by(keys), is_level, last_seq),
+            (event_type, encode_group_by(meter.group_by), meter.kind, meter.property_key, last_seq),
         )
         started.append(event_type)
     return started
@@ -234,11 +252,16 @@ async def recompute_group_buckets(
         )
         rows = [row for row in _stored(await cursor.fetchall()) if meter.covers(row[0])]
         group_by = {event_type: meter.group_by}
-        if meter.levels:
+        if meter.kind == LEVELS:
             levels = fold_levels(rows, group_by)
             partials = {key: partial for key, (partial, _) in levels.items()}
             areas = {key: area for key, (_, area) in levels.items()}
             await _upsert(conn, queries, partials, areas)
+        elif meter.kind in (VALUES, DISTINCT):
+            folded = fold_payloads(rows, group_by, meter.kind, meter.property_key)
+            partials = {key: partial for key, (partial, _) in folded.items()}
+            payloads = {key: payload for key, (_, payload) in folded.items()}
+            await _upsert(conn, queries, partials, payloads=payloads)
         else:
             await _upsert(conn, queries, fold_groups(rows, group_by))
 
@@ -367,6 +390,52 @@ async def level_values(
         if value.value is not None:
             result[customer_id] = value
     return result
+
+
+async def payload_values(
+    conn: Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    meter: EventTypeConfig,
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None,
+) -> dict[str, MeterValue] | None:
+    """A percentile or unique_count meter's value per customer with events in
+    [from_ms, to_ms), from its rows' payloads; None when they cannot answer."""
+    stored = (await group_meters(conn, queries)).get(event_type)
+    if (
+        stored is None
+        or not stored.ready
+        or stored[:3] != (meter.group_by, rollup_kind(meter), meter.property_key)
+        or stored.kind not in (VALUES, DISTINCT)
+        or from_ms % BUCKET_MS
+        or to_ms % BUCKET_MS
+    ):
+        return None
+    params: dict[str, Any] = {
+        "event_type": event_type,
+        "lo": from_ms // BUCKET_MS,
+        "hi": to_ms // BUCKET_MS,
+    }
+    customers = ""
+    if customer_ids is not None:
+        params["customer_ids"] = list(customer_ids)
+        customers = "AND g.customer_id = ANY(%(customer_ids)s::text[])"
+    cursor = await conn.execute(
+        queries["payload_span"].replace("/*customers*/", customers).encode(), params
+    )
+    found: dict[str, dict[GroupKey, tuple[int, list[bytes]]]] = {}
+    for customer_id, group, count, payload in await cursor.fetchall():
+        if payload is None:
+            return None
+        groups = found.setdefault(customer_id, {})
+        key = group_of_text(group)
+        events, payloads = groups.get(key, (0, []))
+        payloads.append(bytes(payload))
+        groups[key] = (events + count, payloads)
+    return {customer: payload_value(meter, spans) for customer, spans in sorted(found.items())}
 
 
 def _number(value: Decimal) -> float:

@@ -93,19 +93,18 @@ async def period_meter_values(
                 for customer_id, rows in sorted(by_customer.items())
             }
             continue
-        if meter.op == "time_weighted_avg":
-            levels = await group_rollups.level_values(
-                conn,
-                queries,
-                event_type=event_type,
-                group_by=meter.group_by,
-                from_ms=bounds.start_ms,
-                to_ms=bounds.end_ms,
-                customer_ids=customer_ids,
-            )
-            if levels is not None:
-                values[event_type] = levels
-                continue
+        found = await rollup_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=bounds.start_ms,
+            to_ms=bounds.end_ms,
+            customer_ids=customer_ids,
+        )
+        if found is not None:
+            values[event_type] = found
+            continue
         events = await meter_events(
             conn,
             queries,
@@ -238,6 +237,41 @@ def group_text_sql(key_param: str) -> str:
         f" WHEN 'boolean' THEN metadata ->> %({key_param})s::text"
         f" WHEN 'null' THEN NULL ELSE ({value})::text END"
     )
+
+
+async def rollup_values(
+    conn: Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    meter: EventTypeConfig,
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None = None,
+) -> dict[str, MeterValue] | None:
+    """A time_weighted_avg, percentile or unique_count meter per customer from its group
+    rollups, or None (not such a meter, or its rows cannot answer yet)."""
+    if meter.op == "time_weighted_avg":
+        return await group_rollups.level_values(
+            conn,
+            queries,
+            event_type=event_type,
+            group_by=meter.group_by,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+        )
+    if meter.op in ("percentile", "unique_count"):
+        return await group_rollups.payload_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+        )
+    return None
 
 
 async def folded_group_totals(

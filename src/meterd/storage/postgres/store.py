@@ -7,7 +7,6 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
-    Collection,
     Iterable,
     Mapping,
     Sequence,
@@ -698,11 +697,9 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         async with self._connection() as conn:
             return await meter_indexes.sync_meter_indexes(conn, event_types)
 
-    async def prepare_group_rollups(
-        self, meters: Mapping[str, Sequence[str]], *, levels: Collection[str] = ()
-    ) -> int:
+    async def prepare_group_rollups(self, meters: Mapping[str, EventTypeConfig]) -> int:
         async with self._connection() as conn, conn.transaction():
-            await group_rollups.register_group_meters(conn, self._queries, meters, levels)
+            await group_rollups.register_group_meters(conn, self._queries, meters)
         folded = 0
         while True:
             async with self._connection() as conn, conn.transaction():
@@ -711,21 +708,21 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
                 return folded
             folded += step
 
-    async def level_values(
+    async def rollup_values(
         self,
         *,
         event_type: str,
-        group_by: Sequence[str],
+        meter: EventTypeConfig,
         from_ms: int,
         to_ms: int,
         customer_ids: Sequence[str] | None = None,
     ) -> dict[str, MeterValue] | None:
         async with self._connection() as conn, conn.transaction():
-            return await group_rollups.level_values(
+            return await meters_module.rollup_values(
                 conn,
                 self._queries,
                 event_type=event_type,
-                group_by=group_by,
+                meter=meter,
                 from_ms=from_ms,
                 to_ms=to_ms,
                 customer_ids=customer_ids,

@@ -12,22 +12,32 @@ the active events (`recompute_group_buckets`).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+from meterd.config.model import EventTypeConfig
 from meterd.meters.group_rollup import (
+    DISTINCT,
+    LEVELS,
+    SUMS,
+    VALUES,
     GroupBucketKey,
+    Kind,
     Level,
     StoredRow,
     decode_group_by,
     encode_group_by,
     fold_groups,
     fold_levels,
+    fold_payloads,
     group_of_text,
     join_levels,
     level_value,
+    merge_payloads,
+    payload_value,
     positions,
     project,
+    rollup_kind,
 )
 from meterd.meters.groups import GroupKey, GroupTotal
 from meterd.meters.values import MeterValue
@@ -45,9 +55,19 @@ BUILD_CHUNK = 20_000
 
 class GroupMeter(NamedTuple):
     group_by: tuple[str, ...]
-    levels: bool  # a time_weighted_avg meter: its buckets keep the level integral
+    kind: Kind  # see meterd.meters.group_rollup
+    property_key: str | None  # unique_count: the metadata key counted
     built_seq: int
     target_seq: int
+
+    @property
+    def levels(self) -> bool:
+        return self.kind == LEVELS
+
+    @property
+    def refolds(self) -> bool:
+        """Whether a touched bucket is folded again from its events (never merged)."""
+        return self.kind != SUMS
 
     @property
     def ready(self) -> bool:
@@ -63,8 +83,8 @@ Areas = Mapping[GroupBucketKey, ExactNumber]
 
 def group_meters(conn: sqlite3.Connection, queries: Mapping[str, str]) -> dict[str, GroupMeter]:
     return {
-        event_type: GroupMeter(decode_group_by(group_by), bool(levels), built, target)
-        for event_type, group_by, levels, built, target in conn.execute(queries["group_meters"])
+        event_type: GroupMeter(decode_group_by(group_by), kind, prop, built, target)
+        for event_type, group_by, kind, prop, built, target in conn.execute(queries["group_meters"])
     }
 
 
@@ -95,12 +115,12 @@ def _add(
     wanted = [row for row in rows if row[2] in meters]
     if not wanted:
         return
-    # A level integral depends on the order of its bucket's events: fold those buckets
-    # again from the events rather than merge (an event may land between two others).
-    touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].levels}
+    # A level integral depends on the order of its bucket's events, and values and
+    # distinct sets are kept whole: fold those buckets again from the events.
+    touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].refolds}
     if touched:
         recompute_group_buckets(conn, queries, touched, compacted_days)
-    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.levels}
+    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.refolds}
     sums = [row for row in wanted if row[2] in group_by]
     if not sums:
         return
@@ -117,6 +137,7 @@ def _upsert(
     sql: str,
     partials: Mapping[GroupBucketKey, Partial],
     areas: Areas | None = None,
+    payloads: Mapping[GroupBucketKey, bytes] | None = None,
 ) -> None:
     insert_rows(
         conn,
@@ -135,6 +156,7 @@ def _upsert(
                 p.last.seq,
                 p.last.value,
                 _stored_area(areas, key),
+                None if payloads is None else payloads.get(key),
             )
             for key, p in sorted(partials.items())
         ],
@@ -148,7 +170,7 @@ def _stored_area(areas: Areas | None, key: GroupBucketKey) -> int | str | None:
 
 def _partials(
     rows: Iterable[tuple[Any, ...]],
-) -> Iterable[tuple[GroupBucketKey, Partial, ExactNumber | None]]:
+) -> Iterable[tuple[GroupBucketKey, Partial, ExactNumber | None, bytes | None]]:
     for row in rows:
         customer_id, event_type, bucket, group, count, total, low, high = row[:8]
         partial = Partial(
@@ -160,37 +182,37 @@ def _partials(
             Point(row[11], row[12], row[13]),
         )
         area = None if row[14] is None else loaded_total(row[14])
-        yield (customer_id, event_type, bucket, group), partial, area
+        yield (customer_id, event_type, bucket, group), partial, area, row[15]
 
 
 def register_group_meters(
-    conn: sqlite3.Connection,
-    queries: Mapping[str, str],
-    wanted: Mapping[str, Sequence[str]],
-    levels: Collection[str] = (),
+    conn: sqlite3.Connection, queries: Mapping[str, str], meters: Mapping[str, EventTypeConfig]
 ) -> list[str]:
-    """Keep group rollups for exactly the `wanted` meters (event type -> groupBy);
-    those in `levels` (time_weighted_avg) keep the level integral too.
+    """Keep group rollups for exactly the `meters` that need them (`rollup_kind`).
 
-    A new meter, or one whose groupBy or kind changed, starts from no rows with a
-    build up to the current last seq; a meter no longer wanted loses its rows.
+    A new meter, or one whose groupBy, kind or property changed, starts from no rows
+    with a build up to the current last seq; a meter no longer wanted loses its rows.
     The types to build.
     """
+    wanted = {
+        event_type: GroupMeter(meter.group_by, kind, meter.property_key, 0, 0)
+        for event_type, meter in meters.items()
+        if (kind := rollup_kind(meter)) is not None
+    }
     known = group_meters(conn, queries)
     for event_type in sorted(known.keys() - wanted.keys()):
         _drop(conn, queries, event_type)
         conn.execute(queries["forget_group_meter"], (event_type,))
     last_seq = conn.execute(queries["max_seq"]).fetchone()[0]
     started = []
-    for event_type, keys in sorted(wanted.items()):
-        meter = known.get(event_type)
-        is_level = event_type in levels
-        if meter is not None and (meter.group_by, meter.levels) == (tuple(keys), is_level):
+    for event_type, meter in sorted(wanted.items()):
+        found = known.get(event_type)
+        if found is not None and found[:3] == meter[:3]:
             continue
         _drop(conn, queries, event_type)
         conn.execute(
             queries["register_group_meter"],
-            (event_type, encode_group_by(keys), int(is_level), last_seq),
+            (event_type, encode_group_by(meter.group_by), meter.kind, meter.property_key, last_seq),
         )
         started.append(event_type)
     return started
@@ -257,61 +279,77 @@ def recompute_group_buckets(
             if meter.covers(row[0])
         ]
         group_by = {event_type: meter.group_by}
-        if meter.levels:
+        upsert = queries["upsert_group_rollup"]
+        if meter.kind == LEVELS:
             levels = fold_levels(rows, group_by)
             partials = {key: partial for key, (partial, _) in levels.items()}
-            areas = {key: area for key, (_, area) in levels.items()}
-            _upsert(conn, queries["upsert_group_rollup"], partials, areas)
+            _upsert(conn, upsert, partials, {key: area for key, (_, area) in levels.items()})
+        elif meter.kind in (VALUES, DISTINCT):
+            folded = fold_payloads(rows, group_by, meter.kind, meter.property_key)
+            partials = {key: partial for key, (partial, _) in folded.items()}
+            payloads = {key: payload for key, (_, payload) in folded.items()}
+            _upsert(conn, upsert, partials, payloads=payloads)
         else:
-            _upsert(conn, queries["upsert_group_rollup"], fold_groups(rows, group_by))
+            _upsert(conn, upsert, fold_groups(rows, group_by))
         day = bucket // BUCKETS_PER_DAY
         if compacted_days is not None and day < compacted_days:
             days.add((customer_id, event_type, day))
     for customer_id, event_type, day in sorted(days):
+        meter = meters[event_type]
         conn.execute(queries["delete_daily_group_day"], (customer_id, event_type, day))
         first = day * BUCKETS_PER_DAY
         stored = conn.execute(
             queries["customer_group_rollups_between"],
             (customer_id, event_type, first, first + BUCKETS_PER_DAY),
         )
-        daily, daily_areas = _by_day(_partials(stored))
-        _upsert(conn, _daily_upsert(queries), daily, daily_areas)
+        daily, daily_areas, daily_payloads = _by_day(_partials(stored), meter.kind)
+        _upsert(conn, _daily_upsert(queries), daily, daily_areas, daily_payloads)
 
 
 def compact_group_days(
     conn: sqlite3.Connection, queries: Mapping[str, str], first_day: int, end_day: int
 ) -> None:
     """Fold the group rollups of whole UTC days [first_day, end_day) into daily rows."""
+    kinds = {event_type: meter.kind for event_type, meter in group_meters(conn, queries).items()}
     rows = conn.execute(
         queries["group_rollups_between"], (first_day * BUCKETS_PER_DAY, end_day * BUCKETS_PER_DAY)
     )
-    partials, areas = _by_day(_partials(rows))
-    _upsert(conn, _daily_upsert(queries), partials, areas)
+    by_kind: dict[Kind, list[tuple[GroupBucketKey, Partial, ExactNumber | None, bytes | None]]]
+    by_kind = {}
+    for row in _partials(rows):
+        by_kind.setdefault(kinds.get(row[0][1], SUMS), []).append(row)
+    for kind, members in by_kind.items():
+        partials, areas, payloads = _by_day(members, kind)
+        _upsert(conn, _daily_upsert(queries), partials, areas, payloads)
 
 
 def _by_day(
-    rows: Iterable[tuple[GroupBucketKey, Partial, ExactNumber | None]],
-) -> tuple[dict[GroupBucketKey, Partial], Areas]:
-    """15-minute rows folded per UTC day; level integrals joined in time order (for
-    the days whose rows all have one: those of level meters)."""
-    runs: dict[GroupBucketKey, list[tuple[Partial, ExactNumber | None]]] = {}
-    for (customer_id, event_type, bucket, group), partial, area in rows:
+    rows: Iterable[tuple[GroupBucketKey, Partial, ExactNumber | None, bytes | None]],
+    kind: Kind,
+) -> tuple[dict[GroupBucketKey, Partial], Areas, dict[GroupBucketKey, bytes]]:
+    """15-minute rows (of meters of one kind) folded per UTC day: level integrals
+    joined in time order, payloads merged."""
+    runs: dict[GroupBucketKey, list[tuple[Partial, ExactNumber | None, bytes | None]]] = {}
+    for (customer_id, event_type, bucket, group), partial, area, payload in rows:
         key = (customer_id, event_type, bucket // BUCKETS_PER_DAY, group)
-        runs.setdefault(key, []).append((partial, area))
+        runs.setdefault(key, []).append((partial, area, payload))
     partials: dict[GroupBucketKey, Partial] = {}
     areas: dict[GroupBucketKey, ExactNumber] = {}
+    payloads: dict[GroupBucketKey, bytes] = {}
     for key, members in runs.items():
         members.sort(key=lambda member: member[0].first)
-        merged = merge_all(partial for partial, _ in members)
+        merged = merge_all(partial for partial, _, _ in members)
         assert merged is not None
         partials[key] = merged
-        if all(area is not None for _, area in members):
+        if kind == LEVELS:
             joined = join_levels(
-                Level(p.count, p.first, p.last, a) for p, a in members if a is not None
+                Level(p.count, p.first, p.last, a) for p, a, _ in members if a is not None
             )
             assert joined is not None
             areas[key] = joined.area
-    return partials, areas
+        elif kind in (VALUES, DISTINCT):
+            payloads[key] = merge_payloads(kind, (b for _, _, b in members if b is not None))
+    return partials, areas, payloads
 
 
 def _daily_upsert(queries: Mapping[str, str]) -> str:
@@ -455,3 +493,56 @@ def level_values(
         if value.value is not None:
             result[customer_id] = value
     return result
+
+
+def payload_values(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    meter: EventTypeConfig,
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None,
+    compacted_days: int | None,
+) -> dict[str, MeterValue] | None:
+    """A percentile or unique_count meter's value per customer with events in
+    [from_ms, to_ms), from its rows' payloads; None when they cannot answer."""
+    stored = group_meters(conn, queries).get(event_type)
+    if (
+        stored is None
+        or not stored.ready
+        or stored[:3] != (meter.group_by, rollup_kind(meter), meter.property_key)
+        or stored.kind not in (VALUES, DISTINCT)
+    ):
+        return None
+    spans = split_windows([(from_ms, to_ms)], compacted_days)
+    if spans is None:
+        return None
+    fine, days = spans
+    params: dict[str, Any] = {"event_type": event_type}
+    customers = ""
+    if customer_ids is not None:
+        names = []
+        for index, customer_id in enumerate(customer_ids):
+            params[f"c{index}"] = customer_id
+            names.append(f":c{index}")
+        customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
+    sql = (
+        queries["payload_span"]
+        .replace("/*fine*/", values_sql(fine))
+        .replace("/*days*/", values_sql(days))
+        .replace("/*customers*/", customers)
+    )
+    found: dict[str, dict[GroupKey, tuple[int, list[bytes]]]] = {}
+    for customer_id, group, count, payload in conn.execute(sql, params):
+        if payload is None:
+            return None
+        groups = found.setdefault(customer_id, {})
+        key = group_of_text(group)
+        events, payloads = groups.get(key, (0, []))
+        payloads.append(payload)
+        groups[key] = (events + count, payloads)
+    return {
+        customer_id: payload_value(meter, spans) for customer_id, spans in sorted(found.items())
+    }

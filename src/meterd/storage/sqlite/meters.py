@@ -109,20 +109,18 @@ def period_meter_values(
                     for customer_id, rows in sorted(_by_customer(folds).items())
                 }
                 continue
-        if meter.op == "time_weighted_avg":
-            levels = group_rollups.level_values(
-                conn,
-                queries,
-                event_type=event_type,
-                group_by=meter.group_by,
-                from_ms=bounds.start_ms,
-                to_ms=bounds.end_ms,
-                customer_ids=customer_ids,
-                compacted_days=days_until(conn, queries),
-            )
-            if levels is not None:
-                values[event_type] = levels
-                continue
+        found = rollup_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=bounds.start_ms,
+            to_ms=bounds.end_ms,
+            customer_ids=customer_ids,
+        )
+        if found is not None:
+            values[event_type] = found
+            continue
         events = meter_events(
             conn,
             queries,
@@ -184,6 +182,44 @@ def folded_group_totals(
         customer_ids=customer_ids,
         filters=filters,
     )
+
+
+def rollup_values(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    meter: EventTypeConfig,
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None = None,
+) -> dict[str, MeterValue] | None:
+    """A time_weighted_avg, percentile or unique_count meter per customer from its group
+    rollups, or None (not such a meter, or its rows cannot answer yet)."""
+    compacted = days_until(conn, queries)
+    if meter.op == "time_weighted_avg":
+        return group_rollups.level_values(
+            conn,
+            queries,
+            event_type=event_type,
+            group_by=meter.group_by,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+            compacted_days=compacted,
+        )
+    if meter.op in ("percentile", "unique_count"):
+        return group_rollups.payload_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+            compacted_days=compacted,
+        )
+    return None
 
 
 def _by_customer(folds: Iterable[GroupTotal]) -> dict[str, list[GroupTotal]]:

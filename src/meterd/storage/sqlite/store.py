@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -577,25 +577,24 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             lambda conn: meter_indexes.sync_meter_indexes(conn, event_types)
         )
 
-    async def level_values(
+    async def rollup_values(
         self,
         *,
         event_type: str,
-        group_by: Sequence[str],
+        meter: EventTypeConfig,
         from_ms: int,
         to_ms: int,
         customer_ids: Sequence[str] | None = None,
     ) -> dict[str, MeterValue] | None:
         return await self._read_snapshot(
-            lambda conn: group_rollups.level_values(
+            lambda conn: meters.rollup_values(
                 conn,
                 self._queries,
                 event_type=event_type,
-                group_by=group_by,
+                meter=meter,
                 from_ms=from_ms,
                 to_ms=to_ms,
                 customer_ids=customer_ids,
-                compacted_days=daily.days_until(conn, self._queries),
             )
         )
 
@@ -663,11 +662,9 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             )
         )
 
-    async def prepare_group_rollups(
-        self, meters: Mapping[str, Sequence[str]], *, levels: Collection[str] = ()
-    ) -> int:
+    async def prepare_group_rollups(self, meters: Mapping[str, EventTypeConfig]) -> int:
         await self.writer.call(
-            lambda conn: group_rollups.register_group_meters(conn, self._queries, meters, levels)
+            lambda conn: group_rollups.register_group_meters(conn, self._queries, meters)
         )
         folded = 0
         while step := await self.writer.call(

@@ -1,13 +1,14 @@
 -- name: group_meters
-SELECT event_type, group_by, levels, built_seq, target_seq FROM group_meters;
+SELECT event_type, group_by, kind, property, built_seq, target_seq FROM group_meters;
 
 -- name: upsert_group_rollups
 INSERT INTO group_rollups (customer_id, event_type, bucket, group_key, count, total,
                            minimum, maximum, first_ts, first_seq, first_value,
-                           last_ts, last_seq, last_value, area)
+                           last_ts, last_seq, last_value, area, payload)
 SELECT * FROM unnest(%b::text[], %b::text[], %b::bigint[], %b::text[], %b::bigint[],
                      %b::numeric[], %b::numeric[], %b::numeric[], %b::bigint[], %b::bigint[],
-                     %b::numeric[], %b::bigint[], %b::bigint[], %b::numeric[], %b::numeric[])
+                     %b::numeric[], %b::bigint[], %b::bigint[], %b::numeric[], %b::numeric[],
+                     %b::bytea[])
 ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
     count = group_rollups.count + excluded.count,
     total = group_rollups.total + excluded.total,
@@ -28,13 +29,15 @@ ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
                     THEN excluded.last_seq ELSE group_rollups.last_seq END,
     last_ts = greatest(group_rollups.last_ts, excluded.last_ts),
     -- Levels are never merged here (their buckets are folded again instead).
-    area = NULL;
+    area = NULL,
+    payload = NULL;
 
 -- name: register_group_meter
-INSERT INTO group_meters (event_type, group_by, levels, built_seq, target_seq)
-VALUES (%s, %s, %s, 0, %s)
+INSERT INTO group_meters (event_type, group_by, kind, property, built_seq, target_seq)
+VALUES (%s, %s, %s, %s, 0, %s)
 ON CONFLICT (event_type) DO UPDATE SET
-    group_by = excluded.group_by, levels = excluded.levels, built_seq = 0,
+    group_by = excluded.group_by, kind = excluded.kind, property = excluded.property,
+    built_seq = 0,
     target_seq = excluded.target_seq;
 
 -- name: forget_group_meter
@@ -106,3 +109,10 @@ SELECT DISTINCT ON (g.customer_id, g.group_key) g.customer_id, g.group_key, g.la
 FROM group_rollups AS g
 WHERE g.event_type = %(event_type)s AND g.bucket < %(lo)s /*customers*/
 ORDER BY g.customer_id, g.group_key, g.last_ts DESC, g.last_seq DESC;
+
+-- name: payload_span
+-- A percentile or unique_count meter's rows over [lo, hi) (bucket numbers).
+SELECT g.customer_id, g.group_key, g.count, g.payload
+FROM group_rollups AS g
+WHERE g.event_type = %(event_type)s AND g.bucket >= %(lo)s AND g.bucket < %(hi)s
+  /*customers*/;

@@ -1,11 +1,11 @@
 -- name: group_meters
-SELECT event_type, group_by, levels, built_seq, target_seq FROM group_meters;
+SELECT event_type, group_by, kind, property, built_seq, target_seq FROM group_meters;
 
 -- name: upsert_group_rollup
 INSERT INTO group_rollups (customer_id, event_type, bucket, group_key, count, total,
                            minimum, maximum, first_ts, first_seq, first_value,
-                           last_ts, last_seq, last_value, area)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           last_ts, last_seq, last_value, area, payload)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
     count = count + excluded.count,
     total = iif(typeof(total) = 'integer' AND typeof(excluded.total) = 'integer'
@@ -25,13 +25,15 @@ ON CONFLICT (customer_id, event_type, bucket, group_key) DO UPDATE SET
                    excluded.last_seq, last_seq),
     last_ts = max(last_ts, excluded.last_ts),
     -- Levels are never merged here (their buckets are folded again instead).
-    area = NULL;
+    area = NULL,
+    payload = NULL;
 
 -- name: register_group_meter
-INSERT INTO group_meters (event_type, group_by, levels, built_seq, target_seq)
-VALUES (?, ?, ?, 0, ?)
+INSERT INTO group_meters (event_type, group_by, kind, property, built_seq, target_seq)
+VALUES (?, ?, ?, ?, 0, ?)
 ON CONFLICT (event_type) DO UPDATE SET
-    group_by = excluded.group_by, levels = excluded.levels, built_seq = 0,
+    group_by = excluded.group_by, kind = excluded.kind, property = excluded.property,
+    built_seq = 0,
     target_seq = excluded.target_seq;
 
 -- name: forget_group_meter
@@ -76,12 +78,12 @@ DELETE FROM daily_group_rollups WHERE customer_id = ? AND event_type = ? AND buc
 
 -- name: group_rollups_between
 SELECT customer_id, event_type, bucket, group_key, count, total, minimum, maximum,
-       first_ts, first_seq, first_value, last_ts, last_seq, last_value, area
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value, area, payload
 FROM group_rollups WHERE bucket >= ? AND bucket < ?;
 
 -- name: customer_group_rollups_between
 SELECT customer_id, event_type, bucket, group_key, count, total, minimum, maximum,
-       first_ts, first_seq, first_value, last_ts, last_seq, last_value, area
+       first_ts, first_seq, first_value, last_ts, last_seq, last_value, area, payload
 FROM group_rollups
 WHERE customer_id = ? AND event_type = ? AND bucket >= ? AND bucket < ?;
 
@@ -135,3 +137,17 @@ SELECT g.customer_id, g.group_key, g.last_value, max(g.last_ts)
 FROM group_rollups AS g
 WHERE g.event_type = :event_type AND g.bucket < :bucket /*customers*/
 GROUP BY g.customer_id, g.group_key;
+
+-- name: payload_span
+-- A percentile or unique_count meter's rows over a span (as level_span).
+WITH fine (place, lo, hi) AS (VALUES /*fine*/),
+     days (place, lo, hi) AS (VALUES /*days*/)
+SELECT g.customer_id, g.group_key, g.count, g.payload
+FROM fine JOIN group_rollups AS g
+  ON g.event_type = :event_type AND g.bucket >= fine.lo AND g.bucket < fine.hi
+WHERE 1 /*customers*/
+UNION ALL
+SELECT g.customer_id, g.group_key, g.count, g.payload
+FROM days JOIN daily_group_rollups AS g
+  ON g.event_type = :event_type AND g.bucket >= days.lo AND g.bucket < days.hi
+WHERE 1 /*customers*/;

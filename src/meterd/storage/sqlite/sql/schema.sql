@@ -295,6 +295,9 @@ CREATE TABLE group_rollups (
     -- time_weighted_avg meters: the exact integral of the level from the first event
     -- to the last (value x ms), as total is stored; NULL for other meters.
     area BLOB,
+    -- percentile: the bucket's values sorted, as packed doubles; unique_count: its
+    -- distinct property texts sorted, as a JSON list; NULL for other meters.
+    payload BLOB,
     PRIMARY KEY (customer_id, event_type, bucket, group_key)
 ) WITHOUT ROWID;
 CREATE INDEX group_rollups_by_bucket ON group_rollups (event_type, bucket);
@@ -318,19 +321,23 @@ CREATE TABLE daily_group_rollups (
     -- time_weighted_avg meters: the exact integral of the level from the first event
     -- to the last (value x ms), as total is stored; NULL for other meters.
     area BLOB,
+    -- percentile: the bucket's values sorted, as packed doubles; unique_count: its
+    -- distinct property texts sorted, as a JSON list; NULL for other meters.
+    payload BLOB,
     PRIMARY KEY (customer_id, event_type, bucket, group_key)
 ) WITHOUT ROWID;
 CREATE INDEX daily_group_rollups_by_bucket ON daily_group_rollups (event_type, bucket);
 
--- The meters whose group rollups are kept (grouped ones, and time_weighted_avg ones
--- grouped or not), with the groupBy they use. Events
+-- The meters whose group rollups are kept (grouped ones of a foldable op, and every
+-- time_weighted_avg, percentile and unique_count one), with the groupBy they use. Events
 -- with seq above target_seq are folded at ingest; those up to target_seq by the
 -- background build, which has done every seq up to built_seq. Reads use the rows
 -- only once built_seq >= target_seq; until then they fold raw events.
 CREATE TABLE group_meters (
     event_type TEXT PRIMARY KEY,
     group_by TEXT NOT NULL, -- JSON array of metadata keys
-    levels INTEGER NOT NULL, -- 1: a time_weighted_avg meter, its rows keep area
+    kind TEXT NOT NULL, -- sums, levels (time_weighted_avg), values (percentile), distinct
+    property TEXT, -- unique_count: the metadata key counted
     built_seq INTEGER NOT NULL,
     target_seq INTEGER NOT NULL
 );
