@@ -26,7 +26,14 @@ from meterd.meters.groups import (
     metadata_of,
     sort_key,
 )
-from meterd.meters.values import GroupValue, MeterValue, Number, level_average, nearest_rank
+from meterd.meters.values import (
+    FOLDED_IN_DATABASE,
+    GroupValue,
+    MeterValue,
+    Number,
+    level_average,
+    nearest_rank,
+)
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, add_exact, exact, merge_all, partial_of
 
@@ -235,7 +242,7 @@ def level_value(
 
 # -- kinds of rollup rows, and the payloads of percentile and unique_count ----------
 #
-# "sums": grouped meters of a foldable op (rows merge in SQL). "levels":
+# "sums": grouped meters of sum, count, avg, min or max (rows merge in SQL). "levels":
 # time_weighted_avg (rows keep `area`). "values": percentile (rows keep every value of
 # the bucket, sorted, as packed doubles). "distinct": unique_count (rows keep the
 # bucket's distinct property texts, sorted, as a JSON list). The last three are folded
@@ -253,7 +260,8 @@ def rollup_kind(meter: EventTypeConfig) -> Kind | None:
         return VALUES
     if meter.op == "unique_count":
         return DISTINCT
-    return SUMS if meter.group_by else None
+    # Grouped first and last keep no rows: their reads fold raw events.
+    return SUMS if meter.group_by and meter.op in FOLDED_IN_DATABASE else None
 
 
 _texts = msgspec.json.Decoder(list[str])
