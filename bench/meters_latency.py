@@ -271,6 +271,34 @@ async def measure(
         await store.close()
 
 
+async def ingest_cost(directory: str, *, events: int, rounds: int) -> dict[str, Any]:
+    """Ingest of the heavy customer's month (`events` per meter, 5,000-event batches,
+    SQLite synchronous=OFF) into a fresh store, without group rollups and with them
+    kept at ingest, alternating; events/s per run."""
+    now = now_ms()
+    month = month_of(now)
+    span = max(now - month.start_ms, 3_600_000)
+    data = heavy_events(events, month.start_ms, span, random.Random(11))
+    runs: dict[str, list[float]] = {"without group rollups": [], "with group rollups": []}
+    for index in range(rounds * 2):
+        name = "with group rollups" if index % 2 else "without group rollups"
+        store = SQLiteStore(str(Path(directory) / f"ingest{index}.db"), synchronous="OFF")
+        await store.open()
+        try:
+            if index % 2:
+                await store.prepare_group_rollups(METERS)
+            runs[name].append(round(len(data) / await load(store, data)))
+        finally:
+            await store.close()
+    medians = {name: statistics.median(values) for name, values in runs.items()}
+    return {
+        "ingest events per s": runs,
+        "ingest ratio with/without": round(
+            medians["with group rollups"] / medians["without group rollups"], 2
+        ),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.meters_latency")
     parser.add_argument("--events", type=int, default=100_000)
@@ -279,7 +307,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--ingest-rounds",
+        type=int,
+        default=0,
+        help="instead of reads: ingest cost of group rollups, N alternating rounds",
+    )
     args = parser.parse_args(argv)
+    if args.ingest_rounds:
+        with tempfile.TemporaryDirectory() as directory:
+            found = asyncio.run(
+                ingest_cost(directory, events=args.events, rounds=args.ingest_rounds)
+            )
+        print(json.dumps(found, indent=2))
+        return 0
     with tempfile.TemporaryDirectory() as directory:
         path = str(Path(directory) / "meters.db")
         store: Store = (

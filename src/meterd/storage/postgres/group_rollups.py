@@ -60,8 +60,10 @@ class GroupMeter(NamedTuple):
 
     @property
     def refolds(self) -> bool:
-        """Whether a touched bucket is folded again from its events (never merged)."""
-        return self.kind != SUMS
+        """Whether a touched bucket is folded again from its events (never merged): a
+        level integral depends on the order of its events; distinct sets are not
+        merged in SQL here."""
+        return self.kind in (LEVELS, DISTINCT)
 
     @property
     def ready(self) -> bool:
@@ -100,13 +102,19 @@ async def _add(
     meters: Mapping[str, GroupMeter],
 ) -> None:
     wanted = [row for row in rows if row[2] in meters]
-    # A level integral depends on the order of its bucket's events, and values and
-    # distinct sets are kept whole: fold those buckets again from the events.
     touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].refolds}
     if touched:
         await recompute_group_buckets(conn, queries, touched, meters)
-    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.refolds}
+    group_by = {event_type: m.group_by for event_type, m in meters.items() if m.kind == SUMS}
     await _upsert(conn, queries, fold_groups(wanted, group_by))
+    # Values are a multiset: a bucket's packed doubles are appended (readers sort).
+    for event_type, meter in meters.items():
+        if meter.kind != VALUES:
+            continue
+        folded = fold_payloads(wanted, {event_type: meter.group_by}, VALUES, None)
+        partials = {key: partial for key, (partial, _) in folded.items()}
+        payloads = {key: payload for key, (_, payload) in folded.items()}
+        await _upsert(conn, queries, partials, payloads=payloads, sql="upsert_value_rollups")
 
 
 async def _upsert(
@@ -115,6 +123,7 @@ async def _upsert(
     partials: Mapping[GroupBucketKey, Partial],
     areas: Mapping[GroupBucketKey, ExactNumber] | None = None,
     payloads: Mapping[GroupBucketKey, bytes] | None = None,
+    sql: str = "upsert_group_rollups",
 ) -> None:
     if not partials:
         return
@@ -142,7 +151,7 @@ async def _upsert(
         )
         for column, value in zip(columns, row, strict=True):
             column.append(value)
-    await conn.execute(queries["upsert_group_rollups"].encode(), columns)
+    await conn.execute(queries[sql].encode(), columns)
 
 
 def _stored(rows: Iterable[tuple[Any, ...]]) -> list[tuple[Any, ...]]:

@@ -97,6 +97,9 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
             | read_queries(PACKAGE, "corrections.sql")
             | read_queries(PACKAGE, "group_rollups.sql")
         )
+        self._queries["upsert_value_rollups"] = self._queries["upsert_group_rollups"].replace(
+            "payload = NULL;", "payload = group_rollups.payload || excluded.payload;"
+        )
         self._console = PostgresConsole(
             read_queries(PACKAGE, "console.sql"), self._fetch, self._execute_count
         )

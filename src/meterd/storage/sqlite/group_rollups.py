@@ -66,8 +66,9 @@ class GroupMeter(NamedTuple):
 
     @property
     def refolds(self) -> bool:
-        """Whether a touched bucket is folded again from its events (never merged)."""
-        return self.kind != SUMS
+        """Whether a touched bucket is folded again from its events (never merged):
+        a level integral depends on the order of the bucket's events."""
+        return self.kind == LEVELS
 
     @property
     def ready(self) -> bool:
@@ -115,21 +116,49 @@ def _add(
     wanted = [row for row in rows if row[2] in meters]
     if not wanted:
         return
-    # A level integral depends on the order of its bucket's events, and values and
-    # distinct sets are kept whole: fold those buckets again from the events.
     touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].refolds}
     if touched:
         recompute_group_buckets(conn, queries, touched, compacted_days)
-    group_by = {event_type: m.group_by for event_type, m in meters.items() if not m.refolds}
+    limit = None if compacted_days is None else compacted_days * DAY_MS
+    # Sums merge in SQL; values and distinct sets merge their payloads (multisets and
+    # sets do not depend on order), through the SQL functions of rollups.py.
+    group_by = {t: m.group_by for t, m in meters.items() if m.kind == SUMS}
     sums = [row for row in wanted if row[2] in group_by]
-    if not sums:
-        return
-    _upsert(conn, queries["upsert_group_rollup"], fold_groups(sums, group_by))
-    if compacted_days is not None:
-        limit = compacted_days * DAY_MS
-        late = [row for row in sums if row[6] < limit]
+    if sums:
+        _upsert(conn, queries["upsert_group_rollup"], fold_groups(sums, group_by))
+        late = [row for row in sums if limit is not None and row[6] < limit]
         if late:
             _upsert(conn, _daily_upsert(queries), fold_groups(late, group_by, DAY_MS))
+    for event_type, meter in meters.items():
+        if meter.kind not in (VALUES, DISTINCT):
+            continue
+        mine = [row for row in wanted if row[2] == event_type]
+        if not mine:
+            continue
+        sql = _payload_upsert(queries["upsert_group_rollup"], meter.kind)
+        for target, bucket_ms, members in (
+            (sql, BUCKET_MS, mine),
+            (_daily_upsert({"upsert_group_rollup": sql}), DAY_MS, _before(mine, limit)),
+        ):
+            if not members:
+                continue
+            folded = fold_payloads(
+                members, {event_type: meter.group_by}, meter.kind, meter.property_key, bucket_ms
+            )
+            partials = {key: partial for key, (partial, _) in folded.items()}
+            payloads = {key: payload for key, (_, payload) in folded.items()}
+            _upsert(conn, target, partials, payloads=payloads)
+
+
+def _before(rows: Sequence[StoredRow], limit: int | None) -> list[StoredRow]:
+    return [] if limit is None else [row for row in rows if row[6] < limit]
+
+
+def _payload_upsert(upsert: str, kind: Kind) -> str:
+    merge = "concat_values" if kind == VALUES else "union_texts"
+    if "payload = NULL;" not in upsert:
+        raise ValueError("the group rollup upsert must end with 'payload = NULL;'")
+    return upsert.replace("payload = NULL;", f"payload = {merge}(payload, excluded.payload);")
 
 
 def _upsert(
