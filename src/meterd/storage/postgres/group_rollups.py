@@ -104,7 +104,7 @@ async def _add(
     wanted = [row for row in rows if row[2] in meters]
     touched = {(row[3], row[2], row[6] // BUCKET_MS) for row in wanted if meters[row[2]].refolds}
     if touched:
-        await recompute_group_buckets(conn, queries, touched, meters)
+        await recompute_group_buckets(conn, queries, touched)
     group_by = {event_type: m.group_by for event_type, m in meters.items() if m.kind == SUMS}
     await _upsert(conn, queries, fold_groups(wanted, group_by))
     # Values are a multiset: a bucket's packed doubles are appended (readers sort).
@@ -236,7 +236,6 @@ async def recompute_group_buckets(
     conn: Connection,
     queries: Mapping[str, str],
     keys: Iterable[tuple[str, str, int]],
-    meters: Mapping[str, GroupMeter] | None = None,
 ) -> None:
     """Fold the group rollups of (customer, event type, bucket) again from active events.
 
@@ -245,8 +244,17 @@ async def recompute_group_buckets(
     at ingest for the buckets of level meters, whose plain rollup rows that ingest
     has just locked itself.
     """
-    if meters is None:
-        meters = await group_meters(conn, queries)
+    keys = sorted(set(keys))
+    # FOR SHARE: a build step of these meters (FOR UPDATE) either committed before,
+    # and its events are read here as built, or waits until this transaction ends and
+    # then reads the events as they are now (a void included).
+    cursor = await conn.execute(
+        queries["share_group_meters"].encode(), (sorted({key[1] for key in keys}),)
+    )
+    meters = {
+        event_type: GroupMeter(decode_group_by(group_by), kind, prop, built, target)
+        for event_type, group_by, kind, prop, built, target in await cursor.fetchall()
+    }
     for customer_id, event_type, bucket in sorted(set(keys)):
         meter = meters.get(event_type)
         if meter is None:

@@ -1,6 +1,10 @@
 -- name: group_meters
 SELECT event_type, group_by, kind, property, built_seq, target_seq FROM group_meters;
 
+-- name: share_group_meters
+SELECT event_type, group_by, kind, property, built_seq, target_seq FROM group_meters
+WHERE event_type = ANY(%s::text[]) ORDER BY event_type FOR SHARE;
+
 -- name: upsert_group_rollups
 INSERT INTO group_rollups (customer_id, event_type, bucket, group_key, count, total,
                            minimum, maximum, first_ts, first_seq, first_value,
