@@ -17,6 +17,8 @@ run. Writes the figures, every run's value and the machine (with its core count)
             live usage over a customer-month, and a 30-daily-window usage query
   entitlements  entitlement check p99 next to GET /ping; batch ingest with alert
             tracking (no limits / others limited / all limited) next to tracking off
+  revisions  revising closed records after 40 voids of time-weighted levels (the
+            scheduler's settle) at --revision-events, next to the same at a tenth
 
 --smoke runs every part at a tiny size once (seconds, for CI); its figures are not
 judged against the targets. Exit status: 0 when everything ran (missed targets are
@@ -41,6 +43,7 @@ from bench import (
     entitlements,
     meters_figures,
     period_close,
+    revision_settle,
     single_ingest,
     usage_figures,
     webhook_figures,
@@ -59,6 +62,7 @@ PARTS = (
     "webhooks",
     "meters",
     "entitlements",
+    "revisions",
 )
 
 
@@ -78,6 +82,7 @@ class Sizes:
     entitlement_events: int
     entitlement_customers: int
     entitlement_batches: int
+    revision_events: int
 
 
 SMOKE = Sizes(
@@ -93,6 +98,7 @@ SMOKE = Sizes(
     entitlement_events=5_000,
     entitlement_customers=200,
     entitlement_batches=5,
+    revision_events=20_000,
 )
 FULL = Sizes(
     rounds=3,
@@ -107,6 +113,7 @@ FULL = Sizes(
     entitlement_events=1_000_000,
     entitlement_customers=10_000,
     entitlement_batches=100,
+    revision_events=1_000_000,
 )
 
 
@@ -177,6 +184,12 @@ def parse_plan(argv: Sequence[str] | None) -> Plan:
         help="delivery worker concurrency (default %(default)s, as in meterd serve)",
     )
     add("--entitlement-events", type=int, metavar="N", help="events stored (default 1,000,000)")
+    add(
+        "--revision-events",
+        type=int,
+        metavar="N",
+        help="events stored for the revisions part (default 1,000,000; also N/10)",
+    )
     add("--workdir", type=Path, metavar="DIR", help="for the temporary databases (a real disk)")
     args = parser.parse_args(argv)
     given = {f.name: getattr(args, f.name, None) for f in fields(Sizes)}
@@ -249,6 +262,9 @@ def run_parts(plan: Plan, workdir: Path) -> tuple[list[Figure], list[str], dict[
             batches=sizes.entitlement_batches,
             rounds=sizes.rounds,
             smoke=plan.mode == "smoke",
+        ),
+        "revisions": lambda: revision_settle.measure(
+            workdir, events=sizes.revision_events, rounds=sizes.rounds
         ),
     }
     figures: list[Figure] = []

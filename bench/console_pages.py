@@ -3,13 +3,16 @@
     .venv/bin/python -m bench.console_pages [--events N] [--customers C] [--requests Q]
                                             [--db PATH] [--workdir DIR]
 
-1. Load: N events through `SQLiteStore.ingest` (no HTTP) over C customers, skewed
-   (customer k gets weight 1/k), spread over the last 60 days; then every completed
-   daily and monthly period is closed in-process, as a running server would have done.
-   A database passed with --db that already holds events is reused as it is.
-2. `meterd serve` on that database (127.0.0.1). A signed-in client (the console's own
-   form) and a portal token for the heaviest customer. Q sequential keep-alive requests
-   per page, timed to the response's first byte (headers received), bodies read:
+1. Load: N events through `SQLiteStore.ingest` (no HTTP; 50,000 per call, one writer
+   transaction each, rollups and all) over C customers, skewed (customer k gets weight
+   1/k), spread over the last 60 days: 90% api.calls, 5% storage.bytes, 5% llm.tokens
+   with `groupBy: ["model"]`. Then every completed daily and monthly period is closed
+   in-process and the meter index built, as a running server would have done. A
+   database passed with --db that already holds events is reused as it is.
+2. `meterd serve` on that database (127.0.0.1). The heaviest customer is put on a plan
+   (its pages show the invoice preview and its groups). A signed-in client (the
+   console's own form) and a portal token for the heaviest customer. Q sequential
+   keep-alive requests per page, timed to the response's first byte (headers received), bodies read:
    `/console/`, `/console/customers/{heaviest}`, `/portal/{token}`, and, as the limit
    measured in the same run, `GET /ping`.
 
@@ -38,15 +41,45 @@ from bench.server import new_api_key, running_meterd
 from meterd.closing import PeriodCloser
 from meterd.config.loader import parse_config
 from meterd.ingest import NewEvent
+from meterd.meters.prepare import prepare_meters
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
 
 CONFIG = {
     "periods": ["daily", "monthly"],
-    "events": {"api.calls": {"op": "sum"}, "storage.bytes": {"op": "max"}},
+    "events": {
+        "api.calls": {"op": "sum"},
+        "storage.bytes": {"op": "max"},
+        "llm.tokens": {"op": "sum", "groupBy": ["model"]},
+    },
+    "plans": {
+        "pro": {
+            "currency": "usd",
+            "period": "monthly",
+            "baseFee": "49.00",
+            "charges": {
+                "api.calls": {
+                    "model": "graduated",
+                    "tiers": [
+                        {"upTo": 10000, "unitPrice": "0"},
+                        {"upTo": None, "unitPrice": "0.001"},
+                    ],
+                },
+                "llm.tokens": {
+                    "model": "package",
+                    "packageSize": 1000,
+                    "packagePrice": "0.002",
+                    "byGroup": {"model": {"large": {"packagePrice": "0.01"}}},
+                },
+            },
+            "allowances": {"api.calls": 100_000_000},
+        }
+    },
 }
+MODELS = [b'{"model":"small"}', b'{"model":"large"}', b'{"model":"vision"}', None]
 DAY_MS = 86_400_000
-BATCH = 5_000
+# Events per `ingest` call: one writer transaction each, as a big /usagebatch would be.
+BATCH = 50_000
 LOAD_BUDGET_S = 1800.0
 REQUEST_BUDGET_S = 120.0
 RESULTS = Path(__file__).parent / "results" / "console_pages.json"
@@ -70,35 +103,61 @@ async def load(path: Path, events: int, customers: int) -> dict[str, Any]:
         weights = [1 / rank for rank in range(1, customers + 1)]
         now = now_ms()
         start = now - 60 * DAY_MS
+        span = now - start
         stored = 0
         while stored < events and time.monotonic() - started < LOAD_BUDGET_S:
             size = min(BATCH, events - stored)
             ranks = rng.choices(range(1, customers + 1), weights, k=size)
             batch = [
-                NewEvent(
-                    f"e{stored + i}",
-                    "api.calls" if i % 10 else "storage.bytes",
-                    customer_id(rank),
-                    rng.randint(1, 100),
-                    None,
-                    start + (stored + i) * (now - start) // events,
-                    now,
-                )
+                event(stored + i, rank, rng, start + (stored + i) * span // events, now)
                 for i, rank in enumerate(ranks)
             ]
             await store.ingest(batch)
             stored += size
+            if stored % 1_000_000 < size:
+                print(f"loaded {stored:,} events in {time.monotonic() - started:.0f} s", flush=True)
         loaded_s = time.monotonic() - started
         closed = await PeriodCloser(store, config).close_completed(now_ms())
+        closed_at = time.monotonic()
+        indexes = await prepare_meters(store, config)  # what `meterd serve` builds at start
         return {
             "reused": False,
             "events": stored,
             "load_s": round(loaded_s, 1),
             "closed_records": closed,
-            "close_s": round(time.monotonic() - started - loaded_s, 1),
+            "close_s": round(closed_at - started - loaded_s, 1),
+            "meter_indexes": len(indexes),
+            "index_s": round(time.monotonic() - closed_at, 1),
         }
     finally:
         await store.close()
+
+
+def event(n: int, rank: int, rng: random.Random, ts_ms: int, now: int) -> NewEvent:
+    """Event n: nine in ten api.calls, the rest llm.tokens (by model) and storage.bytes.
+
+    Ids are zero-padded so they arrive in index order, as time-ordered ids (UUIDv7,
+    ULID) do; random ids would make the load, not the pages, the slow part.
+    """
+    kind = n % 20
+    if kind == 0:
+        return NewEvent(
+            f"e{n:010d}", "storage.bytes", customer_id(rank), rng.randint(1, 100), None, ts_ms, now
+        )
+    if kind == 1:
+        metadata = MODELS[n // 20 % len(MODELS)]
+        return NewEvent(
+            f"e{n:010d}",
+            "llm.tokens",
+            customer_id(rank),
+            rng.randint(1, 2000),
+            metadata,
+            ts_ms,
+            now,
+        )
+    return NewEvent(
+        f"e{n:010d}", "api.calls", customer_id(rank), rng.randint(1, 100), None, ts_ms, now
+    )
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -134,6 +193,11 @@ def measure(workdir: Path, db: Path, requests: int) -> dict[str, Any]:
             assert form is not None
             signed = client.post("/console/sign-in", data={"apiKey": key, "csrfToken": form[1]})
             assert signed.status_code == 303, signed.text
+            # The heaviest customer is on a plan: its pages show an invoice preview.
+            put = client.put(
+                f"/customers/{customer_id(1)}", json={"plan": "pro"}, headers={"x-apikey": key}
+            )
+            assert put.status_code in (200, 201), put.text
             token = client.post(
                 "/portal/tokens",
                 json={"customerId": customer_id(1)},

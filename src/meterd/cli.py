@@ -361,7 +361,9 @@ def backup(file: str, database_url: str) -> None:
 @click.option("--meter", required=True, help="A configured meter (event type).")
 @click.option("--from", "from_", default=None, help="Start, inclusive [default: 24h ago].")
 @click.option("--to", default=None, help="End, exclusive [default: now].")
-@click.option("--window-size", type=click.Choice(["hour", "day", "week", "month"]), default=None)
+@click.option(
+    "--window-size", type=click.Choice(["minute", "hour", "day", "week", "month"]), default=None
+)
 @click.option("--window-time-zone", default=None, help="IANA zone [default: the config's].")
 @click.option("--customer", "customer_ids", multiple=True, help="Only this customer (repeatable).")
 @click.option("--group-by", "group_by", multiple=True, help="customerId or a groupBy key.")

@@ -51,7 +51,7 @@ class PeriodCloser:
     async def revise_touched(self, now: int) -> int:
         """Recompute the records late events and corrections touched (DESIGN.md section 8):
         revision n+1 and `aggregation.adjusted` for each closed record that changed."""
-        return await self.store.settle_late_changes(
+        revised = await self.store.settle_late_changes(
             calendars=self.calendars,
             ops=self.ops,
             webhooks=self.webhooks,
@@ -59,6 +59,13 @@ class PeriodCloser:
             invoicing=self.invoicing,
             meters=self.meters,
         )
+        if revised:
+            log.info(
+                "late events and corrections: wrote %d records and revisions",
+                revised,
+                extra={"revised": revised},
+            )
+        return revised
 
     async def _close_periods(self, now: int) -> int:
         """Close every period that ended at least the grace period before `now`.
@@ -148,7 +155,8 @@ class PeriodCloser:
 
 
 class CloseScheduler(Periodic):
-    """Runs `close_round` every `interval_s` seconds inside `meterd serve`."""
+    """Runs `close_completed` every `interval_s` seconds inside `meterd serve`: closes
+    completed periods, then revises what late events and corrections touched."""
 
     def __init__(
         self,
@@ -161,7 +169,7 @@ class CloseScheduler(Periodic):
         self.closer = closer
         super().__init__(
             "meterd-close-scheduler",
-            closer.close_round,
+            closer.close_completed,
             interval_s,
             on_done=on_closed,
             clock=clock,

@@ -43,15 +43,9 @@ class AdjustedData(PayloadData, rename="camel", kw_only=True):
     previous: PreviousTotals
 
 
-class AdjustedPayload(msgspec.Struct):
-    type: str
-    customerId: str  # noqa: N815 - the wire name
-    period: str
-    data: AdjustedData
-    created: int
+class RecordPayload(msgspec.Struct):
+    """`aggregation.completed` (data: PayloadData) or `aggregation.adjusted` (AdjustedData)."""
 
-
-class CompletedPayload(msgspec.Struct):
     type: str
     customerId: str  # noqa: N815 - the wire name
     period: str
@@ -71,86 +65,78 @@ class Outgoing(msgspec.Struct, frozen=True):
 _encoder = msgspec.json.Encoder()
 
 
+def _record_data(row: AggregationRow) -> PayloadData:
+    return PayloadData(
+        aggregation_id=row.id,
+        period_key=row.period_key,
+        period_start=format_ms(row.period_start),
+        period_end=format_ms(row.period_end - 1),
+        timestamp=format_ms(row.updated_ms),
+        events=row.totals.events,
+        event_counts=row.totals.event_counts,
+        event_count=row.totals.event_count,
+        groups=row.totals.groups or msgspec.UNSET,
+    )
+
+
+def _record_payload(kind: str, row: AggregationRow, data: PayloadData) -> bytes:
+    payload = RecordPayload(kind, row.customer_id, row.period, data, row.updated_ms // 1000)
+    return _encoder.encode(payload)
+
+
 def completed_payload(row: AggregationRow) -> bytes:
     """The exact body sent for a closed record, identical on every attempt."""
-    return _encoder.encode(
-        CompletedPayload(
-            type="aggregation.completed",
-            customerId=row.customer_id,
-            period=row.period,
-            data=PayloadData(
-                aggregation_id=row.id,
-                period_key=row.period_key,
-                period_start=format_ms(row.period_start),
-                period_end=format_ms(row.period_end - 1),
-                timestamp=format_ms(row.updated_ms),
-                events=row.totals.events,
-                event_counts=row.totals.event_counts,
-                event_count=row.totals.event_count,
-                groups=row.totals.groups or msgspec.UNSET,
-            ),
-            created=row.updated_ms // 1000,
-        )
-    )
+    return _record_payload("aggregation.completed", row, _record_data(row))
 
 
 def adjusted_payload(row: AggregationRow, previous: Totals) -> bytes:
     """The body sent for revision `row.revision` of a closed record: as completed, plus
     `revision` and the `previous` totals it replaces."""
-    return _encoder.encode(
-        AdjustedPayload(
-            type="aggregation.adjusted",
-            customerId=row.customer_id,
-            period=row.period,
-            data=AdjustedData(
-                aggregation_id=row.id,
-                period_key=row.period_key,
-                period_start=format_ms(row.period_start),
-                period_end=format_ms(row.period_end - 1),
-                timestamp=format_ms(row.updated_ms),
-                events=row.totals.events,
-                event_counts=row.totals.event_counts,
-                event_count=row.totals.event_count,
-                groups=row.totals.groups or msgspec.UNSET,
-                revision=row.revision,
-                previous=PreviousTotals(
-                    events=previous.events,
-                    event_counts=previous.event_counts,
-                    event_count=previous.event_count,
-                    groups=previous.groups or msgspec.UNSET,
-                ),
-            ),
-            created=row.updated_ms // 1000,
-        )
+    data = AdjustedData(
+        **msgspec.structs.asdict(_record_data(row)),
+        revision=row.revision,
+        previous=PreviousTotals(
+            events=previous.events,
+            event_counts=previous.event_counts,
+            event_count=previous.event_count,
+            groups=previous.groups or msgspec.UNSET,
+        ),
     )
+    return _record_payload("aggregation.adjusted", row, data)
 
 
 def outgoing_for(row: AggregationRow, webhooks: Sequence[WebhookConfig]) -> list[Outgoing]:
     """Outbox rows for a newly closed record: one per enabled webhook that wants its period."""
-    return _outgoing(row, webhooks, completed_payload(row), row.id)
+    return _outgoing(row.id, row.period, completed_payload(row), webhooks)
 
 
 def adjusted_outgoing_for(
     row: AggregationRow, previous: Totals, webhooks: Sequence[WebhookConfig]
 ) -> list[Outgoing]:
     """Outbox rows for revision `row.revision` (2 or more) of a closed record."""
-    return _outgoing(
-        row, webhooks, adjusted_payload(row, previous), f"{row.id}\nrevision {row.revision}"
-    )
+    payload = adjusted_payload(row, previous)
+    return _outgoing(row.id, row.period, payload, webhooks, f"{row.id}\nrevision {row.revision}")
 
 
 def _outgoing(
-    row: AggregationRow, webhooks: Sequence[WebhookConfig], payload: bytes, subject: str
+    subject: str,
+    period: str,
+    payload: bytes,
+    webhooks: Sequence[WebhookConfig],
+    message_key: str | None = None,
 ) -> list[Outgoing]:
+    """One outbox row per enabled webhook that wants `period`. The outbox's
+    `aggregation_id` column holds `subject` (a record, invoice or alert id); the message
+    id derives from `message_key` (default: the subject), so it is stable across retries."""
     return [
         Outgoing(
-            message_id=_message_id(subject, index, hook.url),
-            aggregation_id=row.id,
+            message_id=_message_id(message_key or subject, index, hook.url),
+            aggregation_id=subject,
             url=hook.url,
             payload=payload,
         )
         for index, hook in enumerate(webhooks)
-        if hook.enabled and (hook.periods is None or row.period in hook.periods)
+        if hook.enabled and (hook.periods is None or period in hook.periods)
     ]
 
 
@@ -189,17 +175,7 @@ def invoice_outgoing(invoice: InvoiceRecord, webhooks: Sequence[WebhookConfig]) 
 
     The outbox's `aggregation_id` column holds the invoice id (the message's subject).
     """
-    payload = invoice_created_payload(invoice)
-    return [
-        Outgoing(
-            message_id=_message_id(invoice.id, index, hook.url),
-            aggregation_id=invoice.id,
-            url=hook.url,
-            payload=payload,
-        )
-        for index, hook in enumerate(webhooks)
-        if hook.enabled and (hook.periods is None or invoice.period in hook.periods)
-    ]
+    return _outgoing(invoice.id, invoice.period, invoice_created_payload(invoice), webhooks)
 
 
 # --- usage alerts -----------------------------------------------------------------
@@ -248,14 +224,4 @@ def threshold_outgoing(alert: UsageAlert, webhooks: Sequence[WebhookConfig]) -> 
 
     The outbox's `aggregation_id` column holds the alert id (the message's subject).
     """
-    payload = threshold_payload(alert)
-    return [
-        Outgoing(
-            message_id=_message_id(alert.id, index, hook.url),
-            aggregation_id=alert.id,
-            url=hook.url,
-            payload=payload,
-        )
-        for index, hook in enumerate(webhooks)
-        if hook.enabled and (hook.periods is None or alert.period in hook.periods)
-    ]
+    return _outgoing(alert.id, alert.period, threshold_payload(alert), webhooks)

@@ -32,6 +32,7 @@ FIGURES = {
     "batch_ingest_no_limits",
     "batch_ingest_others_watched",
     "batch_ingest_all_watched",
+    "revision_settle",
 }
 # Figures measured next to a limit, whose ratio the summary must give.
 WITH_LIMIT = {
@@ -51,6 +52,7 @@ WITH_LIMIT = {
     "batch_ingest_no_limits",
     "batch_ingest_others_watched",
     "batch_ingest_all_watched",
+    "revision_settle",
 }
 
 

@@ -24,8 +24,27 @@ from tests.acceptance.fuzz_support import DrainedMeterd
 pytestmark = pytest.mark.slow
 
 KEY = "mk_console_fuzz"
-PAGES = ("/console/", "/console/customers", "/console/deliveries", "/console/configuration")
-PARAMS = ("search", "after", "period", "eventType", "from", "to", "cursor", "status", "before")
+PAGES = (
+    "/console/",
+    "/console/customers",
+    "/console/invoices",
+    "/console/deliveries",
+    "/console/configuration",
+)
+PARAMS = (
+    "search",
+    "after",
+    "period",
+    "eventType",
+    "from",
+    "to",
+    "cursor",
+    "status",
+    "before",
+    "customerId",
+    "beforeStart",
+    "beforeId",
+)
 MARK = "<zq"  # a tag opening that a page must escape wherever it echoes input
 CSRF = re.compile(r'name="csrfToken" value="([^"]+)"')
 
@@ -128,6 +147,12 @@ def test_customer_pages_with_any_id(
     console.check(console.client.get(path, params=query))
 
 
+@fuzz(60)
+@given(segment=text | st.just("inv_" + "0" * 24))
+def test_invoice_pages_with_any_id(console: SignedInServer, segment: str) -> None:
+    console.check(console.client.get("/console/invoices/" + quote(segment, safe="")))
+
+
 @fuzz(100)
 @given(
     path=st.sampled_from(
@@ -141,7 +166,20 @@ def test_customer_pages_with_any_id(
     ),
     segment=text,
     fields=st.dictionaries(
-        st.sampled_from(["status", "apiKey", "x", "reason", "value", "customerId"]),
+        st.sampled_from(
+            [
+                "status",
+                "apiKey",
+                "x",
+                "reason",
+                "value",
+                "customerId",
+                "timestamp",
+                "metadata",
+                "idempotencyKey",
+                "returnTo",
+            ]
+        ),
         text,
         max_size=4,
     ),

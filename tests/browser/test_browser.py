@@ -8,11 +8,13 @@ is aborted and fails the module. Screenshots go to $METERD_SCREENSHOTS when set
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -29,6 +31,13 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
+from meterd.closing import PeriodCloser
+from meterd.config.loader import parse_config
+from meterd.ingest import NewEvent
+from meterd.periods import PeriodCalendar
+from meterd.storage.base import CustomerRecord, PlanAssignment
+from meterd.storage.sqlite.store import SQLiteStore
+from meterd.timeutil import now_ms
 from tests.acceptance.server import MeterdProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -45,9 +54,38 @@ CHROMIUM_ARGS = [
 KEY = "mk_browser"
 EVIL = '<img src=x onerror="alert(1)">'
 CUSTOMERS = ("acme-corp", "globex", EVIL)
-CONFIG = {
+# On the plan since before last month, whose invoice exists when the server starts.
+PLANNED = "initech"
+CONFIG: dict[str, object] = {
     "periods": ["hourly", "daily", "monthly"],
-    "events": {"api.calls": {"op": "sum"}, "storage.bytes": {"op": "max"}},
+    "events": {
+        "api.calls": {"op": "sum"},
+        "storage.bytes": {"op": "max"},
+        "llm.tokens": {"op": "sum", "groupBy": ["model"]},
+    },
+    "plans": {
+        "pro": {
+            "currency": "usd",
+            "period": "monthly",
+            "baseFee": "49.00",
+            "charges": {
+                "api.calls": {
+                    "model": "graduated",
+                    "tiers": [
+                        {"upTo": 100, "unitPrice": "0"},
+                        {"upTo": None, "unitPrice": "0.05"},
+                    ],
+                },
+                "llm.tokens": {
+                    "model": "package",
+                    "packageSize": 1000,
+                    "packagePrice": "0.20",
+                    "byGroup": {"model": {"large": {"packagePrice": "1.00"}}},
+                },
+            },
+            "allowances": {"api.calls": 500},
+        }
+    },
     "webhooks": [
         {
             # Nothing listens on the discard port: every delivery fails, fast.
@@ -106,6 +144,73 @@ def seed(api: httpx.Client) -> None:
     assert api.post("/aggregations/trigger").status_code == 202
 
 
+def prepare_invoice(db: Path) -> None:
+    """Before the server starts: PLANNED on plan pro, last month's usage, and that month
+    closed in-process by meterd's own closer (monthly only), which writes its invoice."""
+
+    async def prepare() -> None:
+        store = SQLiteStore(str(db))
+        await store.open()
+        try:
+            now = now_ms()
+            monthly = {key: value for key, value in CONFIG.items() if key != "webhooks"}
+            monthly["periods"] = ["monthly"]
+            config = parse_config(json.dumps(monthly).encode(), "<browser>")
+            calendar = PeriodCalendar(config.periods[0], config.timezone)
+            last_month = calendar.previous_bounds(calendar.bounds_at(now))
+            await store.put_customer(
+                CustomerRecord(PLANNED, None, None, now, now),
+                assignment=PlanAssignment("pro", last_month.start_ms),
+            )
+            at = last_month.start_ms + 86_400_000
+            models = [b'{"model": "large"}', b'{"model": "small"}', None]
+            await store.ingest(
+                [
+                    NewEvent(f"prepared-{n}", "api.calls", PLANNED, 40, None, at + n, now)
+                    for n in range(5)
+                ]
+                + [
+                    NewEvent(
+                        f"prepared-t{n}", "llm.tokens", PLANNED, 1500, models[n % 3], at + n, now
+                    )
+                    for n in range(6)
+                ]
+            )
+            await PeriodCloser(store, config).close_completed(now)
+        finally:
+            await store.close()
+
+    # Playwright's sync API holds an event loop in this thread: run ours in another.
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, prepare()).result()
+
+
+def seed_planned(api: httpx.Client) -> None:
+    """This month's usage of PLANNED: groups (one named like an attack) and a limit."""
+    now = datetime.now(UTC)
+    events = [
+        {
+            "eventType": "api.calls",
+            "customerId": PLANNED,
+            "value": 60,
+            "id": f"initech-{n}",
+            "timestamp": (now - timedelta(minutes=n)).isoformat(),
+        }
+        for n in range(7)
+    ] + [
+        {
+            "eventType": "llm.tokens",
+            "customerId": PLANNED,
+            "value": 1200 * (n + 1),
+            "metadata": {"model": model},
+            "timestamp": (now - timedelta(minutes=n)).isoformat(),
+        }
+        for n, model in enumerate(["large", "small", "small", EVIL, "large"])
+    ]
+    response = api.post("/usagebatch", json=events)
+    assert response.status_code == 201, response.text
+
+
 def wait_for_failed_delivery(api: httpx.Client, seconds: float = 30.0) -> dict[str, object]:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -123,6 +228,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.fail("Debian's chromium is missing: scripts/test installs it (apt-get)")
     workdir = tmp_path_factory.mktemp("browser")
     (workdir / "systemconfig.json").write_text(json.dumps(CONFIG))
+    prepare_invoice(workdir / "meterd.db")
     process = MeterdProcess(
         workdir,
         "--config",
@@ -138,6 +244,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         assert f"Console: {process.url}/console\n" in process.read_output()
         server = Server(process)
         seed(server.api)
+        seed_planned(server.api)
         yield server
         server.api.close()
     assert server.requests, "the browser made no request at all"
@@ -178,6 +285,13 @@ def new_context(browser: Browser, server: Server, **options: object) -> BrowserC
     return context
 
 
+def assert_no_script_or_inline_style(page: Page) -> None:
+    """What the CSP forbids is not in the page at all (and an injected id ran nothing)."""
+    assert page.locator("script").count() == 0, page.url
+    assert page.locator("[style]").count() == 0, page.url
+    assert page.locator("img").count() == 0, page.url  # EVIL stayed text
+
+
 def sign_in(page: Page, server: Server) -> None:
     page.goto(server.url + "/console")
     expect(page).to_have_url(server.url + "/console/sign-in")
@@ -205,7 +319,7 @@ def test_sign_in_browse_customers_and_sign_out(
     expect(page.get_by_role("alert")).to_contain_text("not accepted")
 
     sign_in(page, server)
-    expect(page.locator(".tile-value").first).to_have_text("3")
+    expect(page.locator(".tile-value").first).to_have_text(str(len(CUSTOMERS) + 1))
     expect(page.locator("figure.chart svg rect.bar")).to_have_count(24)
     page.screenshot(path=str(shots / "console-overview.png"))
 
@@ -217,8 +331,7 @@ def test_sign_in_browse_customers_and_sign_out(
     expect(page.get_by_role("link", name="globex")).to_have_count(0)
     page.get_by_role("link", name="acme-corp").click()
     expect(page.get_by_role("heading", name="Customer acme-corp")).to_be_visible()
-    expect(page.locator("figure.chart")).to_have_count(2)
-    page.screenshot(path=str(shots / "console-customer.png"))
+    expect(page.locator("figure.chart")).to_have_count(3)
 
     # Events: filter by type, then page to older ones.
     page.get_by_label("Event type").select_option("storage.bytes")
@@ -233,6 +346,47 @@ def test_sign_in_browse_customers_and_sign_out(
     page.get_by_role("link", name="Older events").click()
     expect(rows.first).to_be_visible()
     assert rows.count() > 0
+
+    # A customer on a plan: groups, the invoice preview, last month's invoice.
+    page.goto(server.url + "/console/customers/" + PLANNED)
+    groups = page.locator("table.groups tbody tr")
+    expect(groups).to_have_count(3)  # sorted by model: EVIL ("<img ...") first
+    expect(groups.nth(0).locator("td").first).to_have_text(EVIL)
+    expect(groups.filter(has_text="large").locator("td.num").first).to_have_text("7,200")
+    preview = page.locator("table.invoice-lines")
+    expect(preview.locator("caption")).to_contain_text("Preview: plan pro")
+    expect(preview.locator("td.total")).to_have_text(
+        server.api.get(f"/customers/{PLANNED}/invoice-preview").json()["total"] + " USD"
+    )
+    [invoice] = server.api.get("/invoices", params={"customerId": PLANNED}).json()
+    listed = page.locator("table.invoices tbody tr")
+    expect(listed).to_have_count(1)
+    expect(listed.locator(".status")).to_have_text("draft")
+    assert_no_script_or_inline_style(page)
+    page.set_viewport_size({"width": 1100, "height": 1300})
+    page.screenshot(path=str(shots / "console-customer.png"))
+    page.locator("table.events details.amend summary").first.click()
+    section = page.locator("section[aria-labelledby='events-heading']")
+    section.evaluate("element => element.scrollIntoView()")
+    events = section.bounding_box()  # now at the top of the viewport
+    assert events is not None
+    page.screenshot(
+        path=str(shots / "console-corrections.png"),
+        clip={**events, "height": min(events["height"], 700)},
+    )
+    page.set_viewport_size({"width": 1100, "height": 900})
+    listed.get_by_role("link", name=invoice["id"]).click()
+    expect(page.get_by_role("heading", name=f"Invoice {invoice['id']}")).to_be_visible()
+    expect(page.locator("td.total")).to_have_text(f"{invoice['total']} USD")
+    amounts = page.locator("table.invoice-lines tbody td.num").all_text_contents()
+    assert amounts == [f"{line['amount']} USD" for line in invoice["lines"]]
+    page.screenshot(path=str(shots / "console-invoice.png"))
+    page.get_by_role("link", name="Invoices", exact=True).click()
+    page.get_by_label("Status").select_option("sent")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator("table.invoices tbody tr")).to_have_text(
+        "No invoices yet: one is written when a customer's plan period closes."
+    )
 
     # The hostile customer id renders as text on its own page too.
     page.goto(server.url + "/console/customers/" + quote(EVIL, safe=""))
@@ -279,7 +433,7 @@ def test_portal_shows_one_customer_and_ends_with_expiry_or_revocation(
     text = page.locator("main").inner_text()
     assert "globex" not in text and "storage.bytes" not in text and "onerror" not in text
     expect(page.locator("figure.chart")).to_have_count(1)
-    page.screenshot(path=str(shots / "portal.png"))
+    expect(page.get_by_role("heading", name="Invoice preview")).to_have_count(0)  # no plan
     with page.expect_download() as download:
         page.get_by_role("link", name="Download CSV").click()
     csv_text = Path(download.value.path()).read_text()
@@ -291,6 +445,19 @@ def test_portal_shows_one_customer_and_ends_with_expiry_or_revocation(
     page.goto(f"{server.url}/portal/{globex}")
     expect(page.get_by_role("heading", name="Usage of globex")).to_be_visible()
     assert "acme-corp" not in page.locator("main").inner_text()
+
+    # A customer on a plan: limit bars, groups, the invoice preview.
+    planned = server.portal_token(PLANNED)
+    page.goto(f"{server.url}/portal/{planned}")
+    limit = page.get_by_role("meter", name="api.calls (monthly)")
+    expect(limit).to_have_attribute("value", "420")
+    expect(limit).to_have_attribute("max", "500")
+    expect(page.locator("table.groups tbody tr")).to_have_count(3)
+    expect(page.locator("table.groups")).to_contain_text(EVIL)
+    total = server.api.get(f"/customers/{PLANNED}/invoice-preview").json()["total"]
+    expect(page.locator("table.invoice-lines td.total")).to_have_text(f"{total} USD")
+    assert_no_script_or_inline_style(page)
+    page.screenshot(path=str(shots / "portal.png"), full_page=True)
 
     short = server.portal_token("globex", expiresIn="1s")
     time.sleep(1.2)
@@ -307,7 +474,9 @@ def test_portal_shows_one_customer_and_ends_with_expiry_or_revocation(
 
 
 def test_pages_fit_a_375px_phone_in_light_and_dark(browser: Browser, server: Server) -> None:
-    portal = server.portal_token("acme-corp")
+    portal = server.portal_token(PLANNED)
+    [invoice] = server.api.get("/invoices", params={"customerId": PLANNED}).json()
+    invoice_id = invoice["id"]
     for scheme in ("light", "dark"):
         context = new_context(
             browser, server, viewport={"width": 375, "height": 740}, color_scheme=scheme
@@ -319,6 +488,9 @@ def test_pages_fit_a_375px_phone_in_light_and_dark(browser: Browser, server: Ser
             "/console/customers",
             "/console/customers/acme-corp",
             "/console/customers/" + quote(EVIL, safe=""),
+            "/console/customers/" + PLANNED,
+            "/console/invoices",
+            "/console/invoices/" + invoice_id,
             "/console/deliveries",
             "/console/configuration",
             f"/portal/{portal}",
@@ -330,6 +502,7 @@ def test_pages_fit_a_375px_phone_in_light_and_dark(browser: Browser, server: Ser
                 "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
             )
             assert widths[0] <= widths[1], (scheme, path, widths)
+            assert_no_script_or_inline_style(page)
             backgrounds.add(page.evaluate("getComputedStyle(document.body).backgroundColor"))
         assert backgrounds == ({"rgb(255, 255, 255)"} if scheme == "light" else {"rgb(13, 17, 23)"})
         context.close()
@@ -357,4 +530,52 @@ def test_void_an_event_and_see_the_total_change(browser: Browser, server: Server
     assert int(total.first.inner_text().replace(",", "")) == int(before.replace(",", "")) - 1000
     expect(row.locator(".status-voided")).to_have_text("voided")
     expect(row.get_by_role("button")).to_have_count(0)
+    context.close()
+
+
+def test_amend_every_field_and_a_double_submit_amends_once(
+    browser: Browser, server: Server
+) -> None:
+    event_id = "ev-browser-amend"
+    now = datetime.now(UTC).replace(microsecond=0)
+    event = {"id": event_id, "eventType": "api.calls", "customerId": "globex", "value": 100}
+    response = server.api.post("/usagebatch", json=[{**event, "timestamp": now.isoformat()}])
+    assert response.status_code == 201, response.text
+    before = server.api.get("/customers/globex/usage", params={"period": "monthly"}).json()
+    context = new_context(browser, server)
+    page = context.new_page()
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+    sign_in(page, server)
+    page.goto(server.url + "/console/customers/globex?period=monthly")
+    row = page.locator("table.events tbody tr", has_text=event_id)
+    row.locator("summary", has_text="Amend").click()
+    form = row.locator("form[action$='/amend']")
+    moved = now - timedelta(seconds=1)
+    form.get_by_label("Value").fill("250")
+    form.get_by_label("Timestamp").fill(moved.isoformat())
+    form.get_by_label("Metadata").fill('{"endpoint": "/v1/fixed"}')
+    form.get_by_label("Customer id").fill("globex")
+    form.get_by_label("Reason").fill("meter misread")
+    fields = form.evaluate("f => Object.fromEntries(new FormData(f))")
+    assert fields["idempotencyKey"] and fields["csrfToken"]
+    action = server.url + str(form.get_attribute("action"))
+    # A double click submits the same rendered form twice (the second may cancel the
+    # first navigation, not its request); then the same form posted once more.
+    form.get_by_role("button", name=f"Amend event {event_id}").dblclick()
+    expect(page.get_by_role("status")).to_contain_text(f"Event {event_id} is amended")
+    again = context.request.post(action, form=fields, max_redirects=0)
+    assert again.status == 303, again.text()
+    assert posts.count(action) >= 1
+    detail = server.api.get(f"/events/{event_id}").json()
+    assert detail["status"] == "voided"
+    replacement = server.api.get(f"/events/{detail['amendedBy']}").json()
+    assert (replacement["value"], replacement["metadata"]) == (250, {"endpoint": "/v1/fixed"})
+    assert replacement["amends"] == event_id and replacement["customerId"] == "globex"
+    assert replacement["timestamp"].startswith(moved.strftime("%Y-%m-%dT%H:%M:%S"))
+    assert again.headers["location"].endswith("replacement=" + detail["amendedBy"])
+    after = server.api.get("/customers/globex/usage", params={"period": "monthly"}).json()
+    # Amended once: +150 on the total and one event more counted, not two.
+    assert after["events"]["api.calls"] == before["events"]["api.calls"] + 150
+    assert after["eventCounts"]["api.calls"] == before["eventCounts"]["api.calls"]
     context.close()

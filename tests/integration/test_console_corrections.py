@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 
 import httpx
+import msgspec
 import pytest
 
 from meterd.apikeys import display_prefix
 from meterd.corrections import ENVIRONMENT_KEY_NAME
 from meterd.ingest import NewEvent
-from meterd.storage.base import KeyIdentity, Store
+from meterd.storage.base import EventQuery, KeyIdentity, Store
 from meterd.timeutil import now_ms
 from tests.conftest import API_KEY
 from tests.integration.console_support import sign_in
@@ -116,3 +117,75 @@ async def test_corrections_need_the_csrf_token(browser: httpx.AsyncClient, store
     assert detail is not None and detail.voided is None
     page = await browser.get(PAGE)
     assert api_calls(page.text) == "10"
+
+
+def msgspec_json(raw: bytes | str) -> object:
+    return msgspec.json.decode(raw)
+
+
+def amend_keys(html: str) -> list[str]:
+    return re.findall(r'name="idempotencyKey" value="([^"]+)"', html)
+
+
+async def test_amend_form_offers_the_api_fields_and_a_fresh_idempotency_key(
+    browser: httpx.AsyncClient, store: Store
+) -> None:
+    await sign_in(browser)
+    first, second = (await browser.get(PAGE)).text, (await browser.get(PAGE)).text
+    form = first[first.index('action="/console/events/e0/amend"') :]
+    form = form[: form.index("</form>")]
+    names = re.findall(r'<input[^>]* name="([^"]+)"', form)
+    assert names == [
+        "csrfToken",
+        "idempotencyKey",
+        "returnTo",
+        "value",
+        "timestamp",
+        "metadata",
+        "customerId",
+        "reason",
+    ]
+    # One key per form, a new set on every render: a re-rendered form is a new request.
+    assert len(set(amend_keys(first))) == 3
+    assert not set(amend_keys(first)) & set(amend_keys(second))
+
+
+async def test_amend_every_field_and_a_double_submit_amends_once(
+    browser: httpx.AsyncClient, store: Store
+) -> None:
+    csrf = await sign_in(browser)
+    [key, *_] = amend_keys((await browser.get(PAGE)).text)
+    form = {
+        "csrfToken": csrf,
+        "idempotencyKey": key,
+        "returnTo": "cus_1",
+        "value": "40",
+        "timestamp": "2026-01-02T03:04:05.678Z",
+        "metadata": '{"region": "eu"}',
+        "customerId": "cus_2",
+        "reason": "wrong account",
+    }
+    first = await browser.post("/console/events/e1/amend", data=form)
+    again = await browser.post("/console/events/e1/amend", data=form)
+    assert first.status_code == again.status_code == 303
+    assert first.headers["location"] == again.headers["location"]
+    assert first.headers["location"].startswith("/console/customers/cus_1?amended=e1")
+    replacement = first.headers["location"].rsplit("replacement=", 1)[1]
+    detail = await store.get_event(replacement)
+    assert detail is not None
+    event = detail.event
+    assert (event.customer_id, event.value, event.ts_ms) == ("cus_2", 40, 1767323045678)
+    assert event.metadata is not None and msgspec_json(event.metadata) == {"region": "eu"}
+    # Once: the original voided, one replacement, cus_1 lost 3 and cus_2 has only it.
+    page = await browser.get(PAGE)
+    assert api_calls(page.text) == "7"
+    listed = await store.list_events(EventQuery(customer_id="cus_2", include_voided=True))
+    assert [e.id for e in listed] == [replacement]
+    # Empty fields keep their values; an amendment that changes nothing is refused.
+    form = {"csrfToken": csrf, "returnTo": "cus_1", "reason": "no change", "value": ""}
+    response = await browser.post("/console/events/e0/amend", data=form)
+    assert response.status_code == 400 and 'role="alert"' in response.text
+    response = await browser.post(
+        "/console/events/e0/amend", data={**form, "metadata": "[not json"}
+    )
+    assert response.status_code == 400 and "metadata: must be a JSON object" in response.text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -274,3 +275,35 @@ async def test_max_event_age(store: Store) -> None:
             assert moved.status_code == 422 and "maxEventAge" in moved.json()["error"]
             config = (await client.get("/config")).json()
             assert config["maxEventAge"] == "30d"
+
+
+async def test_an_open_record_has_no_revisions_yet(client: httpx.AsyncClient) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    await send(client, "co", 3, now, "o-1")
+    await trigger(client)
+    record_id = f"co_monthly_{now[:4]}{now[5:7]}"
+    live = await record(client, record_id)
+    assert (live["status"], live["events"]) == ("open", {"api.calls": 3})
+    # Never sent, so never revised: revision 1 is the record as its period closes.
+    response = await client.get(f"/aggregations/{record_id}/revisions")
+    assert (response.status_code, response.json()) == (200, [])
+
+
+async def test_a_voided_event_leaves_queries_and_entitlements(client: httpx.AsyncClient) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    limits = {"api.calls": {"period": "monthly", "limit": 10}}
+    assert (await client.put("/customers/cq", json={"plan": None, "limits": limits})).is_success
+    await send(client, "cq", 4, now, "q-1")
+    await send(client, "cq", 8, now, "q-2")
+
+    async def totals() -> tuple[Any, Any, Any]:
+        query = await client.get("/usage/query", params={"meter": "api.calls", "customerId": "cq"})
+        assert query.status_code == 200, query.text
+        entitled = await client.get("/customers/cq/entitlements/api.calls")
+        assert entitled.status_code == 200, entitled.text
+        body = entitled.json()
+        return [row["value"] for row in query.json()["data"]], body["usage"], body["hasAccess"]
+
+    assert await totals() == ([12], 12, False)
+    assert (await client.post("/events/q-2/void", json={"reason": "dup"})).status_code == 200
+    assert await totals() == ([4], 4, True)

@@ -12,6 +12,7 @@ import pytest
 
 from meterd import corrections
 from meterd.closing import PeriodCloser
+from meterd.config.model import EventTypeConfig, PeriodConfig
 from meterd.errors import Conflict
 from meterd.ingest import NewEvent
 from meterd.storage.base import AggregationQuery, KeyIdentity
@@ -94,3 +95,70 @@ async def test_racing_corrections_and_settles_write_each_revision_once(
         assert types == ["aggregation.completed"] + ["aggregation.adjusted"] * (row.revision - 1)
         revisions = [m["data"]["revision"] for m in messages[1:]]  # type: ignore[index]
         assert revisions == list(range(2, row.revision + 1))
+
+
+async def test_racing_settles_carry_levels_once(processes: list[PostgresStore]) -> None:
+    # A time-weighted level reaches later periods: processes settling at once, with
+    # overlapping reaches, still write each revision and its webhook exactly once.
+    config = make_config(
+        periods=(PeriodConfig("daily"),), events={"seats": EventTypeConfig("time_weighted_avg")}
+    )
+
+    def day(n: int, hour: int = 0) -> int:
+        return parse_iso_ms(f"2025-01-{n:02d}T{hour:02d}:00:00Z")
+
+    first = processes[0]
+    await first.ingest(
+        [
+            NewEvent(f"s-{c}-{n}", "seats", f"cus_{c}", value, None, day(at), day(at))
+            for c in range(CUSTOMERS)
+            for n, (value, at) in enumerate(((10, 2), (4, 6)))
+        ]
+    )
+    closers = [PeriodCloser(store, config) for store in processes]
+    await asyncio.gather(*(closer.close_completed(day(10)) for closer in closers))
+    winners: dict[int, float] = {}
+
+    async def amend(store: PostgresStore, c: int, value: int) -> None:
+        body = json.dumps({"reason": "race", "value": value}).encode()
+        try:
+            await corrections.amend_event(
+                store, event_id=f"s-{c}-0", body=body, key=KEY, idempotency_key=None, now_ms=NOW
+            )
+        except Conflict:
+            return
+        assert c not in winners
+        winners[c] = value
+
+    await asyncio.gather(
+        *(amend(store, c, 20 + i) for c in range(CUSTOMERS) for i, store in enumerate(processes))
+    )
+    # Even customers' level drops to 0 from the 7th at noon: a late event.
+    late = [
+        NewEvent(f"late-{c}", "seats", f"cus_{c}", 0, None, day(7, 12), NOW)
+        for c in range(0, CUSTOMERS, 2)
+    ]
+    await asyncio.gather(*(processes[i % 3].ingest([e]) for i, e in enumerate(late)))
+    for _ in range(2):
+        await asyncio.gather(*(closer.close_completed(day(10, 1)) for closer in closers))
+
+    rows = await first.list_aggregations(AggregationQuery(limit=10_000))
+    deliveries = await first.list_deliveries(status=None, limit=10_000, before_id=None)
+    sent: dict[str, list[str]] = {}
+    for delivery in sorted(deliveries, key=lambda d: d.id):
+        sent.setdefault(delivery.aggregation_id, []).append(json.loads(delivery.payload)["type"])
+    assert len(winners) == CUSTOMERS and len(rows) == CUSTOMERS * 8
+    for row in rows:
+        c, key = int(row.customer_id.removeprefix("cus_")), int(row.period_key[-2:])
+        dropped = c % 2 == 0
+        want = {2: winners[c], 3: winners[c], 4: winners[c], 5: winners[c], 6: 4}.get(key)
+        if key == 7:
+            want = 2 if dropped else 4
+        elif key >= 8:
+            want = None if dropped else 4
+        assert row.totals.events.get("seats") == want, row
+        changed = key <= 5 or (dropped and key >= 7)
+        assert row.revision == (2 if changed else 1), row
+        assert sent[row.id] == ["aggregation.completed"] + ["aggregation.adjusted"] * (
+            row.revision - 1
+        )

@@ -23,7 +23,7 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def test_meter_query_json_csv_and_refusals(client: httpx.AsyncClient) -> None:
+async def test_meter_query_json_csv_minutes_and_refusals(client: httpx.AsyncClient) -> None:
     native = {"customerId": "cus_1", "value": 2, "timestamp": "2025-01-15T10:00:00Z"}
     assert (
         await client.post("/usage/api.calls", json=native, headers=bearer(API_KEY))
@@ -39,9 +39,16 @@ async def test_meter_query_json_csv_and_refusals(client: httpx.AsyncClient) -> N
     csv = await client.get(url, params=params, headers={**bearer(API_KEY), "Accept": "text/csv"})
     assert csv.headers["content-type"].startswith("text/csv")
     assert csv.text.splitlines()[0] == "window_start,window_end,subject,value"
-    minute = await client.get(url, params={"windowSize": "MINUTE"}, headers=bearer(API_KEY))
-    assert minute.status_code == 400
-    assert minute.json()["field"] == "windowSize"
+    minute = await client.get(
+        url, params={**params, "windowSize": "MINUTE"}, headers=bearer(API_KEY)
+    )
+    assert [(r["windowStart"], r["windowEnd"], r["value"]) for r in minute.json()["data"]] == [
+        ("2025-01-15T10:00:00.000Z", "2025-01-15T10:01:00.000Z", 2)
+    ]
+    # Without `from`, the range starts at the first event: too many minutes.
+    too_many = await client.get(url, params={"windowSize": "MINUTE"}, headers=bearer(API_KEY))
+    assert too_many.status_code == 400
+    assert too_many.json()["field"] == "windowSize"
     ne = await client.get(
         url,
         params={"advancedMeterGroupByFilters": '{"model": {"$ne": "x"}}'},
@@ -132,3 +139,65 @@ def test_openapi_documents_every_api_v1_route(app: Starlette) -> None:
                 (method, prefix + route.path) for method in route.methods or () if method != "HEAD"
             )
     assert found == documented
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ({"subject": 5}, "subject: must be a string (the customer id)"),
+        ({}, "subject: required"),
+        (
+            {"subject": "cus_1", "allowedMeterSlugs": "api_calls"},
+            "allowedMeterSlugs: must be an array of meter slugs (strings)",
+        ),
+        ([], "the body must be a JSON object"),
+    ],
+)
+async def test_portal_token_bodies_of_the_wrong_type_are_said_plainly(
+    client: httpx.AsyncClient, body: object, problem: str
+) -> None:
+    response = await client.post("/api/v1/portal/tokens", json=body, headers=bearer(API_KEY))
+    assert response.status_code == 400
+    assert response.json()["detail"] == problem
+    broken = await client.post(
+        "/api/v1/portal/tokens", content=b'{"subject": ', headers=bearer(API_KEY)
+    )
+    assert broken.json()["detail"] == "malformed JSON: the body ends before the JSON does"
+
+
+async def test_a_filter_that_is_not_json_is_said_plainly(client: httpx.AsyncClient) -> None:
+    response = await client.get(
+        "/api/v1/meters/api_calls/query",
+        params={"advancedMeterGroupByFilters": '{"model": '},
+        headers=bearer(API_KEY),
+    )
+    assert response.status_code == 400
+    assert response.json()["detail"] == (
+        "advancedMeterGroupByFilters: not JSON;"
+        ' expected a JSON object such as {"model": {"$eq": "gpt-4o"}}'
+    )
+
+
+async def test_openapi_says_what_differs_from_openmeter(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    [tag] = [t for t in document["tags"] if t["name"] == "OpenMeter-compatible"]
+    assert "differs" in tag["description"] and "Coming from OpenMeter" in tag["description"]
+    operations = [
+        (path, operation)
+        for path, methods in document["paths"].items()
+        if path.startswith("/api/v1/")
+        for operation in methods.values()
+    ]
+    assert len(operations) == len(OPENMETER_OPERATIONS)
+    assert all(operation["tags"] == ["OpenMeter-compatible"] for _, operation in operations)
+    query = document["paths"]["/api/v1/meters/{idOrSlug}/query"]["get"]
+    params = {p["name"]: p for p in query["parameters"]}
+    assert params["windowSize"]["schema"]["enum"] == ["MINUTE", "HOUR", "DAY", "MONTH"]
+    assert (
+        "$ne and $nin keep events without the key"
+        in params["advancedMeterGroupByFilters"]["description"]
+    )
+    assert {"subject", "filterCustomerId", "groupBy", "from", "to"} <= params.keys()
+    assert "`to` is exclusive" in query["description"]
+    ingest = document["paths"]["/api/v1/events"]["post"]
+    assert "configured meter's event type" in ingest["description"]

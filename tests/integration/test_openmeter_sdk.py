@@ -7,22 +7,28 @@ HTTP through aiohttp), on a real database, both backends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
+import io
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import uvicorn
 from corehttp.exceptions import ClientAuthenticationError, HttpResponseError
-from openmeter import Client as SyncClient
 from openmeter.aio import Client
 from openmeter.models import Event
 from starlette.applications import Starlette
 
+from meterd.config.loader import parse_config
 from meterd.config.model import EventTypeConfig, SystemConfig
-from meterd.storage.base import EventQuery, Store
+from meterd.openmeter.cloudevents import event_id
+from meterd.storage.base import EventQuery, KeyIdentity, Store
+from meterd.timeutil import now_ms
 from tests.conftest import API_KEY, make_config
+from tests.integration.openmeter_reference import RawEvent, reference_rows
 
 T0 = datetime.datetime(2025, 1, 15, 10, 0, tzinfo=datetime.UTC)
 
@@ -152,33 +158,43 @@ async def test_an_unknown_meter_is_not_found(sdk: Client) -> None:
     assert raised.value.status_code == 404
 
 
-async def test_the_readme_snippet_with_the_blocking_client(base_url: str, store: Store) -> None:
-    def readme_snippet() -> list[tuple[str, str, str, str | None]]:
-        client = SyncClient(endpoint=base_url, token=API_KEY)
-        client.events.ingest_event(
-            Event(
-                {
-                    "specversion": "1.0",
-                    "id": "5c10fade-1c9e-4d6c-8275-c52c36731d3c",
-                    "source": "my-app",
-                    "type": "llm.tokens",
-                    "subject": "sub_ABC123",
-                    "time": datetime.datetime.now(datetime.UTC),
-                    "data": {"tokens": 1200, "model": "gpt-4o"},
-                }
-            )
-        )
-        client.events.ingest_events([event(id="b1"), event(id="b2")])
-        return [
-            (meter.slug, meter.event_type, meter.aggregation, meter.value_property)
-            for meter in client.meters.list()
-        ]
+def readme_section() -> str:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    return readme.split("## Coming from OpenMeter", 1)[1].split("\n## ", 1)[0]
 
-    meters = await asyncio.to_thread(readme_snippet)
-    assert ("tokens_total", "llm.tokens", "SUM", "$.tokens") in meters
+
+def test_the_readme_meters_are_the_ones_these_tests_run(config: SystemConfig) -> None:
+    fragment = readme_section().split("```json\n", 1)[1].split("```", 1)[0]
+    document = b'{"periods": ["monthly"], ' + fragment.encode() + b"}"
+    readme_events = parse_config(document, "README.md").events
+    for event_type, meter in readme_events.items():
+        assert config.events[event_type] == meter
+
+
+async def test_the_readme_snippet_runs_as_written(base_url: str, store: Store) -> None:
+    snippet = readme_section().split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'endpoint="http://127.0.0.1:8080", token="mk_..."' in snippet
+    code = snippet.replace("http://127.0.0.1:8080", base_url).replace('"mk_..."', repr(API_KEY))
+    namespace: dict[str, Any] = {}
+    printed = io.StringIO()
+
+    def run() -> None:
+        with contextlib.redirect_stdout(printed):
+            exec(compile(code, "README.md", "exec"), namespace)
+
+    await asyncio.to_thread(run)
+    [line] = [x for x in printed.getvalue().splitlines() if x.startswith("tokens_total ")]
+    assert line.split() == ["tokens_total", "llm.tokens", "MeterAggregation.SUM", "$.tokens"]
+    rows = [(row.group_by["model"], row.value) for row in namespace["usage"].data]
+    assert sorted(rows) == [("gpt-4o", 1200), ("o1", 300)]
+    assert all(
+        row.window_end - row.window_start <= datetime.timedelta(minutes=1)
+        for row in namespace["usage"].data
+    )
+    assert namespace["token"].subject == "sub_ABC123" and namespace["token"].token
     events = await stored(store)
-    assert sorted(e.value for e in events) == [120, 120, 1200]
-    assert {e.customer_id for e in events} == {"sub_ABC123", "cus_1"}
+    assert sorted(e.value for e in events) == [300, 300, 1200]
+    assert {e.customer_id for e in events} == {"sub_ABC123"}
 
 
 async def test_portal_token_through_the_sdk(sdk: Client, base_url: str) -> None:
@@ -223,3 +239,89 @@ async def test_query_windows_groups_and_filters_through_the_sdk(sdk: Client) -> 
     ]
     total = await sdk.meters.query_json("tokens_total", from_parameter=start, to=start + 3 * day)
     assert [row.value for row in total.data] == [122]
+
+
+async def test_minute_windows_and_refused_values_through_the_sdk(
+    sdk: Client, store: Store, base_url: str
+) -> None:
+    """MINUTE windows with `$ne`/`$nin` nested in `$and`/`$or`, voids left out, as the
+    naive reference over the raw events computes them."""
+    second = datetime.timedelta(seconds=1)
+    models: list[str | None] = ["gpt-4o", "o1", None, "mini", "o1", None, "gpt-4o"]
+    raw: list[RawEvent] = []
+    batch = []
+    for index in range(70):
+        model = models[index % len(models)]
+        data: dict[str, Any] = {"tokens": index + 1}
+        if model is not None:
+            data["model"] = model
+        at = T0 + index * 7 * second + datetime.timedelta(milliseconds=index)
+        subject = "cus_1" if index % 3 else "cus_2"
+        batch.append(event(id=f"m{index}", time=at, subject=subject, data=data))
+        raw.append(
+            RawEvent(f"m{index}", subject, int(at.timestamp() * 1000), index + 1, {"model": model})
+        )
+    await sdk.events.ingest_events(batch)
+    key = KeyIdentity(name="test", prefix="mk_test")
+    for voided in (3, 40):
+        await store.void_event(
+            event_id=event_id("sdk-test", f"m{voided}"), reason="test", key=key, now_ms=now_ms()
+        )
+    kept = [e for e in raw if e.id not in ("m3", "m40")]
+    start, end = T0 + 2 * second, T0 + 9 * 60 * second
+    filters: list[dict[str, Any]] = [
+        {"model": {"$ne": "o1"}},
+        {"model": {"$nin": ["o1", "gpt-4o"]}},
+        {"model": {"$and": [{"$ne": "mini"}, {"$or": [{"$in": ["o1"]}, {"$nin": ["gpt-4o"]}]}]}},
+        {"model": {"$or": [{"$eq": "mini"}, {"$and": [{"$nin": ["o1"]}, {"$ne": "gpt-4o"}]}]}},
+    ]
+    for found in filters:
+        result = await sdk.meters.query_json(
+            "tokens_total",
+            from_parameter=start,
+            to=end,
+            window_size="MINUTE",
+            window_time_zone="Europe/Budapest",
+            group_by=["model", "subject"],
+            advanced_meter_group_by_filters=found,
+        )
+        got = {
+            (
+                int(row.window_start.timestamp() * 1000),
+                int(row.window_end.timestamp() * 1000),
+                row.subject,
+                (row.group_by.get("model"),),
+            ): row.value
+            for row in result.data
+        }
+        expected = reference_rows(
+            kept,
+            op="sum",
+            from_ms=int(start.timestamp() * 1000),
+            to_ms=int(end.timestamp() * 1000),
+            minute_windows=True,
+            group_by=["model"],
+            subjects=["cus_1", "cus_2"],
+            filters=found,
+        )
+        assert got == expected, found
+        assert len(got) > 5
+    token = await sdk.portal.portal_tokens.create(
+        {"subject": "cus_1", "allowedMeterSlugs": ["tokens_total"]}
+    )
+    async with Client(endpoint=base_url, token=token.token) as portal:
+        mine = await portal.portal.portal_meters.query_json(
+            "tokens_total", from_parameter=start, to=end, window_size="MINUTE"
+        )
+    expected_mine = reference_rows(
+        kept,
+        op="sum",
+        from_ms=int(start.timestamp() * 1000),
+        to_ms=int(end.timestamp() * 1000),
+        minute_windows=True,
+        subjects=["cus_1"],
+    )
+    assert {
+        (int(r.window_start.timestamp() * 1000), int(r.window_end.timestamp() * 1000)): r.value
+        for r in mine.data
+    } == {(w_start, w_end): value for (w_start, w_end, _, _), value in expected_mine.items()}

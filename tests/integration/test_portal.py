@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import httpx
 import pytest
@@ -122,6 +123,29 @@ async def test_bad_token_requests_name_the_field(
     response = await client.post("/portal/tokens", json=body)
     assert response.status_code == 400
     assert response.json()["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "said"),
+    [
+        ("/portal/tokens", {"customerId": 5}, "customerId: must be a string (the customer id)"),
+        ("/portal/tokens", {"customerId": "a", "meters": "api.calls"}, "meters: must be an array"),
+        ("/portal/tokens", {"customerId": "a", "expiresIn": 1.5}, "expiresIn: must be a duration"),
+        ("/portal/tokens", {"customerId": "a", "expire": "1h"}, "did you mean 'expiresIn'"),
+        ("/portal/tokens", [], "the body must be a JSON object"),
+        ("/portal/tokens", "{", "malformed JSON"),
+        ("/portal/tokens/revoke", {"token": 7}, "token: must be a string (a portal token)"),
+    ],
+)
+async def test_bad_token_bodies_are_said_in_the_clients_words(
+    client: httpx.AsyncClient, path: str, body: object, said: str
+) -> None:
+    content = body if isinstance(body, str) else json.dumps(body)
+    response = await client.post(path, content=content)
+    assert response.status_code == 400
+    detail = response.json()["error"]
+    assert said in detail
+    assert "Expected" not in detail and "`" not in detail, detail
 
 
 async def test_issuing_and_revoking_need_an_api_key(client: httpx.AsyncClient) -> None:

@@ -160,3 +160,16 @@ async def test_bad_queries_are_4xx_naming_the_field(
     body = response.json()
     assert body["field"] == field
     assert body["error"].startswith(field + ":")
+
+
+async def test_minute_windows_from_raw_events(loaded: httpx.AsyncClient) -> None:
+    body = await query(
+        loaded,
+        meter="llm.tokens",
+        windowSize="minute",
+        **{"from": "2025-03-30T09:59:30Z", "to": "2025-03-30T10:02:00Z"},
+    )
+    assert body["windowSize"] == "minute"
+    assert [(r["windowStart"], r["windowEnd"], r["value"]) for r in body["data"]] == [
+        ("2025-03-30T10:00:00.000Z", "2025-03-30T10:01:00.000Z", 20)
+    ]

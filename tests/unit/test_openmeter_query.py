@@ -19,7 +19,8 @@ from openmeter._generated.operations._operations import (
 )
 
 from meterd.errors import InvalidRequest
-from meterd.openmeter.filters import GroupFilter, parse_group_filters
+from meterd.meters.groups import GroupFilter
+from meterd.openmeter.filters import parse_group_filters
 from meterd.openmeter.query import (
     UsageQuery,
     UsageRow,

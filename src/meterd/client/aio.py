@@ -330,7 +330,8 @@ class AsyncMeterdClient:
         )
 
     async def revisions(self, aggregation_id: str) -> list[Revision]:
-        """Every revision of a record, oldest first (revision 1 is the record as closed)."""
+        """Every revision of a record, oldest first (revision 1 is the record as closed);
+        empty while the record is open."""
         return await self._call(calls.revisions(aggregation_id))
 
     async def trigger(self) -> TriggerResult:

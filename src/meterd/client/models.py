@@ -203,13 +203,17 @@ class Amendment(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class Revision(msgspec.Struct, rename="camel", kw_only=True):
-    """One version of a closed record's totals; revision 1 is the record as closed."""
+    """One version of a closed record's totals; revision 1 is the record as closed.
+
+    An open record has none yet: its revisions list is empty until its period closes.
+    """
 
     revision: int
     events: dict[str, int | float]
     event_counts: dict[str, int]
     event_count: int
     created_at: datetime
+    groups: dict[str, list[GroupValue]] = msgspec.field(default_factory=dict)
 
 
 class Attempt(msgspec.Struct, rename="camel", kw_only=True):

@@ -350,7 +350,8 @@ class MeterdClient:
         )
 
     def revisions(self, aggregation_id: str) -> list[Revision]:
-        """Every revision of a record, oldest first (revision 1 is the record as closed)."""
+        """Every revision of a record, oldest first (revision 1 is the record as closed);
+        empty while the record is open."""
         return self._call(calls.revisions(aggregation_id))
 
     def trigger(self) -> TriggerResult:

@@ -25,6 +25,7 @@ def html_routes(
     *,
     keyring: KeyRing,
     on_redeliver: Callable[[], None],
+    on_resend: Callable[[], None] = lambda: None,
 ) -> list[BaseRoute]:
     """Mounts for the console and the portal (each with its own auth and errors), and assets.
 
@@ -42,6 +43,7 @@ def html_routes(
         keyring=keyring,
         renderer=renderer,
         on_redeliver=on_redeliver,
+        on_resend=on_resend,
     )
     portal = PortalDeps(store=store, config=config, calendars=calendars, ops=ops, renderer=renderer)
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
@@ -29,6 +30,18 @@ def _number(value: float | int) -> str:
     return f"{int(value):,}"
 
 
+def _money(amount: Decimal, currency: str) -> str:
+    """An exact amount with its currency: `1,234.50 USD`."""
+    return f"{amount:,} {currency.upper()}"
+
+
+def _dimensions(dimensions: dict[str, str | None]) -> str:
+    """A group's dimensions as `model=gpt-4o, direction=in` (a missing value is null)."""
+    return ", ".join(
+        f"{key}={'null' if value is None else value}" for key, value in dimensions.items()
+    )
+
+
 class Renderer:
     """Templates from the package, with the filters every page shares."""
 
@@ -43,6 +56,8 @@ class Renderer:
         self.env.filters["urlpart"] = _urlpart
         self.env.filters["time"] = _time
         self.env.filters["number"] = _number
+        self.env.filters["money"] = _money
+        self.env.filters["dimensions"] = _dimensions
         self.env.globals["static"] = static.url
         self.env.globals["version"] = __version__
 

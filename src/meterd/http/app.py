@@ -142,7 +142,9 @@ def create_app(settings: ServerSettings, config: SystemConfig, store: Store) -> 
         *usage_query_routes(config, store),
         *docs_routes(),
         *portal_token_routes(config, store),
-        *html_routes(config, store, keyring=keyring, on_redeliver=wake_worker),
+        *html_routes(
+            config, store, keyring=keyring, on_redeliver=wake_worker, on_resend=wake_bridge
+        ),
         *metrics_routes(metrics, store),
         openmeter_mount(
             settings,

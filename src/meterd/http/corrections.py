@@ -15,6 +15,7 @@ from meterd.errors import NotFound, PayloadTooLarge, Unauthorized
 from meterd.http.auth import presented_key
 from meterd.http.events import EventOut, event_out
 from meterd.http.responses import JSONResponse
+from meterd.meters.values import GroupValue
 from meterd.storage.base import Correction, KeyIdentity, Store
 from meterd.timeutil import format_ms, now_ms
 
@@ -67,12 +68,13 @@ class AmendOut(msgspec.Struct, rename="camel"):
     duplicate: bool
 
 
-class RevisionOut(msgspec.Struct, rename="camel"):
+class RevisionOut(msgspec.Struct, rename="camel", omit_defaults=True):
     revision: int
     events: dict[str, int | float]
     event_counts: dict[str, int]
     event_count: int
     created_at: str
+    groups: dict[str, list[GroupValue]] = {}
 
 
 def _key_out(key: KeyIdentity) -> KeyOut:
@@ -155,15 +157,13 @@ def corrections_routes(config: SystemConfig, store: Store) -> list[Route]:
         )
 
     async def revisions(request: Request) -> Response:
+        # An open record is a live view that was never sent: it has no revisions yet
+        # (revision 1 is the record as its period closed), so the list is empty.
         aggregation_id = request.path_params["id"]
-        record = await store.get_aggregation(aggregation_id)
-        if record is None:
+        if await store.get_aggregation(aggregation_id) is None:
             raise NotFound(f"no aggregation record has id {aggregation_id!r}")
         found = await store.list_revisions(aggregation_id)
-        return JSONResponse(
-            [_revision_out(r.revision, r.totals, r.created_ms) for r in found]
-            or [_revision_out(record.revision, record.totals, record.updated_ms)]
-        )
+        return JSONResponse([_revision_out(r.revision, r.totals, r.created_ms) for r in found])
 
     return [
         Route("/events/{id:path}/void", void, methods=["POST"]),
@@ -180,6 +180,7 @@ def _revision_out(revision: int, totals: Totals, created_ms: int) -> RevisionOut
         event_counts=totals.event_counts,
         event_count=totals.event_count,
         created_at=format_ms(created_ms),
+        groups=totals.groups,
     )
 
 

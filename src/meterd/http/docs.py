@@ -104,6 +104,8 @@ class Operation(NamedTuple):
     error_media: str = "application/json"
     security: tuple[str, ...] = ()  # scheme names; () means the document's default
     csv: bool = False  # the 200 answer also comes as text/csv (Accept: text/csv)
+    description: str = ""  # longer text; the OpenMeter routes say what differs there
+    tags: tuple[str, ...] = ()
 
 
 _STRING = {"type": "string"}
@@ -259,7 +261,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "get",
         "/aggregations/{id}/revisions",
-        "Every revision of a record, oldest first (revision 1 is the record as closed)",
+        "Every revision of a record, oldest first (revision 1 is the record as closed); "
+        "an open record has none yet: []",
         {200: ("The revisions.", list[RevisionOut]), 404: ("No such record.", ErrorBody)},
         params=(
             Param("id", "path", "`{customerId}_{period}_{periodKey}`.", _STRING, required=True),
@@ -292,7 +295,9 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("meter", "query", "A configured meter.", _STRING, required=True),
             Param("from", "query", "Start, inclusive (default: 24 hours ago).", _TIME),
             Param("to", "query", "End, exclusive (default: now).", _TIME),
-            Param("windowSize", "query", "hour, day, week or month (default: one).", _STRING),
+            Param(
+                "windowSize", "query", "minute, hour, day, week or month (default: one).", _STRING
+            ),
             Param("windowTimeZone", "query", "IANA zone (default: the config's).", _STRING),
             Param("customerId", "query", "Only these customers (repeatable).", _STRING),
             Param("groupBy", "query", "customerId or a groupBy key (repeatable).", _STRING),
@@ -472,10 +477,49 @@ _QUERY_PARAMS = (
         "advancedMeterGroupByFilters",
         "query",
         "JSON text: per groupBy key a filter of $eq $ne $in $nin $and $or,"
-        ' e.g. {"model": {"$in": ["gpt-4o"]}}.',
+        ' e.g. {"model": {"$nin": ["gpt-4o"]}}. As in OpenMeter, $ne and $nin keep events'
+        " without the key (or with null there); $eq and $in never match them. Other"
+        " operators ($like, $gt, $exists, ...) are refused with 400.",
         _STRING,
     ),
     Param("filterGroupBy[key]", "query", "Deprecated exact match on a groupBy key.", _STRING),
+)
+_SUBJECT_PARAMS = (
+    Param(
+        "subject",
+        "query",
+        "Repeatable: only these customers; each row then names its subject.",
+        {"type": "array", "items": _STRING},
+    ),
+    Param(
+        "filterCustomerId",
+        "query",
+        "Repeatable: read as `subject` (meterd's customers are its subjects).",
+        {"type": "array", "items": _STRING},
+    ),
+)
+OPENMETER_TAG = "OpenMeter-compatible"
+OPENMETER_TAG_DESCRIPTION = (
+    "OpenMeter's API for producers and dashboards (DESIGN §12): OpenMeter's SDKs and"
+    " CloudEvents producers work unchanged with a meterd API key as Bearer token. What"
+    " differs: meters come from systemconfig.json (no create, update or delete); an"
+    " event's type must be a configured meter's and its value must be at the meter's"
+    " valueProperty, else 400; (source, id) deduplicates for ever; groupBy keys are"
+    " top-level data keys; advancedMeterGroupByFilters takes $eq $ne $in $nin $and $or;"
+    " `to` is exclusive. Other OpenMeter routes are 404. See the README, 'Coming from"
+    " OpenMeter'."
+)
+_OPENMETER_INGEST = (
+    "Differs from OpenMeter: `type` must be a configured meter's event type and `data`"
+    " must hold a number at the meter's valueProperty (none for count meters), else 400"
+    " naming the attribute; a repeated (source, id) is stored once, at any distance in"
+    " time. Same durability, group commit and events as POST /usagebatch."
+)
+_OPENMETER_QUERY = (
+    "The usage query of GET /usage/query, in OpenMeter's names: MINUTE windows come from"
+    " raw events, the others from rollups or raw events, all exact; at most 10,000"
+    " windows; voided events are left out. Differs from OpenMeter: `to` is exclusive and"
+    " the first and last windows are cut to [from, to)."
 )
 _QUERY_ERRORS: dict[int, tuple[str, Any]] = {
     400: ("A parameter is invalid; `field` names it.", ProblemBody),
@@ -498,11 +542,12 @@ OPENMETER_OPERATIONS: tuple[Operation, ...] = (
         request_media=(SINGLE, BATCH, JSON),
         error_media=PROBLEM,
         security=BEARER,
+        description=_OPENMETER_INGEST,
     ),
     Operation(
         "get",
         "/api/v1/meters",
-        "The configured meters in OpenMeter's Meter shape",
+        "The configured meters in OpenMeter's Meter shape (from systemconfig.json)",
         {200: ("Every meter.", list[MeterOut]), 400: ("Bad page.", ProblemBody)},
         params=(
             Param("page", "query", "Page number, from 1.", {"type": "integer"}),
@@ -525,14 +570,11 @@ OPENMETER_OPERATIONS: tuple[Operation, ...] = (
         "/api/v1/meters/{idOrSlug}/query",
         "Query a meter's usage in windows (JSON, or CSV with Accept: text/csv)",
         {200: ("The rows.", MeterQueryResult), **_QUERY_ERRORS},
-        params=(
-            _SLUG,
-            *_QUERY_PARAMS,
-            Param("subject", "query", "Repeatable: only these customers.", _STRING),
-        ),
+        params=(_SLUG, *_QUERY_PARAMS, *_SUBJECT_PARAMS),
         csv=True,
         error_media=PROBLEM,
         security=BEARER,
+        description=_OPENMETER_QUERY,
     ),
     Operation(
         "post",
@@ -565,8 +607,10 @@ OPENMETER_OPERATIONS: tuple[Operation, ...] = (
         csv=True,
         error_media=PROBLEM,
         security=BEARER,
+        description=_OPENMETER_QUERY + " The subject is the token's.",
     ),
 )
+OPENMETER_OPERATIONS = tuple(op._replace(tags=(OPENMETER_TAG,)) for op in OPENMETER_OPERATIONS)
 
 
 def openapi_document(
@@ -584,6 +628,7 @@ def openapi_document(
         "openapi": "3.1.0",
         "info": {"title": "meterd", "version": __version__, "description": "Usage metering API."},
         "paths": paths,
+        "tags": [{"name": OPENMETER_TAG, "description": OPENMETER_TAG_DESCRIPTION}],
         "components": {
             "schemas": components,
             "securitySchemes": {
@@ -609,6 +654,10 @@ def _extra(op: Operation) -> dict[int, tuple[str, Any]]:
 
 def _operation(op: Operation, schema_of: Any) -> dict[str, Any]:
     result: dict[str, Any] = {"summary": op.summary, "operationId": _operation_id(op)}
+    if op.description:
+        result["description"] = op.description
+    if op.tags:
+        result["tags"] = list(op.tags)
     if op.params:
         result["parameters"] = [
             {

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TypeVar
 
 import msgspec
@@ -13,6 +12,7 @@ from starlette.routing import Route
 from meterd.config.model import SystemConfig
 from meterd.durations import parse_duration
 from meterd.errors import InvalidRequest
+from meterd.http.body import decode_body
 from meterd.http.responses import JSONResponse
 from meterd.portal_tokens import MAX_TTL_MS, issue_portal_token, revoke_portal_tokens
 from meterd.storage.base import Store
@@ -20,9 +20,13 @@ from meterd.timeutil import format_ms, now_ms
 
 MAX_BODY_BYTES = 65_536
 T = TypeVar("T")
-# Where msgspec names the field: "... - at `$.customerId`", "... field `customerId`".
-_AT_FIELD = re.compile(r"at `\$\.([A-Za-z]+)")
-_NAMED_FIELD = re.compile(r"field `([A-Za-z]+)`")
+# What each field of the token bodies must be, in the client's words.
+_FIELD_RULES = {
+    "customerId": "must be a string (the customer id)",
+    "meters": "must be an array of meter names (strings)",
+    "expiresIn": 'must be a duration such as "1h" or "30d", or whole seconds',
+    "token": "must be a string (a portal token)",
+}
 
 
 class TokenRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True):
@@ -82,15 +86,7 @@ async def _decode(request: Request, kind: type[T]) -> T:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise InvalidRequest(f"the body exceeds {MAX_BODY_BYTES} bytes")
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.ValidationError as error:
-        message = str(error)
-        found = _AT_FIELD.search(message) or _NAMED_FIELD.search(message)
-        field = found[1] if found else "body"
-        raise InvalidRequest(f"{field}: {message}", field=field) from None
-    except msgspec.DecodeError as error:
-        raise InvalidRequest(f"the body is not JSON: {error}") from None
+    return decode_body(body, kind, _FIELD_RULES)
 
 
 def _ttl_ms(value: str | int | None) -> int | None:

@@ -18,6 +18,7 @@ import msgspec
 
 from meterd.config.model import EventTypeConfig
 from meterd.meters.groups import (
+    GroupFilter,
     GroupKey,
     GroupTotal,
     as_text,
@@ -104,14 +105,21 @@ def positions(registered: Sequence[str], wanted: Sequence[str]) -> list[int] | N
         return None
 
 
-def project(totals: Iterable[GroupTotal], places: Sequence[int]) -> list[GroupTotal]:
+def project(
+    totals: Iterable[GroupTotal],
+    places: Sequence[int],
+    filters: Sequence[tuple[int, GroupFilter]] = (),
+) -> list[GroupTotal]:
     """Totals per stored group (its JSON text as the only key part) folded per wanted
-    dimensions: `places` picks them from the stored group, in the wanted order."""
+    dimensions: `places` picks them from the stored group, in the wanted order.
+    `filters` keep the stored groups whose value at each place the filter keeps."""
     merged: dict[tuple[int, str | None, GroupKey], GroupTotal] = {}
     for row in totals:
         [text] = row.group
         assert isinstance(text, str)
         stored = group_of_text(text)
+        if not all(found.matches(stored[at]) for at, found in filters):
+            continue
         group = tuple(stored[i] for i in places)
         key = (row.place, row.customer_id, group)
         known = merged.get(key)

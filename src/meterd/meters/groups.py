@@ -81,3 +81,43 @@ def dimensions(group_by: Sequence[str], key: GroupKey) -> dict[str, str | None]:
 def sort_key(key: GroupKey) -> tuple[tuple[bool, str], ...]:
     """Groups sort by their dimensions in `groupBy` order, null first."""
     return tuple((part is not None, part or "") for part in key)
+
+
+class GroupFilter(msgspec.Struct, frozen=True):
+    """Keeps group values in `values` or, when `negated`, every value not in them.
+
+    A missing key or JSON null (the group None) is in no `values`: a negated filter
+    keeps it, a plain one drops it.
+    """
+
+    values: frozenset[str]
+    negated: bool = False
+
+    def matches(self, value: str | None) -> bool:
+        return (value in self.values) != self.negated
+
+    @property
+    def keeps_all(self) -> bool:
+        return self.negated and not self.values
+
+    @property
+    def keeps_none(self) -> bool:
+        return not self.negated and not self.values
+
+    def both(self, other: GroupFilter) -> GroupFilter:
+        a, b = self, other
+        if not a.negated and not b.negated:
+            return GroupFilter(a.values & b.values)
+        if a.negated and b.negated:
+            return GroupFilter(a.values | b.values, negated=True)
+        kept, dropped = (b, a) if a.negated else (a, b)
+        return GroupFilter(kept.values - dropped.values)
+
+    def either(self, other: GroupFilter) -> GroupFilter:
+        a, b = self, other
+        if not a.negated and not b.negated:
+            return GroupFilter(a.values | b.values)
+        if a.negated and b.negated:
+            return GroupFilter(a.values & b.values, negated=True)
+        negated, plain = (a, b) if a.negated else (b, a)
+        return GroupFilter(negated.values - plain.values, negated=True)

@@ -12,6 +12,7 @@ import csv
 import io
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from typing import get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
@@ -19,6 +20,7 @@ import msgspec
 from meterd.config.model import FOLDABLE_OPS, EventTypeConfig, SystemConfig
 from meterd.errors import InvalidRequest
 from meterd.meters.groups import (
+    GroupFilter,
     GroupKey,
     MeterEvent,
     WindowTotal,
@@ -53,7 +55,7 @@ class UsageQuery(msgspec.Struct, frozen=True):
     window_time_zone: str
     customer_ids: tuple[str, ...] | None
     group_by: tuple[str, ...]  # the meter's groupBy keys and/or "customerId"
-    filters: dict[str, frozenset[str]]  # key -> accepted group values (OR)
+    filters: dict[str, GroupFilter]  # key -> the group values kept
 
     @property
     def dimensions(self) -> tuple[str, ...]:
@@ -131,9 +133,10 @@ def usage_query(
 def _window_size(text: str | None) -> WindowSize | None:
     if not text:
         return None
-    for size in ("hour", "day", "week", "month"):
+    for size in get_args(WindowSize):
         if text.lower() == size:
-            return size
+            found: WindowSize = size
+            return found
     raise InvalidRequest(
         f"windowSize: {text!r} is not one of {', '.join(WINDOW_SIZES)}", field="windowSize"
     )
@@ -150,7 +153,7 @@ def _group_by(meter: EventTypeConfig, keys: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(keys))
 
 
-def _filters(meter: EventTypeConfig, filters: Sequence[str]) -> dict[str, frozenset[str]]:
+def _filters(meter: EventTypeConfig, filters: Sequence[str]) -> dict[str, GroupFilter]:
     accepted: dict[str, set[str]] = {}
     for text in filters:
         key, colon, value = text.partition(":")
@@ -163,7 +166,7 @@ def _filters(meter: EventTypeConfig, filters: Sequence[str]) -> dict[str, frozen
                 field="filter",
             )
         accepted.setdefault(key, set()).add(value)
-    return {key: frozenset(values) for key, values in accepted.items()}
+    return {key: GroupFilter(frozenset(values)) for key, values in accepted.items()}
 
 
 async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery) -> QueryResult:
@@ -175,8 +178,11 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
         size=query.window_size,
         timezone=query.window_time_zone,
     )
+    if any(kept.keeps_none for kept in query.filters.values()):
+        return _result(query, [])  # (SQLite cannot plan `IN ()` with INDEXED BY)
+    rollups = _folds_from_rollups(meter, query, spans)
     totals = None
-    if _folds_from_rollups(meter, query) and meter.op in SQL_FOLDED_OPS:
+    if rollups and meter.op in SQL_FOLDED_OPS:
         totals = await store.window_totals(
             event_type=query.meter,
             windows=spans,
@@ -184,7 +190,8 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
             customer_ids=query.customer_ids,
         )
     grouped = None
-    if totals is None and (query.dimensions or query.filters) and meter.op in SQL_FOLDED_OPS:
+    if not rollups and meter.op in SQL_FOLDED_OPS:
+        # Groups, filters or windows off the 15-minute rollups: fold raw events in SQL.
         grouped = await store.group_totals(
             event_type=query.meter,
             windows=spans,
@@ -213,7 +220,7 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
                 for g in grouped
             },
         )
-    elif _folds_from_rollups(meter, query):
+    elif rollups:
         partials = await store.bucket_partials(
             event_type=query.meter,
             from_ms=query.from_ms,
@@ -237,6 +244,10 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
                 customer_ids=query.customer_ids,
             )
         rows = query_rows(meter, query, spans, events, before)
+    return _result(query, rows)
+
+
+def _result(query: UsageQuery, rows: list[QueryRow]) -> QueryResult:
     return QueryResult(
         meter=query.meter,
         from_=format_ms(query.from_ms),
@@ -247,13 +258,16 @@ async def run_usage_query(store: Store, config: SystemConfig, query: UsageQuery)
     )
 
 
-def _folds_from_rollups(meter: EventTypeConfig, query: UsageQuery) -> bool:
+def _folds_from_rollups(
+    meter: EventTypeConfig, query: UsageQuery, spans: Sequence[tuple[int, int]]
+) -> bool:
+    """Whether the 15-minute rollups answer the query: no groups or filters, and every
+    window (minute windows never) on bucket bounds."""
     return (
         meter.op in FOLDABLE_OPS
         and not query.dimensions
         and not query.filters
-        and query.from_ms % BUCKET_MS == 0
-        and query.to_ms % BUCKET_MS == 0
+        and all(start % BUCKET_MS == 0 and end % BUCKET_MS == 0 for start, end in spans)
     )
 
 
@@ -313,7 +327,7 @@ def query_rows(
 
     def accepted(metadata: Mapping[str, object]) -> bool:
         return all(
-            group_key(metadata, (key,))[0] in values for key, values in query.filters.items()
+            kept.matches(group_key(metadata, (key,))[0]) for key, kept in query.filters.items()
         )
 
     if meter.op == "time_weighted_avg":

@@ -15,13 +15,14 @@ import hashlib
 import re
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
 from meterd.config.model import EventTypeConfig
 from meterd.durations import format_duration
 from meterd.errors import BatchTooLarge, InvalidRequest, UnsupportedMediaType, ValidationFailed
+from meterd.explain import malformed
 from meterd.ingest import MAX_FUTURE_MS, NewEvent, ValidationProblem, age_problem
 from meterd.openmeter.jsonpath import DEFAULT_VALUE_PROPERTY
 from meterd.openmeter.values import ValueReader
@@ -52,6 +53,23 @@ class CloudEventIn(msgspec.Struct):
 
 
 _one_decoder = msgspec.json.Decoder(CloudEventIn)
+_attributes_decoder = msgspec.json.Decoder(dict[str, msgspec.Raw])
+_text = msgspec.json.Decoder(str)
+_optional_text = msgspec.json.Decoder(str | None)
+REQUIRED = ("id", "source", "specversion", "type")
+# The attributes meterd reads: how each is decoded, and what it must be.
+ATTRIBUTES: dict[str, tuple[msgspec.json.Decoder[Any], str]] = {
+    "id": (_text, "a string"),
+    "source": (_text, "a string (a URI-reference such as my-app)"),
+    "specversion": (_text, 'the string "1.0"'),
+    "type": (_text, "a string (a configured meter's event type)"),
+    "subject": (_optional_text, "a string (the customer id)"),
+    "time": (
+        msgspec.json.Decoder(datetime | None),
+        "an RFC 3339 time such as 2025-01-15T10:00:00Z",
+    ),
+    "datacontenttype": (_optional_text, f"a string such as {JSON!r}"),
+}
 _many_decoder = msgspec.json.Decoder(list[CloudEventIn])
 _raw_list_decoder = msgspec.json.Decoder(list[msgspec.Raw])
 
@@ -164,10 +182,9 @@ def _parse(
 def _parse_one(body: bytes, meters: MeterReaders, received_ms: int) -> NewEvent:
     try:
         item = _one_decoder.decode(body)
-    except msgspec.DecodeError as error:
-        raise InvalidRequest(_describe_decode_error(error)) from None
-    except RecursionError:
-        raise InvalidRequest(_TOO_DEEP) from None
+    except (msgspec.DecodeError, RecursionError):
+        problems = _shape_problems(body)
+        raise InvalidRequest("; ".join(problems), errors=problems) from None
     event = _convert(item, meters, received_ms)
     if not isinstance(event, NewEvent):
         raise InvalidRequest("; ".join(event), errors=event)
@@ -181,7 +198,7 @@ def _reject_batch(
     try:
         items = _raw_list_decoder.decode(body)
     except msgspec.DecodeError as error:
-        raise InvalidRequest(_describe_decode_error(error)) from None
+        raise InvalidRequest(malformed(error).text) from None
     except RecursionError:
         raise InvalidRequest(_TOO_DEEP) from None
     _check_batch_size(len(items), max_batch_size)
@@ -189,11 +206,8 @@ def _reject_batch(
     for index, raw in enumerate(items):
         try:
             item = _one_decoder.decode(raw)
-        except msgspec.DecodeError as error:
-            problems.append(ValidationProblem(index, [_describe_decode_error(error)]))
-            continue
-        except RecursionError:
-            problems.append(ValidationProblem(index, [_TOO_DEEP]))
+        except (msgspec.DecodeError, RecursionError):
+            problems.append(ValidationProblem(index, _shape_problems(raw)))
             continue
         event = _convert(item, meters, received_ms)
         if not isinstance(event, NewEvent):
@@ -290,20 +304,43 @@ def _validation_failed(problems: list[ValidationProblem], total: int) -> Validat
     )
 
 
-def _describe_decode_error(error: msgspec.DecodeError) -> str:
-    """'Object missing required field `subject`' -> 'subject: required', and the like."""
-    message = str(error)
-    text, _, where = message.partition(" - at `$")
-    field = where.rstrip("`").lstrip(".")
-    if text.startswith("Object missing required field `"):
-        missing = text.split("`")[1]
-        return f"{missing}: required" if not field else f"{field}.{missing}: required"
-    if field.startswith("[") and "]." in field:
-        field = field.split("].", 1)[1]
-    if field:
-        if text == "Invalid RFC3339 encoded datetime":
-            text = "must be an RFC 3339 time such as 2025-01-15T10:00:00Z"
-        return f"{field}: {text}"
-    if isinstance(error, msgspec.ValidationError):
-        return text
-    return f"malformed JSON: {message}"
+def _shape_problems(raw: bytes | msgspec.Raw) -> list[str]:
+    """Every attribute of an event that has the wrong JSON type, in the client's words.
+
+    The slow path after the one-decode fast path failed: each attribute is read on
+    its own, so all of them are named, and no decoder wording reaches the client.
+    """
+    try:
+        fields = _attributes_decoder.decode(raw)
+    except msgspec.ValidationError:
+        return ["each event must be a JSON object (a CloudEvent)"]
+    except msgspec.DecodeError as error:
+        return [malformed(error).text]
+    except RecursionError:
+        return [_TOO_DEEP]
+    problems = [f"{name}: required" for name in REQUIRED if name not in fields]
+    for name, value in fields.items():
+        expected = ATTRIBUTES.get(name)
+        if expected is None:
+            continue
+        decoder, wanted = expected
+        try:
+            decoder.decode(value)
+        except (msgspec.DecodeError, RecursionError):
+            problems.append(f"{name}: must be {wanted}, got {_json_kind(value)}")
+    return problems or ["not a valid CloudEvent"]
+
+
+def _json_kind(raw: msgspec.Raw) -> str:
+    """What a JSON value is; a string is quoted (shortened), as its form was the problem."""
+    text = bytes(raw).strip()
+    head = text[:1]
+    if head == b'"':
+        try:
+            return repr(_text.decode(text)[:40])
+        except msgspec.DecodeError:
+            return "a string"
+    if head in (b"t", b"f"):
+        return "true or false"
+    kinds = {b"{": "an object", b"[": "an array", b"n": "null"}
+    return kinds.get(head, "a number")

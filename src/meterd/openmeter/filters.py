@@ -5,10 +5,13 @@ Per group-by key OpenMeter sends a FilterString: `{"$eq": "a"}`, `{"$ne": "a"}`,
 operators in one object must all hold). Every such expression denotes a set of
 values that is finite (`in S`) or the complement of a finite one (`not in S`), and
 these two forms are closed under AND and OR, so each key's filter becomes one
-`GroupFilter` that a usage query can apply to its group values.
+`GroupFilter` that the usage query (meterd/meters/query.py) applies to its group
+values, in SQL on both backends.
 
-A missing group value (the event has no such key) is `None`: it is in no `in` set
-and in every `not in` set, so `{"$ne": "a"}` keeps events without the key.
+A missing group value (the event has no such key, or JSON null) is `None`: it is in
+no `in` set and in every `not in` set, so `{"$ne": "a"}` keeps events without the
+key. That is what OpenMeter answers too: its ClickHouse query compares
+`JSON_VALUE(data, path) <> 'a'`, and JSON_VALUE gives '' for a missing path.
 """
 
 from __future__ import annotations
@@ -18,38 +21,12 @@ from collections.abc import Mapping
 import msgspec
 
 from meterd.errors import InvalidRequest
+from meterd.meters.groups import GroupFilter
 
 FIELD = "advancedMeterGroupByFilters"
 SUPPORTED = ("$eq", "$ne", "$in", "$nin", "$and", "$or")
 _MAX_DEPTH = 8
-
-
-class GroupFilter(msgspec.Struct, frozen=True):
-    """Group values in `values` (or, when `negated`, every value not in them)."""
-
-    values: frozenset[str]
-    negated: bool = False
-
-    def matches(self, value: str | None) -> bool:
-        return (value in self.values) != self.negated
-
-    def both(self, other: GroupFilter) -> GroupFilter:
-        a, b = self, other
-        if not a.negated and not b.negated:
-            return GroupFilter(a.values & b.values)
-        if a.negated and b.negated:
-            return GroupFilter(a.values | b.values, negated=True)
-        kept, dropped = (b, a) if a.negated else (a, b)
-        return GroupFilter(kept.values - dropped.values)
-
-    def either(self, other: GroupFilter) -> GroupFilter:
-        a, b = self, other
-        if not a.negated and not b.negated:
-            return GroupFilter(a.values | b.values)
-        if a.negated and b.negated:
-            return GroupFilter(a.values & b.values, negated=True)
-        negated, plain = (a, b) if a.negated else (b, a)
-        return GroupFilter(negated.values - plain.values, negated=True)
+_EXPECTED = 'expected a JSON object such as {"model": {"$eq": "gpt-4o"}}'
 
 
 EVERYTHING = GroupFilter(frozenset(), negated=True)
@@ -59,10 +36,12 @@ def parse_group_filters(text: str, *, keys: tuple[str, ...]) -> dict[str, GroupF
     """The JSON text of `advancedMeterGroupByFilters`, on the meter's group-by `keys`."""
     try:
         document = msgspec.json.decode(text)
-    except msgspec.DecodeError as error:
-        raise _invalid(f"not JSON: {error}") from None
+    except msgspec.DecodeError:
+        raise _invalid(f"not JSON; {_EXPECTED}") from None
+    except RecursionError:
+        raise _invalid("nested too deeply") from None
     if not isinstance(document, dict):
-        raise _invalid('expected a JSON object such as {"model": {"$eq": "gpt-4o"}}')
+        raise _invalid(_EXPECTED)
     filters = {}
     for key, expression in document.items():
         if key not in keys:

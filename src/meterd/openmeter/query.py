@@ -24,7 +24,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from meterd.errors import InvalidRequest
-from meterd.openmeter.filters import GroupFilter, parse_group_filters
+from meterd.meters.groups import GroupFilter
+from meterd.openmeter.filters import parse_group_filters
 from meterd.timeutil import format_ms, parse_iso_ms
 
 WindowSize = Literal["minute", "hour", "day", "month"]

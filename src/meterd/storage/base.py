@@ -8,7 +8,7 @@ implement it. Every method that writes is one transaction of its own, so a
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal
 
 import msgspec
@@ -19,7 +19,7 @@ from meterd.ingest import NewEvent
 from meterd.invoices import InvoiceRecord, InvoiceStatus, PeriodInvoicing
 from meterd.limits import UsageAlert
 from meterd.messages import Outgoing
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import PeriodBounds, PeriodCalendar
 from meterd.rollup import Partial
@@ -604,13 +604,15 @@ class Store(abc.ABC):
         group_by: Sequence[str],
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
-        filters: Mapping[str, Iterable[str]] | None = None,
+        filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
-        """A meter's events folded per window, [customer] and group, in the database.
+        """A meter's events folded per window, [customer] and group, in the database:
+        from the meter's group rollups once built (`prepare_group_rollups`) and the
+        windows lie on 15-minute boundaries, else from raw events.
 
-        From the meter's group rollups once built (`prepare_group_rollups`), else from
-        raw events. `windows` are contiguous [start_ms, end_ms); `filters` keep events whose group
-        text of a key is one of the given values. For sum, count, avg, min and max.
+        `windows` are contiguous [start_ms, end_ms) of any length (minutes too); `filters`
+        keep events whose group text of each key the key's GroupFilter keeps (a negated
+        one keeps the null group). For sum, count, avg, min and max.
         None when the database cannot fold them exactly now (the caller then folds
         `meter_events`).
         """

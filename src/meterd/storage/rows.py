@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -12,9 +12,35 @@ from meterd.aggregation import AggregationRow, Totals
 from meterd.invoices import InvoiceRecord, decode_lines, encode_lines
 from meterd.limits import UsageAlert
 from meterd.rollup import Partial
-from meterd.storage.base import AttemptOutcome, CustomerRecord, DeliveryRecord, PlanAssignment
+from meterd.storage.base import (
+    AttemptOutcome,
+    CustomerRecord,
+    DeliveryRecord,
+    PlanAssignment,
+    StoredEvent,
+)
 
 _totals_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
+def event_from_row(row: Sequence[Any], number: Callable[[Any], float] | None = None) -> StoredEvent:
+    """An event from (seq, id, event_type, customer_id, value, metadata text, ts ms,
+    received ms[, voided ms]); `number` turns a stored value that is not a JSON number
+    (PostgreSQL's Decimal) into one."""
+    seq, id_, event_type, customer_id, value, metadata, ts, received, *voided = row
+    return StoredEvent(
+        seq=seq,
+        id=id_,
+        event_type=event_type,
+        customer_id=customer_id,
+        value=value if number is None else number(value),
+        metadata=None if metadata is None else metadata.encode(),
+        ts_ms=ts,
+        received_ms=received,
+        voided_ms=voided[0] if voided else None,
+    )
+
+
 _totals_decoder = msgspec.json.Decoder(Totals)
 
 

@@ -13,6 +13,7 @@ from meterd.html.console.customer import customer_routes
 from meterd.html.console.customers import customers_routes
 from meterd.html.console.deliveries import delivery_routes
 from meterd.html.console.deps import ConsoleDeps
+from meterd.html.console.invoices import invoice_routes
 from meterd.html.console.overview import overview_routes
 from meterd.html.console.sign_in import sign_in_routes
 from meterd.html.errors import error_handlers
@@ -25,6 +26,7 @@ PAGES = (
     customers_routes,
     customer_routes,
     correction_routes,
+    invoice_routes,
     delivery_routes,
     configuration_routes,
 )

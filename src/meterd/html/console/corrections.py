@@ -4,11 +4,16 @@ The forms post here; the same service as `POST /events/{id}/void|amend` does the
 with the session's API key recorded as the one that made the correction. Success
 redirects back to the customer page with a status line; a refused correction shows
 the customer page again with the reason, in the status the API would answer.
+
+The amend form carries the API's fields (`value`, `timestamp`, `metadata`,
+`customerId`, `reason`; an empty one keeps the event's value) and an Idempotency-Key
+made when the page was rendered, so submitting the same form twice amends once.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from urllib.parse import urlencode
 
 import msgspec
@@ -24,6 +29,8 @@ from meterd.html.console.customer import customer_href, customer_page
 from meterd.html.console.deps import ConsoleDeps, SignedIn
 from meterd.storage.base import KeyIdentity
 from meterd.timeutil import now_ms
+
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 def correction_routes(deps: ConsoleDeps) -> list[Route]:
@@ -47,7 +54,8 @@ def correction_routes(deps: ConsoleDeps) -> list[Route]:
     async def correct(request: Request, action: str) -> Response:
         event_id = request.path_params["id"]
         fields = form_fields(await request.body())
-        customer_id = fields.get("customerId", "")
+        # The page to go back to: the amend form names it apart from its customerId field.
+        customer_id = fields.get("returnTo") or fields.get("customerId", "")
         try:
             if action == "void":
                 await corrections.void_event(
@@ -64,7 +72,7 @@ def correction_routes(deps: ConsoleDeps) -> list[Route]:
                     event_id=event_id,
                     body=_amend_body(fields),
                     key=await session_key(request),
-                    idempotency_key=None,
+                    idempotency_key=fields.get("idempotencyKey") or None,
                     now_ms=now_ms(),
                     max_event_age_ms=deps.config.max_event_age_ms,
                 )
@@ -94,14 +102,28 @@ def correction_routes(deps: ConsoleDeps) -> list[Route]:
 
 
 def _amend_body(fields: dict[str, str]) -> bytes:
-    """The API's amend body from the form: the reason and the new value."""
-    text = fields.get("value", "").strip()
-    if not text:
-        raise InvalidRequest("value: required (the event's corrected value)", field="value")
-    try:
-        value = float(text)
-    except ValueError:
-        raise InvalidRequest("value: must be a number", field="value") from None
-    if not math.isfinite(value):
-        raise InvalidRequest("value: must be a finite number", field="value")
-    return msgspec.json.encode({"reason": fields.get("reason"), "value": value})
+    """The API's amend body from the form: the reason and each field that was filled in
+    (the service refuses an amendment that changes nothing)."""
+    body: dict[str, object] = {"reason": fields.get("reason")}
+    value = fields.get("value", "").strip()
+    if value:
+        try:
+            number = float(value)
+        except ValueError:
+            raise InvalidRequest("value: must be a number", field="value") from None
+        if not math.isfinite(number):
+            raise InvalidRequest("value: must be a finite number", field="value")
+        body["value"] = number
+    timestamp = fields.get("timestamp", "").strip()
+    if timestamp:
+        body["timestamp"] = int(timestamp) if _DIGITS.fullmatch(timestamp) else timestamp
+    metadata = fields.get("metadata", "").strip()
+    if metadata:
+        try:
+            body["metadata"] = msgspec.Raw(msgspec.json.encode(msgspec.json.decode(metadata)))
+        except msgspec.DecodeError:
+            raise InvalidRequest("metadata: must be a JSON object", field="metadata") from None
+    customer_id = fields.get("customerId", "").strip()
+    if customer_id:
+        body["customerId"] = customer_id
+    return msgspec.json.encode(body)

@@ -33,6 +33,8 @@ class ConsoleDeps:
     keyring: KeyRing
     renderer: Renderer
     on_redeliver: Callable[[], None]
+    # Wakes the invoicing bridge after a resend (a no-op without one).
+    on_resend: Callable[[], None] = lambda: None
 
     def page(
         self,

@@ -17,7 +17,7 @@ from meterd.config.model import Op, SystemConfig
 from meterd.errors import MeterdError, PortalLinkInvalid
 from meterd.html.charts import BarChart, bar_chart
 from meterd.html.errors import error_handlers
-from meterd.html.portal.data import portal_usage
+from meterd.html.portal.data import PortalUsage, portal_usage
 from meterd.html.render import Renderer
 from meterd.html.security import SecurityHeaders
 from meterd.periods import PeriodCalendar
@@ -41,6 +41,7 @@ class PortalPage(msgspec.Struct, frozen=True):
     period: str
     meters: list[str]
     usage: UsageOut
+    data: PortalUsage
     charts: list[BarChart]
     csv_href: str
     json_href: str
@@ -59,7 +60,12 @@ def portal_app(deps: PortalDeps) -> ASGIApp:
     async def page(request: Request) -> Response:
         grant = await grant_of(request)
         data, usage = await portal_usage(
-            deps.store, grant=grant, calendars=deps.calendars, ops=deps.ops, now_ms=now_ms()
+            deps.store,
+            grant=grant,
+            config=deps.config,
+            calendars=deps.calendars,
+            ops=deps.ops,
+            now_ms=now_ms(),
         )
         charts = [
             bar_chart(meter, [(h.period_key, h.values.get(meter, 0)) for h in data.history])
@@ -73,6 +79,7 @@ def portal_app(deps: PortalDeps) -> ASGIApp:
                 period=data.period,
                 meters=list(grant.meters),
                 usage=usage,
+                data=data,
                 charts=charts,
                 csv_href=base + "/usage.csv",
                 json_href=base + "/usage.json",
@@ -83,14 +90,24 @@ def portal_app(deps: PortalDeps) -> ASGIApp:
     async def usage_json(request: Request) -> Response:
         grant = await grant_of(request)
         data, _ = await portal_usage(
-            deps.store, grant=grant, calendars=deps.calendars, ops=deps.ops, now_ms=now_ms()
+            deps.store,
+            grant=grant,
+            config=deps.config,
+            calendars=deps.calendars,
+            ops=deps.ops,
+            now_ms=now_ms(),
         )
         return Response(msgspec.json.encode(data), media_type="application/json")
 
     async def usage_csv(request: Request) -> Response:
         grant = await grant_of(request)
         data, _ = await portal_usage(
-            deps.store, grant=grant, calendars=deps.calendars, ops=deps.ops, now_ms=now_ms()
+            deps.store,
+            grant=grant,
+            config=deps.config,
+            calendars=deps.calendars,
+            ops=deps.ops,
+            now_ms=now_ms(),
         )
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")

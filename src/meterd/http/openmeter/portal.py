@@ -6,9 +6,6 @@ query service (§7); without one of them its routes answer 501.
 
 from __future__ import annotations
 
-from typing import TypeVar
-
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from meterd.config.model import SystemConfig
 from meterd.errors import InvalidRequest, NotAvailable, NotFound, PortalLinkInvalid, Unauthorized
 from meterd.http.auth import presented_key
+from meterd.http.body import decode_body
 from meterd.http.openmeter.query import answer_query
 from meterd.http.responses import JSONResponse
 from meterd.openmeter.meters import find_meter
@@ -40,7 +38,6 @@ NO_TOKEN_SERVICE = (
     " which this build of meterd does not have yet"
 )
 GRANT = "meterd.portal_grant"
-T = TypeVar("T")
 
 
 def _tokens(tokens: PortalTokens | None) -> PortalTokens:
@@ -53,7 +50,7 @@ def token_routes(config: SystemConfig, *, tokens: PortalTokens | None) -> list[R
     """Creating and invalidating tokens; these need an API key."""
 
     async def create_token(request: Request) -> Response:
-        body = _decode(await request.body(), PortalTokenIn)
+        body = decode_body(await request.body(), PortalTokenIn, _FIELD_RULES)
         meters = requested_meters(body, config.events)
         now = now_ms()
         issued = await _tokens(tokens).issue(customer_id=body.subject, meters=meters, now_ms=now)
@@ -63,7 +60,7 @@ def token_routes(config: SystemConfig, *, tokens: PortalTokens | None) -> list[R
         )
 
     async def invalidate_tokens(request: Request) -> Response:
-        body = _decode(await request.body(), InvalidateIn)
+        body = decode_body(await request.body(), InvalidateIn, _FIELD_RULES)
         if not body.id and not body.subject:
             raise InvalidRequest("give the token's id or a subject", field="id")
         await _tokens(tokens).revoke(token_id=body.id, customer_id=body.subject, now_ms=now_ms())
@@ -118,11 +115,12 @@ class PortalTokenAuth:
         await self.app(scope, receive, send)
 
 
-def _decode(body: bytes, kind: type[T]) -> T:
-    try:
-        return msgspec.json.decode(body, type=kind)
-    except msgspec.DecodeError as error:
-        raise InvalidRequest(f"invalid body: {error}") from None
+# What each field of the portal token bodies must be, in the client's words.
+_FIELD_RULES = {
+    "subject": "must be a string (the customer id)",
+    "allowedMeterSlugs": "must be an array of meter slugs (strings)",
+    "id": "must be a string (a token id)",
+}
 
 
 class MeterdPortalTokens:

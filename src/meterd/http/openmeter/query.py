@@ -11,11 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from meterd.config.model import EventTypeConfig, SystemConfig
-from meterd.errors import InvalidRequest, NotAvailable
+from meterd.errors import NotAvailable
 from meterd.http.responses import JSONResponse
 from meterd.meters.query import run_usage_query
 from meterd.meters.query import usage_query as checked_usage_query
-from meterd.openmeter.filters import FIELD
 from meterd.openmeter.meters import group_keys
 from meterd.openmeter.query import (
     QueryUsage,
@@ -60,23 +59,9 @@ async def answer_query(
 
 
 def meterd_query_usage(store: Store, config: SystemConfig) -> QueryUsage:
-    """`QueryUsage` on meterd's usage query service (meterd/meters/query.py, §7).
-
-    That service filters by accepted values only, so `$ne`/`$nin` (a "not in" set) and
-    MINUTE windows are refused with a 400 naming the parameter.
-    """
+    """`QueryUsage` on meterd's usage query service (meterd/meters/query.py, §7)."""
 
     async def query_usage(asked: UsageQuery) -> list[UsageRow]:
-        if asked.window_size == "minute":
-            raise InvalidRequest(
-                "windowSize: MINUTE is not offered; meterd's finest window is HOUR",
-                field="windowSize",
-            )
-        if any(found.negated for found in asked.filters.values()):
-            raise InvalidRequest(
-                f"{FIELD}: $ne and $nin (a set of refused values) are not offered yet",
-                field=FIELD,
-            )
         query = checked_usage_query(
             config,
             meter=asked.meter,
@@ -88,7 +73,7 @@ def meterd_query_usage(store: Store, config: SystemConfig) -> QueryUsage:
             customer_ids=asked.customer_ids,
             group_by=asked.group_by,
         )
-        filters = {key: found.values for key, found in asked.filters.items()}
+        filters = {key: kept for key, kept in asked.filters.items() if not kept.keeps_all}
         result = await run_usage_query(
             store, config, msgspec.structs.replace(query, filters=filters)
         )

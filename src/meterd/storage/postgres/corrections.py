@@ -23,10 +23,17 @@ from meterd.invoices import PeriodInvoicing
 from meterd.messages import Outgoing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
+    ANY_PERIOD,
+    SETTLE_BATCH,
+    TOUCHED_BATCH,
+    LevelCarry,
+    LevelEnd,
     RevisionPlan,
     Touched,
+    change_periods,
     customer_values,
     plan_revision,
+    time_weighted,
     touched_records,
 )
 from meterd.rollup import BucketKey, Partial
@@ -39,6 +46,7 @@ from meterd.storage.base import (
     StoredEvent,
 )
 from meterd.storage.postgres.invoicing import write_adjustments, write_invoices
+from meterd.storage.postgres.meter_indexes import literal
 from meterd.storage.postgres.meters import period_meter_values
 from meterd.storage.postgres.recompute import Connection, recompute_rollups
 from meterd.storage.rows import (
@@ -46,13 +54,16 @@ from meterd.storage.rows import (
     aggregation_values,
     decode_totals,
     encode_totals,
+    event_from_row,
     select_aggregations,
 )
-
-# A late change written by a correction: it may alter a record of any period.
-ANY_PERIOD = "*"
-# Late changes claimed per transaction.
-SETTLE_BATCH = 500
+from meterd.storage.voids import (
+    correction_from_row,
+    repeated_amendment,
+    void_again,
+    void_values,
+    voided_conflict,
+)
 
 InsertEvents = Callable[[Connection, Sequence[NewEvent]], Awaitable[list[bool]]]
 CustomerPartials = Callable[[Connection, str, PeriodBounds], Awaitable[dict[str, Partial]]]
@@ -114,12 +125,7 @@ async def void_event(
     if not await _insert_void(conn, queries, correction, None):
         earlier = await _correction(conn, queries["void_of_event"], event_id)
         assert earlier is not None
-        if earlier.replaced_by is None:
-            return earlier
-        raise Conflict(
-            f"event {event_id!r} was amended by {earlier.replaced_by!r}; void that one instead",
-            amendedBy=earlier.replaced_by,
-        )
+        return void_again(event_id, earlier)
     await _take_out(conn, queries, event)
     return correction
 
@@ -146,8 +152,11 @@ async def amend_event(
         if idempotency_key is not None:
             earlier = await _correction(conn, queries["void_by_idempotency_key"], idempotency_key)
             if earlier is not None:
-                return await _repeated_amendment(conn, queries, number, earlier, event_id)
-        raise Conflict(f"event {event_id!r} is voided; it cannot be amended", status="voided")
+                replaced_by = repeated_amendment(event_id, earlier)
+                replacement_event = await _event(conn, queries, replaced_by, number)
+                assert replacement_event is not None
+                return Amendment(event_id, replacement_event, earlier, duplicate=True)
+        raise voided_conflict(event_id)
     if await insert_events(conn, [replacement]) != [True]:
         raise Conflict(f"an event with id {replacement.id!r} already exists")
     await _take_out(conn, queries, event)
@@ -173,30 +182,42 @@ async def settle_step(
     records they touched. Returns (changes consumed, records and revisions written).
 
     A change that falls in a period whose close is under way (horizon raised, watermark
-    not yet moved) stays for a later round.
+    not yet moved) stays for a later round. A batch stops once it touches TOUCHED_BATCH
+    records, so one transaction stays short.
     """
     cursor = await conn.execute(queries["claim_late_changes"].encode(), (SETTLE_BATCH,))
     claimed = await cursor.fetchall()
     marks = await _by_period(conn, queries["watermarks"])
     horizons = await _by_period(conn, queries["close_horizons"])
+    # Levels carry up to the periods under close too, so a change that reaches one waits.
+    reach = {
+        name: max(marks.get(name, -(2**62)), horizons.get(name, -(2**62)))
+        for name in marks.keys() | horizons.keys()
+    }
+    levels = time_weighted(meters)
     ready: list[tuple[str, str, int]] = []
-    expanded: list[tuple[str, str, int]] = []
+    found: set[Touched] = set()
     for period, customer_id, bucket in claimed:
-        names = tuple(calendars) if period == ANY_PERIOD else (period,)
-        start = bucket * BUCKET_MS
-        if any(marks.get(n, -(2**62)) <= start < horizons.get(n, -(2**62)) for n in names):
+        names = change_periods(period, calendars)
+        carries = await _level_carries(conn, queries, levels, customer_id, bucket, names)
+        touched = touched_records(
+            [(name, customer_id, bucket) for name in names], calendars, carries, reach
+        )
+        if any(_under_close(t, marks, horizons) for t in touched):
             continue
         ready.append((period, customer_id, bucket))
-        expanded.extend((name, customer_id, bucket) for name in names)
+        found.update(touched)
+        if len(found) >= TOUCHED_BATCH:
+            break  # the other claimed changes wait for the next transaction
     written = 0
-    for touched in touched_records(expanded, calendars):
-        mark = marks.get(touched.period)
-        closed = mark is not None and touched.bounds.end_ms <= mark
+    for record in sorted(found):
+        mark = marks.get(record.period)
+        closed = mark is not None and record.bounds.end_ms <= mark
         written += await _revise(
             conn,
             queries,
             customer_partials,
-            touched,
+            record,
             closed,
             ops,
             webhooks,
@@ -207,6 +228,43 @@ async def settle_step(
     async with conn.cursor() as batch:
         await batch.executemany(queries["delete_late_change"].encode(), ready)
     return len(ready), written
+
+
+def _under_close(touched: Touched, marks: Mapping[str, int], horizons: Mapping[str, int]) -> bool:
+    """Whether `touched` lies in a period whose close is under way (horizon raised,
+    watermark not yet moved past it)."""
+    low = -(2**62)
+    start = touched.bounds.start_ms
+    return marks.get(touched.period, low) <= start < horizons.get(touched.period, low)
+
+
+async def _level_carries(
+    conn: Connection,
+    queries: Mapping[str, str],
+    meters: Mapping[str, EventTypeConfig],
+    customer_id: str,
+    bucket: int,
+    names: tuple[str, ...],
+) -> list[LevelCarry]:
+    """How far a change in `bucket` reaches through the time-weighted levels it may
+    alter: the customer's later events are read through the meter's index, a page at a time."""
+    carries = []
+    for event_type, meter in meters.items():
+        in_bucket = _with_type(queries["bucket_level_metadata"], event_type)
+        rows = await conn.execute(in_bucket, LevelEnd.bucket_params(customer_id, bucket))
+        search = LevelEnd(meter, customer_id, bucket, [raw for (raw,) in await rows.fetchall()])
+        later = _with_type(queries["later_levels"], event_type)
+        while (params := search.next_page()) is not None:
+            search.see(await (await conn.execute(later, params)).fetchall())
+        carry = search.carry(names)
+        if carry is not None:
+            carries.append(carry)
+    return carries
+
+
+def _with_type(sql: str, event_type: str) -> bytes:
+    # A literal, not a parameter: so the planner can use the meter's partial index.
+    return sql.replace("%(event_type)s", literal(event_type).replace("%", "%%")).encode()
 
 
 async def _by_period(conn: Connection, sql: str) -> dict[str, int]:
@@ -342,23 +400,6 @@ async def _insert_outgoing(
             )
 
 
-async def _repeated_amendment(
-    conn: Connection,
-    queries: Mapping[str, str],
-    number: NumberOf,
-    earlier: Correction,
-    event_id: str,
-) -> Amendment:
-    if earlier.event_id != event_id or earlier.replaced_by is None:
-        raise Conflict(
-            f"Idempotency-Key: already used to amend event {earlier.event_id!r}",
-            field="Idempotency-Key",
-        )
-    replacement = await _event(conn, queries, earlier.replaced_by, number)
-    assert replacement is not None
-    return Amendment(event_id, replacement, earlier, duplicate=True)
-
-
 async def _take_out(conn: Connection, queries: Mapping[str, str], event: StoredEvent) -> None:
     """A voided event leaves the rollups; the records it was in are recomputed later."""
     bucket = event.ts_ms // BUCKET_MS
@@ -381,16 +422,7 @@ async def _insert_void(
     idempotency_key: str | None,
 ) -> bool:
     cursor = await conn.execute(
-        queries["insert_void"].encode(),
-        (
-            correction.event_id,
-            correction.voided_ms,
-            correction.reason,
-            correction.key.name,
-            correction.key.prefix,
-            correction.replaced_by,
-            idempotency_key,
-        ),
+        queries["insert_void"].encode(), void_values(correction, idempotency_key)
     )
     return await cursor.fetchone() is not None
 
@@ -398,10 +430,7 @@ async def _insert_void(
 async def _correction(conn: Connection, sql: str, value: str) -> Correction | None:
     cursor = await conn.execute(sql.encode(), (value,))
     row = await cursor.fetchone()
-    if row is None:
-        return None
-    event_id, voided_ms, reason, key_name, key_prefix, replaced_by = row
-    return Correction(event_id, voided_ms, reason, KeyIdentity(key_name, key_prefix), replaced_by)
+    return None if row is None else correction_from_row(row)
 
 
 async def _event(
@@ -409,16 +438,4 @@ async def _event(
 ) -> StoredEvent | None:
     cursor = await conn.execute(queries["event_by_id"].encode(), (event_id,))
     row = await cursor.fetchone()
-    if row is None:
-        return None
-    seq, id_, event_type, customer_id, value, metadata, ts, received = row
-    return StoredEvent(
-        seq=seq,
-        id=id_,
-        event_type=event_type,
-        customer_id=customer_id,
-        value=number(value),
-        metadata=None if metadata is None else metadata.encode(),
-        ts_ms=ts,
-        received_ms=received,
-    )
+    return None if row is None else event_from_row(row, number)

@@ -37,7 +37,7 @@ from meterd.meters.group_rollup import (
     project,
     rollup_kind,
 )
-from meterd.meters.groups import GroupKey, GroupTotal
+from meterd.meters.groups import GroupFilter, GroupKey, GroupTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, exact, exact_decimal
@@ -292,7 +292,7 @@ async def group_totals(
     group_by: Sequence[str],
     by_customer: bool,
     customer_ids: Sequence[str] | None,
-    filters: Mapping[str, Iterable[str]] | None,
+    filters: Mapping[str, GroupFilter] | None,
 ) -> list[GroupTotal] | None:
     """Group rollups folded per window, [customer] and group; None when they cannot answer.
 
@@ -315,12 +315,6 @@ async def group_totals(
         "los": [lo // BUCKET_MS for lo, _ in windows],
         "his": [hi // BUCKET_MS for _, hi in windows],
     }
-    conditions = []
-    for index, (at, accepted) in enumerate(
-        zip(filter_places, (filters or {}).values(), strict=True)
-    ):
-        params[f"fv{index}"] = sorted(accepted)
-        conditions.append(f"AND (g.group_key::jsonb ->> {at}) = ANY(%(fv{index})s::text[])")
     customers = ""
     if customer_ids is not None:
         params["customer_ids"] = list(customer_ids)
@@ -330,7 +324,7 @@ async def group_totals(
         .replace("/*customers*/", customers)
         .replace("/*customer*/", ", g.customer_id" if by_customer else "")
         .replace("/*dims*/", ", g.group_key")
-        .replace("/*filters*/", " ".join(conditions))
+        .replace("/*filters*/", "")
     )
     cursor = await conn.execute(sql.encode(), params)
     result = []
@@ -345,7 +339,9 @@ async def group_totals(
                 row[0], customer, group, int(count), exact_total, _number(low), _number(high)
             )
         )
-    return project(result, places)
+    # Filters apply to the stored groups (a negated one keeps the null group).
+    kept = [(at, found) for at, found in zip(filter_places, (filters or {}).values(), strict=True)]
+    return project(result, places, kept)
 
 
 async def level_values(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from meterd.config.model import EventTypeConfig
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import (
     FOLDED_IN_DATABASE,
     MeterValue,
@@ -283,7 +283,7 @@ async def folded_group_totals(
     group_by: Sequence[str],
     by_customer: bool,
     customer_ids: Sequence[str] | None = None,
-    filters: Mapping[str, Iterable[str]] | None = None,
+    filters: Mapping[str, GroupFilter] | None = None,
 ) -> list[GroupTotal]:
     """A grouped meter folded per window: from its group rollups once built, else raw events."""
     found = await group_rollups.group_totals(
@@ -319,9 +319,9 @@ async def group_totals(
     group_by: Sequence[str],
     by_customer: bool,
     customer_ids: Sequence[str] | None = None,
-    filters: Mapping[str, Iterable[str]] | None = None,
+    filters: Mapping[str, GroupFilter] | None = None,
 ) -> list[GroupTotal]:
-    """A grouped meter's events folded per window, customer and group, in SQL."""
+    """A meter's events folded per window, customer and group, in SQL."""
     params: dict[str, Any] = {
         "from_ms": windows[0][0],
         "to_ms": windows[-1][1],
@@ -332,10 +332,19 @@ async def group_totals(
     for index, key in enumerate(group_by):
         params[f"g{index}"] = key
         groups.append(group_text_sql(f"g{index}"))
-    for index, (key, accepted) in enumerate((filters or {}).items()):
+    for index, (key, kept) in enumerate((filters or {}).items()):
+        if kept.keeps_all:
+            continue
         params[f"f{index}"] = key
-        params[f"fv{index}"] = sorted(accepted)
-        conditions.append(f"AND {group_text_sql(f'f{index}')} = ANY(%(fv{index})s::text[])")
+        params[f"fv{index}"] = sorted(kept.values)
+        text = group_text_sql(f"f{index}")
+        listed = f"%(fv{index})s::text[]"
+        # <> ALL on the null group is NULL: a refused-values filter keeps it.
+        conditions.append(
+            f"AND coalesce({text} <> ALL({listed}), true)"
+            if kept.negated
+            else f"AND {text} = ANY({listed})"
+        )
     sql = _with_type(queries["group_totals"], event_type)
     sql = sql.replace("/*customer*/", ", customer_id" if by_customer else "")
     sql = sql.replace("/*groups*/", "".join(", " + g for g in groups))

@@ -3,14 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Mapping,
-    Sequence,
-)
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -25,7 +18,7 @@ from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.messages import outgoing_for
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.rollup import BucketKey, Partial, Point, exact, exact_decimal, fold
@@ -63,6 +56,7 @@ from meterd.storage.rows import (
     attempt_values,
     delivery_from_row,
     delivery_update_values,
+    event_from_row,
     merge_by_type,
     select_aggregations,
 )
@@ -336,20 +330,7 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
             limit=query.limit,
         )
         rows = await self._fetch(sql.replace("?", "%s"), params)
-        return [
-            StoredEvent(
-                seq=seq,
-                id=id_,
-                event_type=event_type,
-                customer_id=customer_id,
-                value=_number(value),
-                metadata=None if metadata is None else metadata.encode(),
-                ts_ms=ts,
-                received_ms=received,
-                voided_ms=voided,
-            )
-            for seq, id_, event_type, customer_id, value, metadata, ts, received, voided in rows
-        ]
+        return [event_from_row(row, _number) for row in rows]
 
     # -- rollups and aggregation records ----------------------------------
 
@@ -777,7 +758,7 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         group_by: Sequence[str],
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
-        filters: Mapping[str, Iterable[str]] | None = None,
+        filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
         async with self._connection() as conn:
             return await meters_module.folded_group_totals(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import msgspec
 
@@ -19,10 +18,17 @@ from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.revisions import (
+    ANY_PERIOD,
+    SETTLE_BATCH,
+    TOUCHED_BATCH,
+    LevelCarry,
+    LevelEnd,
     RevisionPlan,
     Touched,
+    change_periods,
     customer_values,
     plan_revision,
+    time_weighted,
     touched_records,
 )
 from meterd.rollup import Partial, Point
@@ -39,16 +45,19 @@ from meterd.storage.rows import (
     aggregation_values,
     decode_totals,
     encode_totals,
+    event_from_row,
     select_aggregations,
 )
 from meterd.storage.sqlite.invoicing import write_adjustments, write_invoices
-from meterd.storage.sqlite.meters import period_meter_values
+from meterd.storage.sqlite.meters import period_meter_values, with_type
 from meterd.storage.sqlite.recompute import recompute_rollups
-
-# A late change written by a correction: it may alter a record of any period.
-ANY_PERIOD = "*"
-# Late changes consumed per writer transaction.
-SETTLE_BATCH = 500
+from meterd.storage.voids import (
+    correction_from_row,
+    repeated_amendment,
+    void_again,
+    void_values,
+    voided_conflict,
+)
 
 InsertEvents = Callable[[sqlite3.Connection, Sequence[NewEvent]], list[bool]]
 CustomerPartials = Callable[[sqlite3.Connection, str, PeriodBounds], dict[str, Partial]]
@@ -108,14 +117,9 @@ def void_event(
         raise NotFound(f"no event has id {event_id!r}")
     earlier = _correction(conn, queries["void_of_event"], event_id)
     if earlier is not None:
-        if earlier.replaced_by is None:
-            return earlier
-        raise Conflict(
-            f"event {event_id!r} was amended by {earlier.replaced_by!r}; void that one instead",
-            amendedBy=earlier.replaced_by,
-        )
+        return void_again(event_id, earlier)
     correction = Correction(event_id, now_ms, reason, key)
-    conn.execute(queries["insert_void"], _void_values(correction, None))
+    conn.execute(queries["insert_void"], void_values(correction, None))
     _take_out(conn, queries, event)
     return correction
 
@@ -135,15 +139,17 @@ def amend_event(
     if idempotency_key is not None:
         earlier = _correction(conn, queries["void_by_idempotency_key"], idempotency_key)
         if earlier is not None:
-            return _repeated_amendment(conn, queries, earlier, event_id)
+            repeated = _event(conn, queries, repeated_amendment(event_id, earlier))
+            assert repeated is not None
+            return Amendment(event_id, repeated, earlier, duplicate=True)
     event = _event(conn, queries, event_id)
     if event is None:
         raise NotFound(f"no event has id {event_id!r}")
     voided = _correction(conn, queries["void_of_event"], event_id)
     if voided is not None:
-        raise Conflict(f"event {event_id!r} is voided; it cannot be amended", status="voided")
+        raise voided_conflict(event_id)
     correction = Correction(event_id, now_ms, reason, key, replacement.id)
-    conn.execute(queries["insert_void"], _void_values(correction, idempotency_key))
+    conn.execute(queries["insert_void"], void_values(correction, idempotency_key))
     if insert_events(conn, [replacement]) != [True]:
         raise Conflict(f"an event with id {replacement.id!r} already exists")
     _take_out(conn, queries, event)
@@ -166,18 +172,31 @@ def settle_step(
     meters: Mapping[str, EventTypeConfig] | None = None,
 ) -> tuple[int, int]:
     """Consume a batch of late changes: recompute each touched record and write what
-    changed. Returns (changes consumed, records and revisions written)."""
+    changed. Returns (changes consumed, records and revisions written).
+
+    A batch stops once it touches TOUCHED_BATCH records (levels carried over many
+    periods touch many), so one writer transaction stays short.
+    """
     changes = conn.execute(queries["late_changes"], (SETTLE_BATCH,)).fetchall()
     if not changes:
         return 0, 0
     marks = dict(conn.execute(queries["watermarks"]).fetchall())
-    expanded = [
-        (name, customer_id, bucket)
-        for period, customer_id, bucket in changes
-        for name in (calendars if period == ANY_PERIOD else (period,))
-    ]
+    levels = time_weighted(meters)
+    taken: list[tuple[str, str, int]] = []
+    found: set[Touched] = set()
+    for period, customer_id, bucket in changes:
+        names = change_periods(period, calendars)
+        carries = _level_carries(conn, queries, levels, customer_id, bucket, names)
+        found.update(
+            touched_records(
+                [(name, customer_id, bucket) for name in names], calendars, carries, marks
+            )
+        )
+        taken.append((period, customer_id, bucket))
+        if len(found) >= TOUCHED_BATCH:
+            break
     written = 0
-    for touched in touched_records(expanded, calendars):
+    for touched in sorted(found):
         mark = marks.get(touched.period)
         row = conn.execute(_SELECT_RECORD, (touched.aggregation_id,)).fetchone()
         partials = customer_partials(conn, touched.customer_id, touched.bounds)
@@ -203,8 +222,32 @@ def settle_step(
         written += _write_plan(conn, queries, plan, now_ms)
         if invoicing is not None:
             _invoice_plan(conn, queries, plan, invoicing, touched, now_ms)
-    conn.executemany(queries["delete_late_change"], changes)
-    return len(changes), written
+    conn.executemany(queries["delete_late_change"], taken)
+    return len(taken), written
+
+
+def _level_carries(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    meters: Mapping[str, EventTypeConfig],
+    customer_id: str,
+    bucket: int,
+    names: tuple[str, ...],
+) -> list[LevelCarry]:
+    """How far a change in `bucket` reaches through the time-weighted levels it may
+    alter: the customer's later events are read through the meter's index, a page at a time."""
+    carries = []
+    for event_type, meter in meters.items():
+        in_bucket = with_type(queries["bucket_level_metadata"], event_type)
+        rows = conn.execute(in_bucket, LevelEnd.bucket_params(customer_id, bucket))
+        search = LevelEnd(meter, customer_id, bucket, [raw for (raw,) in rows])
+        later = with_type(queries["later_levels"], event_type)
+        while (params := search.next_page()) is not None:
+            search.see(conn.execute(later, params).fetchall())
+        carry = search.carry(names)
+        if carry is not None:
+            carries.append(carry)
+    return carries
 
 
 def list_revisions(
@@ -274,19 +317,6 @@ def _invoice_plan(
         )
 
 
-def _repeated_amendment(
-    conn: sqlite3.Connection, queries: Mapping[str, str], earlier: Correction, event_id: str
-) -> Amendment:
-    if earlier.event_id != event_id or earlier.replaced_by is None:
-        raise Conflict(
-            f"Idempotency-Key: already used to amend event {earlier.event_id!r}",
-            field="Idempotency-Key",
-        )
-    replacement = _event(conn, queries, earlier.replaced_by)
-    assert replacement is not None
-    return Amendment(event_id, replacement, earlier, duplicate=True)
-
-
 def _take_out(conn: sqlite3.Connection, queries: Mapping[str, str], event: StoredEvent) -> None:
     """A voided event leaves the rollups; the records it was in are recomputed later."""
     recompute_rollups(
@@ -301,40 +331,13 @@ def _note_correction(
     conn.execute(queries["insert_late_change"], (ANY_PERIOD, customer_id, ts_ms // BUCKET_MS))
 
 
-def _void_values(correction: Correction, idempotency_key: str | None) -> tuple[Any, ...]:
-    return (
-        correction.event_id,
-        correction.voided_ms,
-        correction.reason,
-        correction.key.name,
-        correction.key.prefix,
-        correction.replaced_by,
-        idempotency_key,
-    )
-
-
 def _correction(conn: sqlite3.Connection, sql: str, value: str) -> Correction | None:
     row = conn.execute(sql, (value,)).fetchone()
-    if row is None:
-        return None
-    event_id, voided_ms, reason, key_name, key_prefix, replaced_by = row
-    return Correction(event_id, voided_ms, reason, KeyIdentity(key_name, key_prefix), replaced_by)
+    return None if row is None else correction_from_row(row)
 
 
 def _event(
     conn: sqlite3.Connection, queries: Mapping[str, str], event_id: str
 ) -> StoredEvent | None:
     row = conn.execute(queries["event_by_id"], (event_id,)).fetchone()
-    if row is None:
-        return None
-    seq, id_, event_type, customer_id, value, metadata, ts, received = row
-    return StoredEvent(
-        seq=seq,
-        id=id_,
-        event_type=event_type,
-        customer_id=customer_id,
-        value=value,
-        metadata=None if metadata is None else metadata.encode(),
-        ts_ms=ts,
-        received_ms=received,
-    )
+    return None if row is None else event_from_row(row)

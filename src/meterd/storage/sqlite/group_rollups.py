@@ -39,7 +39,7 @@ from meterd.meters.group_rollup import (
     project,
     rollup_kind,
 )
-from meterd.meters.groups import GroupKey, GroupTotal
+from meterd.meters.groups import GroupFilter, GroupKey, GroupTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, add_exact, merge_all, parse_exact
@@ -396,7 +396,7 @@ def group_totals(
     group_by: Sequence[str],
     by_customer: bool,
     customer_ids: Sequence[str] | None,
-    filters: Mapping[str, Iterable[str]] | None,
+    filters: Mapping[str, GroupFilter] | None,
     compacted_days: int | None,
 ) -> list[GroupTotal] | None:
     """Group rollups folded per window, [customer] and group; None when they cannot answer.
@@ -415,15 +415,6 @@ def group_totals(
         return None
     fine, days = spans
     params: dict[str, Any] = {"event_type": event_type}
-    conditions = []
-    for index, (at, accepted) in enumerate(
-        zip(filter_places, (filters or {}).values(), strict=True)
-    ):
-        names = []
-        for number, value in enumerate(sorted(accepted)):
-            params[f"f{index}_{number}"] = value
-            names.append(f":f{index}_{number}")
-        conditions.append(f"AND json_extract(group_key, '$[{at}]') IN ({', '.join(names)})")
     customers = ""
     if customer_ids is not None:
         names = []
@@ -438,7 +429,7 @@ def group_totals(
         .replace("/*customers*/", customers)
         .replace("/*customer*/", ", customer_id" if by_customer else "")
         .replace("/*dims*/", ", group_key")
-        .replace("/*filters*/", " ".join(conditions))
+        .replace("/*filters*/", "")
     )
     try:
         rows = conn.execute(sql, params).fetchall()
@@ -455,7 +446,9 @@ def group_totals(
         for text in (decimals or "").split():
             total = add_exact(total, parse_exact(text))
         result.append(GroupTotal(row[0], customer, (row[at],), count, total, low, high))
-    return project(result, places)
+    # Filters apply to the stored groups (a negated one keeps the null group).
+    kept = [(at, found) for at, found in zip(filter_places, (filters or {}).values(), strict=True)]
+    return project(result, places, kept)
 
 
 def level_values(

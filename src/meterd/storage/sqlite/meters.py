@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from meterd.config.model import EventTypeConfig
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import (
     FOLDED_IN_DATABASE,
     MeterValue,
@@ -156,7 +156,7 @@ def folded_group_totals(
     group_by: Sequence[str],
     by_customer: bool,
     customer_ids: Sequence[str] | None = None,
-    filters: Mapping[str, Iterable[str]] | None = None,
+    filters: Mapping[str, GroupFilter] | None = None,
 ) -> list[GroupTotal] | None:
     """A grouped meter folded per window: from its group rollups once built, else raw events."""
     found = group_rollups.group_totals(
@@ -222,7 +222,7 @@ def rollup_values(
     return None
 
 
-def _by_customer(folds: Iterable[GroupTotal]) -> dict[str, list[GroupTotal]]:
+def _by_customer(folds: Sequence[GroupTotal]) -> dict[str, list[GroupTotal]]:
     result: dict[str, list[GroupTotal]] = {}
     for fold in folds:
         result.setdefault(fold.customer_id or "", []).append(fold)
@@ -337,6 +337,38 @@ def window_totals(
     return result
 
 
+def window_place_sql(windows: Sequence[tuple[int, int]]) -> str:
+    """SQL for the index of the window an event's ts falls in (ts within the windows).
+
+    Windows of one length (those between a cut first and last one) are found by
+    arithmetic; others (months, DST days) by a CASE over their ends.
+    """
+    step = regular_step(windows)
+    if step is not None:
+        base, length = step
+        return f"((ts - {base}) / {length})"
+    return (
+        "CASE "
+        + " ".join(f"WHEN ts < {hi} THEN {index}" for index, (_, hi) in enumerate(windows))
+        + " END"
+    )
+
+
+def regular_step(windows: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+    """(base, length) when window i is [base + i*length, base + (i+1)*length) cut to
+    the range; None for fewer than three windows or windows of different lengths."""
+    if len(windows) < 3:
+        return None
+    length = windows[1][1] - windows[1][0]
+    base = windows[1][0] - length
+    if windows[0][0] < base or windows[-1][1] > base + len(windows) * length:
+        return None
+    for index, (start, end) in enumerate(windows[1:-1], start=1):
+        if start != base + index * length or end != start + length:
+            return None
+    return base, length
+
+
 def group_text_sql(path_param: str) -> str:
     """SQL for a metadata value as group text (see meterd.meters.groups.as_text)."""
     value = f"json_extract(metadata, :{path_param})"
@@ -360,40 +392,51 @@ def group_totals(
     group_by: Sequence[str],
     by_customer: bool,
     customer_ids: Sequence[str] | None = None,
-    filters: Mapping[str, Iterable[str]] | None = None,
+    filters: Mapping[str, GroupFilter] | None = None,
 ) -> list[GroupTotal] | None:
-    """A grouped meter's events folded per window, customer and group, in SQL.
+    """A meter's events folded per window, customer and group, in SQL.
 
-    None when an integer total overflows (the caller folds `meter_events` instead).
+    Reads through the meter's covering index when it has one (grouped meters), else
+    through events_by_time or events_by_customer_time. None when an integer total
+    overflows (the caller folds `meter_events` instead).
     """
     params: dict[str, Any] = {"from_ms": windows[0][0], "to_ms": windows[-1][1]}
-    place = (
-        "CASE "
-        + " ".join(f"WHEN ts < {hi} THEN {index}" for index, (_, hi) in enumerate(windows))
-        + " END"
-    )
     groups = []
     conditions = []
     for index, key in enumerate(group_by):
         params[f"g{index}"] = '$."' + key.replace('"', '\\"') + '"'
         groups.append(group_text_sql(f"g{index}"))
-    for index, (key, accepted) in enumerate((filters or {}).items()):
+    for index, (key, kept) in enumerate((filters or {}).items()):
+        if kept.keeps_all:
+            continue
         params[f"f{index}"] = '$."' + key.replace('"', '\\"') + '"'
         names = []
-        for number, value in enumerate(sorted(accepted)):
+        for number, value in enumerate(sorted(kept.values)):
             params[f"f{index}_{number}"] = value
             names.append(f":f{index}_{number}")
-        conditions.append(f"AND {group_text_sql(f'f{index}')} IN ({', '.join(names)})")
+        listed = ", ".join(names)
+        text = group_text_sql(f"f{index}")
+        # NOT IN on the null group is NULL: a refused-values filter keeps it.
+        conditions.append(
+            f"AND coalesce({text} NOT IN ({listed}), 1)"
+            if kept.negated
+            else f"AND {text} IN ({listed})"
+        )
     sql = with_type(queries["group_totals"], event_type)
-    sql = sql.replace("/*place*/", place).replace("/*index*/", index_name(event_type))
+    sql = sql.replace("/*place*/", window_place_sql(windows))
     sql = sql.replace("/*customer*/", ", customer_id" if by_customer else "")
     sql = sql.replace("/*groups*/", "".join(", " + g for g in groups))
     sql = sql.replace("/*filters*/", " ".join(conditions))
     sql = _with_customers(sql, customer_ids, params)
     try:
-        rows = conn.execute(sql, params).fetchall()
+        try:
+            rows = conn.execute(sql.replace("/*index*/", index_name(event_type)), params).fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such index" not in str(error):
+                raise
+            rows = conn.execute(sql.replace("INDEXED BY /*index*/", ""), params).fetchall()
     except sqlite3.OperationalError as error:
-        if "overflow" not in str(error) and "no such index" not in str(error):
+        if "overflow" not in str(error):
             raise
         return None
     result = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +16,7 @@ from meterd.errors import IdConflict, StorageUnavailable
 from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
-from meterd.meters.groups import GroupTotal, MeterEvent, WindowTotal
+from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS, PeriodBounds, PeriodCalendar
 from meterd.rollup import Partial, Point, fold
@@ -47,6 +47,7 @@ from meterd.storage.rows import (
     attempt_values,
     delivery_from_row,
     delivery_update_values,
+    event_from_row,
     merge_by_type,
     select_aggregations,
 )
@@ -242,7 +243,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         sql, params = _events_sql(query)
 
         def fetch(conn: sqlite3.Connection) -> list[StoredEvent]:
-            return [_stored_event(row) for row in conn.execute(sql, params)]
+            return [event_from_row(row) for row in conn.execute(sql, params)]
 
         return await self._read(fetch)
 
@@ -646,7 +647,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         group_by: Sequence[str],
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
-        filters: Mapping[str, Iterable[str]] | None = None,
+        filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
         # One snapshot: the build state, the compaction mark and the rows they describe.
         return await self._read_snapshot(
@@ -810,19 +811,4 @@ def _aggregations_sql(query: AggregationQuery) -> tuple[str, list[Any]]:
         ],
         order_by="period_start DESC, id DESC",
         limit=query.limit,
-    )
-
-
-def _stored_event(row: tuple[Any, ...]) -> StoredEvent:
-    seq, id_, event_type, customer_id, value, metadata, ts, received, voided = row
-    return StoredEvent(
-        seq=seq,
-        id=id_,
-        event_type=event_type,
-        customer_id=customer_id,
-        value=value,
-        metadata=None if metadata is None else metadata.encode(),
-        ts_ms=ts,
-        received_ms=received,
-        voided_ms=voided,
     )

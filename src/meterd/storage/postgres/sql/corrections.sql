@@ -122,3 +122,21 @@ ON CONFLICT (message_id) DO NOTHING;
 
 -- name: api_key_by_hash
 SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = %s;
+
+-- name: bucket_level_metadata
+-- The metadata of one customer's events of a time-weighted meter in one bucket, voided
+-- ones included: the series (groups) whose levels a change there may alter.
+SELECT metadata::text FROM events
+WHERE event_type = %(event_type)s AND customer_id = %(customer)s
+  AND ts >= timestamptz 'epoch' + %(from_ms)s * interval '1 millisecond'
+  AND ts < timestamptz 'epoch' + %(to_ms)s * interval '1 millisecond';
+
+-- name: later_levels
+-- One customer's active events of a time-weighted meter after (ts, seq), oldest first:
+-- where a changed level ends.
+SELECT (extract(epoch FROM ts) * 1000)::bigint, seq, metadata::text FROM events
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = %(event_type)s AND customer_id = %(customer)s
+  AND (ts, seq) > (timestamptz 'epoch' + %(ts)s * interval '1 millisecond', %(seq)s)
+ORDER BY ts, seq
+LIMIT %(limit)s;

@@ -255,7 +255,7 @@ WHERE r.event_type = %(event_type)s /*customers*/
 GROUP BY w.place /*customer*/;
 
 -- name: group_totals
--- One grouped meter's raw events folded per window, [customer] and group, in SQL.
+-- One meter's raw events folded per window, [customer] and group, in SQL.
 -- width_bucket over the window starts gives each event's window (1-based);
 -- /*groups*/ the group text of each groupBy key, /*filters*/ and /*customers*/
 -- optional conditions.

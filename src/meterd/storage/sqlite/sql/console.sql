@@ -43,8 +43,19 @@ WHERE id IS NOT NULL AND (:search IS NULL OR instr(id, :search) > 0)
 LIMIT :limit;
 
 -- name: event_counts_by_bucket
-SELECT bucket, sum(count) FROM rollups WHERE bucket >= ? AND bucket < ?
-GROUP BY bucket ORDER BY bucket;
+-- Events per bucket over all customers: a range of each customer's primary key, found by
+-- skipping from one customer id to the next. Reading `rollups_by_bucket` instead costs a
+-- primary-key lookup per row for `count` (4x slower at 10M events).
+WITH RECURSIVE customer (id) AS (
+    SELECT min(customer_id) FROM rollups
+    UNION ALL
+    SELECT (SELECT min(customer_id) FROM rollups WHERE customer_id > customer.id)
+    FROM customer WHERE customer.id IS NOT NULL
+)
+SELECT r.bucket, sum(r.count)
+FROM customer JOIN rollups r ON r.customer_id = customer.id
+WHERE customer.id IS NOT NULL AND r.bucket >= ?1 AND r.bucket < ?2
+GROUP BY r.bucket ORDER BY r.bucket;
 
 -- name: delivery_count
 SELECT count(*) FROM deliveries WHERE status = ?;

@@ -67,3 +67,19 @@ DELETE FROM aggregations WHERE id = ? AND status = 'open';
 
 -- name: api_key_by_hash
 SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = ?;
+
+-- name: bucket_level_metadata
+-- The metadata of one customer's events of a time-weighted meter in one bucket, voided
+-- ones included: the series (groups) whose levels a change there may alter.
+SELECT metadata FROM events
+WHERE event_type = :event_type AND customer_id = :customer AND ts >= :from_ms AND ts < :to_ms;
+
+-- name: later_levels
+-- One customer's active events of a time-weighted meter after (ts, seq), oldest first:
+-- where a changed level ends.
+SELECT ts, seq, metadata FROM events
+WHERE NOT EXISTS (SELECT 1 FROM event_voids v WHERE v.event_id = events.id)
+  AND event_type = :event_type AND customer_id = :customer
+  AND ts >= :ts AND (ts > :ts OR seq > :seq)
+ORDER BY ts, seq
+LIMIT :limit;

@@ -293,11 +293,12 @@ FROM span
 GROUP BY place /*customer*/;
 
 -- name: group_totals
--- One grouped meter's raw events folded per window, [customer] and group, in SQL:
+-- One meter's raw events folded per window, [customer] and group, in SQL:
 -- count, exact integer total, other values as round-trip text for Python to add,
--- min, max. /*place*/ is a CASE giving each event's window, /*groups*/ the group text
--- of each groupBy key, /*filters*/ and /*customers*/ optional conditions; the meter's
--- partial index (named by /*index*/) covers every column read.
+-- min, max. /*place*/ gives each event's window (arithmetic or a CASE), /*groups*/ the
+-- group text of each groupBy key, /*filters*/ and /*customers*/ optional conditions;
+-- the meter's partial index (named by /*index*/) covers every column read. A meter
+-- without one runs it with no INDEXED BY: events_by_time or events_by_customer_time.
 SELECT /*place*/ AS place /*customer*/ /*groups*/, count(*),
        sum(iif(typeof(value) = 'integer', value, 0)),
        group_concat(iif(typeof(value) = 'integer', NULL, printf('%!.17g', value)), ' '),
