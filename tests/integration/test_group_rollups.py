@@ -11,7 +11,7 @@ from collections import defaultdict
 
 from meterd.config.model import EventTypeConfig
 from meterd.ingest import NewEvent
-from meterd.meters.groups import GroupTotal
+from meterd.meters.groups import GroupFilter, GroupTotal
 from meterd.storage.base import KeyIdentity, Store
 
 DAY = 86_400_000
@@ -91,6 +91,21 @@ async def test_group_rollups_follow_groupby_changes_voids_and_rebuilds(open_stor
     # Exact sums of 0.1s: the day's total over all groups, as a decimal.
     by_model = await sums(store, ("model",))
     assert round(sum(by_model.values()), 6) == round(sum(e.value for e in stored), 6)
+
+    # Filters on stored groups: a plain one drops the null group, a negated one keeps it.
+    for found in (GroupFilter(frozenset({"in"})), GroupFilter(frozenset({"in"}), negated=True)):
+        rows = await store.group_totals(
+            event_type="tokens",
+            windows=WINDOWS,
+            group_by=("model",),
+            by_customer=True,
+            filters={"dir": found},
+        )
+        assert rows is not None
+        kept = [e for e in stored if found.matches(json.loads(e.metadata or b"{}").get("dir"))]
+        assert {(r.place, r.customer_id, r.group): _numbers(r) for r in rows} == expected(
+            kept, ("model",), voided
+        )
 
     for event_id in ("e3", "e31", "e59"):
         await store.void_event(event_id=event_id, reason="wrong", key=KEY, now_ms=START)
