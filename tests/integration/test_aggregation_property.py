@@ -39,7 +39,7 @@ from meterd.ingest import MAX_FUTURE_MS, NewEvent
 from meterd.meters.query import run_usage_query, usage_query
 from meterd.meters.usage import customer_totals
 from meterd.periods import PeriodBounds
-from meterd.storage.base import AggregationQuery, EventQuery, Store
+from meterd.storage.base import AggregationQuery, EventQuery, KeyIdentity, Store
 from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import format_ms
@@ -731,6 +731,12 @@ class MeterScenario:
     batches: tuple[tuple[Event, ...], ...]
     metadata: dict[str, dict[str, object]]  # by event id
     concurrent: bool
+    # Group rollups (groups, levels, values, distinct sets): never prepared, prepared
+    # before any event, or after half the batches (so the build folds the first half
+    # while ingest folds the rest).
+    group_rollups: str = "none"
+    compact_midway: bool = False  # compact whole days after half the batches (SQLite)
+    voids: tuple[str, ...] = ()  # event ids voided after ingest
 
 
 @st.composite
@@ -767,11 +773,17 @@ def meter_scenarios(draw: st.DrawFn) -> MeterScenario:
         metadata[event_id] = meta
     size = draw(st.integers(1, 8))
     batches = tuple(tuple(events[i : i + size]) for i in range(0, len(events), size))
+    ids = sorted({e.id for e in events})
     return MeterScenario(
         timezone=draw(st.sampled_from(("UTC", "Europe/Oslo", "America/Santiago"))),
         batches=batches,
         metadata=metadata,
         concurrent=draw(st.booleans()),
+        group_rollups=draw(st.sampled_from(("none", "before", "midway"))),
+        compact_midway=draw(st.booleans()),
+        voids=tuple(
+            draw(st.lists(st.sampled_from(ids), max_size=min(3, len(ids) - 1), unique=True))
+        ),
     )
 
 
@@ -910,7 +922,14 @@ async def check_meters(scenario: MeterScenario, store: Store) -> None:
         if scenario.concurrent:  # with the covering indexes, and (otherwise) without
             await store.prepare_meters([t for t, m in METERS.items() if m.reads_events])
         seen: set[str] = set()
-        for batch in scenario.batches:
+        if scenario.group_rollups == "before":
+            await store.prepare_group_rollups(METERS)
+        for number, batch in enumerate(scenario.batches):
+            if number == len(scenario.batches) // 2:
+                if scenario.group_rollups == "midway":
+                    await store.prepare_group_rollups(METERS)
+                if scenario.compact_midway:
+                    await store.compact_rollups(max(e.ts_ms for e in batch))
             fresh = [
                 NewEvent(
                     e.id,
@@ -932,6 +951,11 @@ async def check_meters(scenario: MeterScenario, store: Store) -> None:
             await store.ingest(fresh)
         for batch in scenario.batches:
             seen.update(e.id for e in batch)
+        for event_id in scenario.voids:
+            await store.void_event(
+                event_id=event_id, reason="test", key=KeyIdentity("test", "t"), now_ms=0
+            )
+        seen -= set(scenario.voids)
         listed = await store.list_events(EventQuery(limit=100_000))
         assert {e.id for e in listed} == seen
         stored = [
@@ -1025,6 +1049,8 @@ async def query_problems(
     aligned = first_ts // QUARTER * QUARTER - QUARTER
     cases = [(name, off) for name in METERS]
     cases += [(name, aligned) for name in ("u_sum", "u_avg", "u_first")]
+    # Grouped meters of a foldable op read their group rollups on buckets.
+    cases += [(name, aligned) for name in ("g_sum", "g_avg", "g_min", "g_max", "g_count")]
     for name, start in cases:
         meter = METERS[name]
         query = usage_query(

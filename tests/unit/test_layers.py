@@ -75,6 +75,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "meterd.meters.groups",
             "meterd.meters.values",
             "meterd.meters.windows",
+            "meterd.meters.group_rollup",
             "meterd.openmeter",
         ),
     ),

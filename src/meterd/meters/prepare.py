@@ -2,8 +2,11 @@
 
 A changed `op`, `groupBy`, `property` or `percentile` needs no data migration: meters
 that read raw events compute from them at every read and close, so the new config
-applies to open periods at once. What follows the config is only the speed-up
-(`Store.prepare_meters`: a covering index per such meter), built while meterd serves.
+applies to open periods at once. What follows the config is only the speed-up, built
+while meterd serves: a covering index per such meter (`Store.prepare_meters`) and the
+group rollups of grouped meters of a foldable op and of every time_weighted_avg,
+percentile and unique_count meter (`Store.prepare_group_rollups`), which reads use
+once they are complete.
 """
 
 from __future__ import annotations
@@ -34,4 +37,12 @@ async def prepare_meters(store: Store, config: SystemConfig) -> list[str]:
         return []
     if built:
         log.info("built %d meter index(es) in %.1f s", len(built), time.monotonic() - started)
+    started = time.monotonic()
+    try:
+        folded = await store.prepare_group_rollups(config.events)
+    except Exception:
+        log.exception("building group rollups failed")
+        return built
+    if folded:
+        log.info("built group rollups from %d events in %.1f s", folded, time.monotonic() - started)
     return built

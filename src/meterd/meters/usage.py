@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from meterd.aggregation import Totals, merge_meter_values, totals_of
-from meterd.config.model import EventTypeConfig, Op
+from meterd.config.model import EVENT_OPS, EventTypeConfig, Op
 from meterd.meters.values import FOLDED_IN_DATABASE, MeterValue, grouped_value, meter_value
 from meterd.periods import PeriodBounds
 from meterd.storage.base import Store
@@ -25,6 +25,17 @@ async def customer_totals(
         return totals
     values: dict[str, MeterValue] = {}
     for event_type, meter in meters.items():
+        if meter.op in EVENT_OPS:
+            found = await store.rollup_values(
+                event_type=event_type,
+                meter=meter,
+                from_ms=bounds.start_ms,
+                to_ms=bounds.end_ms,
+                customer_ids=[customer_id],
+            )
+            if found is not None:
+                values[event_type] = found.get(customer_id, MeterValue(None, 0))
+                continue
         computed = await store.meter_aggregate(
             event_type=event_type,
             meter=meter,

@@ -537,6 +537,34 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    async def prepare_group_rollups(self, meters: Mapping[str, EventTypeConfig]) -> int:
+        """Keep group rollups for exactly the meters among these that need them
+        (meterd.meters.group_rollup.rollup_kind): grouped ones of a foldable op, and
+        every time_weighted_avg, percentile and unique_count one.
+
+        A new meter, or one whose groupBy, op or property changed, is built from its
+        raw events in chunks while ingest goes on; until it is done reads fold raw
+        events. Returns the events folded.
+        """
+
+    async def rollup_values(
+        self,
+        *,
+        event_type: str,
+        meter: EventTypeConfig,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> dict[str, MeterValue] | None:
+        """A time_weighted_avg, percentile or unique_count meter per customer over
+        [from_ms, to_ms), from its group rollups: every customer with events in the
+        span (or a level held into it).
+
+        None when the store cannot answer from them (the caller reads raw events).
+        """
+        return None
+
+    @abc.abstractmethod
     async def meter_aggregate(
         self,
         *,
@@ -578,7 +606,9 @@ class Store(abc.ABC):
         customer_ids: Sequence[str] | None = None,
         filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
-        """A meter's raw events folded per window, [customer] and group, in the database.
+        """A meter's events folded per window, [customer] and group, in the database:
+        from the meter's group rollups once built (`prepare_group_rollups`) and the
+        windows lie on 15-minute boundaries, else from raw events.
 
         `windows` are contiguous [start_ms, end_ms) of any length (minutes too); `filters`
         keep events whose group text of each key the key's GroupFilter keeps (a negated

@@ -12,13 +12,16 @@ import psycopg
 from meterd.config.model import EventTypeConfig
 from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import (
+    FOLDED_IN_DATABASE,
     MeterValue,
+    grouped_value,
     level_average,
     meter_values,
     nearest_rank_index,
     plain_number,
 )
 from meterd.periods import BUCKET_MS, PeriodBounds
+from meterd.storage.postgres import group_rollups
 from meterd.storage.postgres.meter_indexes import literal
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -72,6 +75,36 @@ async def period_meter_values(
     """Every customer's value of each meter over `bounds`, by event type, from raw events."""
     values = {}
     for event_type, meter in meters.items():
+        if meter.group_by and meter.op in FOLDED_IN_DATABASE:
+            folds = await folded_group_totals(
+                conn,
+                queries,
+                event_type=event_type,
+                windows=[(bounds.start_ms, bounds.end_ms)],
+                group_by=meter.group_by,
+                by_customer=True,
+                customer_ids=customer_ids,
+            )
+            by_customer: dict[str, list[GroupTotal]] = {}
+            for fold in folds:
+                by_customer.setdefault(fold.customer_id or "", []).append(fold)
+            values[event_type] = {
+                customer_id: grouped_value(meter, rows)
+                for customer_id, rows in sorted(by_customer.items())
+            }
+            continue
+        found = await rollup_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=bounds.start_ms,
+            to_ms=bounds.end_ms,
+            customer_ids=customer_ids,
+        )
+        if found is not None:
+            values[event_type] = found
+            continue
         events = await meter_events(
             conn,
             queries,
@@ -203,6 +236,77 @@ def group_text_sql(key_param: str) -> str:
         f" WHEN 'number' THEN trim_scale((metadata ->> %({key_param})s::text)::numeric)::text"
         f" WHEN 'boolean' THEN metadata ->> %({key_param})s::text"
         f" WHEN 'null' THEN NULL ELSE ({value})::text END"
+    )
+
+
+async def rollup_values(
+    conn: Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    meter: EventTypeConfig,
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None = None,
+) -> dict[str, MeterValue] | None:
+    """A time_weighted_avg, percentile or unique_count meter per customer from its group
+    rollups, or None (not such a meter, or its rows cannot answer yet)."""
+    if meter.op == "time_weighted_avg":
+        return await group_rollups.level_values(
+            conn,
+            queries,
+            event_type=event_type,
+            group_by=meter.group_by,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+        )
+    if meter.op in ("percentile", "unique_count"):
+        return await group_rollups.payload_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+        )
+    return None
+
+
+async def folded_group_totals(
+    conn: Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    windows: Sequence[tuple[int, int]],
+    group_by: Sequence[str],
+    by_customer: bool,
+    customer_ids: Sequence[str] | None = None,
+    filters: Mapping[str, GroupFilter] | None = None,
+) -> list[GroupTotal]:
+    """A grouped meter folded per window: from its group rollups once built, else raw events."""
+    found = await group_rollups.group_totals(
+        conn,
+        queries,
+        event_type=event_type,
+        windows=windows,
+        group_by=group_by,
+        by_customer=by_customer,
+        customer_ids=customer_ids,
+        filters=filters,
+    )
+    if found is not None:
+        return found
+    return await group_totals(
+        conn,
+        queries,
+        event_type=event_type,
+        windows=windows,
+        group_by=group_by,
+        by_customer=by_customer,
+        customer_ids=customer_ids,
+        filters=filters,
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any
 import psycopg
 
 from meterd.periods import BUCKET_MS
-from meterd.rollup import BucketKey, Point, exact, fold
+from meterd.rollup import BucketKey, Partial, Point, exact, fold
+from meterd.storage.postgres.group_rollups import recompute_group_buckets
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 
@@ -30,7 +31,8 @@ async def recompute_rollups(
     added to it has committed (its events are read), one that has not waits and then
     adds its events on top of the recomputed row.
     """
-    for customer_id, event_type, bucket in sorted(set(keys)):
+    keys = sorted(set(keys))
+    for customer_id, event_type, bucket in keys:
         await conn.execute(queries["lock_rollup"].encode(), (customer_id, bucket, event_type))
         start = bucket * BUCKET_MS
         cursor = await conn.execute(
@@ -44,25 +46,38 @@ async def recompute_rollups(
         partial = fold(points).get((customer_id, event_type, bucket))
         if partial is None:
             await conn.execute(queries["delete_rollup"].encode(), (customer_id, bucket, event_type))
-            continue
-        await conn.execute(
-            queries["replace_rollup"].encode(),
-            (
-                customer_id,
-                bucket,
-                event_type,
-                partial.count,
-                Decimal(partial.sum),
-                Decimal(exact(partial.min)),
-                Decimal(exact(partial.max)),
-                partial.first.ts_ms,
-                partial.first.seq,
-                Decimal(exact(partial.first.value)),
-                partial.last.ts_ms,
-                partial.last.seq,
-                Decimal(exact(partial.last.value)),
-            ),
-        )
+        else:
+            await _replace(conn, queries, customer_id, event_type, bucket, partial)
+    # Every bucket's plain rollup row is locked now: no ingest adds to its groups meanwhile.
+    await recompute_group_buckets(conn, queries, keys)
+
+
+async def _replace(
+    conn: Connection,
+    queries: Mapping[str, str],
+    customer_id: str,
+    event_type: str,
+    bucket: int,
+    partial: Partial,
+) -> None:
+    await conn.execute(
+        queries["replace_rollup"].encode(),
+        (
+            customer_id,
+            bucket,
+            event_type,
+            partial.count,
+            Decimal(partial.sum),
+            Decimal(exact(partial.min)),
+            Decimal(exact(partial.max)),
+            partial.first.ts_ms,
+            partial.first.seq,
+            Decimal(exact(partial.first.value)),
+            partial.last.ts_ms,
+            partial.last.seq,
+            Decimal(exact(partial.last.value)),
+        ),
+    )
 
 
 def _number(value: Decimal) -> float:

@@ -50,7 +50,7 @@ from meterd.storage.base import (
     StoredEvent,
     WriteStats,
 )
-from meterd.storage.postgres import corrections, meter_indexes
+from meterd.storage.postgres import corrections, group_rollups, meter_indexes
 from meterd.storage.postgres import meters as meters_module
 from meterd.storage.postgres.alerts import PostgresAlerts, touch_watched
 from meterd.storage.postgres.batcher import IngestBatcher
@@ -94,7 +94,14 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
 
     def __init__(self, url: str, *, pool_size: int = 10, max_pending_events: int = 100_000) -> None:
         self.url = url
-        self._queries = read_queries(PACKAGE) | read_queries(PACKAGE, "corrections.sql")
+        self._queries = (
+            read_queries(PACKAGE)
+            | read_queries(PACKAGE, "corrections.sql")
+            | read_queries(PACKAGE, "group_rollups.sql")
+        )
+        self._queries["upsert_value_rollups"] = self._queries["upsert_group_rollups"].replace(
+            "payload = NULL;", "payload = group_rollups.payload || excluded.payload;"
+        )
         self._console = PostgresConsole(
             read_queries(PACKAGE, "console.sql"), self._fetch, self._execute_count
         )
@@ -203,6 +210,15 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         ]
         partials = fold(points)
         await self._upsert_rollups(conn, partials)
+        await group_rollups.keep_group_rollups(
+            conn,
+            self._queries,
+            (
+                (seq, e.id, e.event_type, e.customer_id, e.value, e.metadata, e.ts_ms)
+                for e, seq in zip(events, seqs, strict=True)
+                if seq in wanted
+            ),
+        )
         await corrections.note_late_events(conn, self._queries, list(partials))
         await touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
         return outcomes
@@ -481,6 +497,8 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         last_seq = 0
         async with self._connection() as conn, conn.transaction():
             await conn.execute(self._queries["delete_rollups"].encode())
+            # Group rollups are built again by `prepare_group_rollups`, in chunks.
+            await group_rollups.restart_group_builds(conn, self._queries)
             while True:
                 cursor = await conn.execute(
                     self._queries["events_from_seq"].encode(), (last_seq, REBUILD_CHUNK)
@@ -680,6 +698,37 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         async with self._connection() as conn:
             return await meter_indexes.sync_meter_indexes(conn, event_types)
 
+    async def prepare_group_rollups(self, meters: Mapping[str, EventTypeConfig]) -> int:
+        async with self._connection() as conn, conn.transaction():
+            await group_rollups.register_group_meters(conn, self._queries, meters)
+        folded = 0
+        while True:
+            async with self._connection() as conn, conn.transaction():
+                step = await group_rollups.build_step(conn, self._queries)
+            if not step:
+                return folded
+            folded += step
+
+    async def rollup_values(
+        self,
+        *,
+        event_type: str,
+        meter: EventTypeConfig,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> dict[str, MeterValue] | None:
+        async with self._connection() as conn, conn.transaction():
+            return await meters_module.rollup_values(
+                conn,
+                self._queries,
+                event_type=event_type,
+                meter=meter,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+            )
+
     async def meter_aggregate(
         self,
         *,
@@ -729,7 +778,7 @@ class PostgresStore(PostgresInvoicing, PostgresAlerts, Store):
         filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
         async with self._connection() as conn:
-            return await meters_module.group_totals(
+            return await meters_module.folded_group_totals(
                 conn,
                 self._queries,
                 event_type=event_type,

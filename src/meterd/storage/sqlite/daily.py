@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import BucketKey, Partial, Point, fold
+from meterd.storage.sqlite.group_rollups import compact_group_days
 from meterd.storage.sqlite.rollups import partial_rows, upsert_partials
 
 DAY_MS = 86_400_000
@@ -71,6 +72,7 @@ def compact_step(conn: sqlite3.Connection, queries: Mapping[str, str], before_ms
         known = daily.get(key)
         daily[key] = partial if known is None else known.merge(partial)
     upsert_partials(conn, queries["upsert_daily_rollup"], daily)
+    compact_group_days(conn, queries, compacted, end)
     conn.execute(queries["set_compacted_days"], (end,))
     return end - compacted
 

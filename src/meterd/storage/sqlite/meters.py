@@ -9,7 +9,9 @@ from typing import Any
 from meterd.config.model import EventTypeConfig
 from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
 from meterd.meters.values import (
+    FOLDED_IN_DATABASE,
     MeterValue,
+    grouped_value,
     level_average,
     meter_values,
     nearest_rank_index,
@@ -17,6 +19,9 @@ from meterd.meters.values import (
 )
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.rollup import ExactNumber, Partial, add_exact, exact, parse_exact
+from meterd.storage.sqlite import group_rollups
+from meterd.storage.sqlite.daily import days_until
+from meterd.storage.sqlite.day_spans import split_windows, values_sql
 from meterd.storage.sqlite.meter_indexes import index_name, literal
 from meterd.storage.sqlite.rollups import partial_rows
 
@@ -88,6 +93,34 @@ def period_meter_values(
     """Every customer's value of each meter over `bounds`, by event type, from raw events."""
     values = {}
     for event_type, meter in meters.items():
+        if meter.group_by and meter.op in FOLDED_IN_DATABASE:
+            folds = folded_group_totals(
+                conn,
+                queries,
+                event_type=event_type,
+                windows=[(bounds.start_ms, bounds.end_ms)],
+                group_by=meter.group_by,
+                by_customer=True,
+                customer_ids=customer_ids,
+            )
+            if folds is not None:
+                values[event_type] = {
+                    customer_id: grouped_value(meter, rows)
+                    for customer_id, rows in sorted(_by_customer(folds).items())
+                }
+                continue
+        found = rollup_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=bounds.start_ms,
+            to_ms=bounds.end_ms,
+            customer_ids=customer_ids,
+        )
+        if found is not None:
+            values[event_type] = found
+            continue
         events = meter_events(
             conn,
             queries,
@@ -112,6 +145,88 @@ def period_meter_values(
             meter, events, start_ms=bounds.start_ms, end_ms=bounds.end_ms, levels_before=before
         )
     return values
+
+
+def folded_group_totals(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    windows: Sequence[tuple[int, int]],
+    group_by: Sequence[str],
+    by_customer: bool,
+    customer_ids: Sequence[str] | None = None,
+    filters: Mapping[str, GroupFilter] | None = None,
+) -> list[GroupTotal] | None:
+    """A grouped meter folded per window: from its group rollups once built, else raw events."""
+    found = group_rollups.group_totals(
+        conn,
+        queries,
+        event_type=event_type,
+        windows=windows,
+        group_by=group_by,
+        by_customer=by_customer,
+        customer_ids=customer_ids,
+        filters=filters,
+        compacted_days=days_until(conn, queries),
+    )
+    if found is not None:
+        return found
+    return group_totals(
+        conn,
+        queries,
+        event_type=event_type,
+        windows=windows,
+        group_by=group_by,
+        by_customer=by_customer,
+        customer_ids=customer_ids,
+        filters=filters,
+    )
+
+
+def rollup_values(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    *,
+    event_type: str,
+    meter: EventTypeConfig,
+    from_ms: int,
+    to_ms: int,
+    customer_ids: Sequence[str] | None = None,
+) -> dict[str, MeterValue] | None:
+    """A time_weighted_avg, percentile or unique_count meter per customer from its group
+    rollups, or None (not such a meter, or its rows cannot answer yet)."""
+    compacted = days_until(conn, queries)
+    if meter.op == "time_weighted_avg":
+        return group_rollups.level_values(
+            conn,
+            queries,
+            event_type=event_type,
+            group_by=meter.group_by,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+            compacted_days=compacted,
+        )
+    if meter.op in ("percentile", "unique_count"):
+        return group_rollups.payload_values(
+            conn,
+            queries,
+            event_type=event_type,
+            meter=meter,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            customer_ids=customer_ids,
+            compacted_days=compacted,
+        )
+    return None
+
+
+def _by_customer(folds: Sequence[GroupTotal]) -> dict[str, list[GroupTotal]]:
+    result: dict[str, list[GroupTotal]] = {}
+    for fold in folds:
+        result.setdefault(fold.customer_id or "", []).append(fold)
+    return result
 
 
 def with_type(sql: str, event_type: str) -> str:
@@ -191,12 +306,18 @@ def window_totals(
     by_customer: bool,
     customer_ids: Sequence[str] | None = None,
 ) -> list[WindowTotal] | None:
-    """Rollups folded per window in SQL; None when an integer total overflows."""
-    values = ", ".join(
-        f"({place}, {lo // BUCKET_MS}, {hi // BUCKET_MS})" for place, (lo, hi) in enumerate(windows)
-    )
-    sql = queries["window_totals"].replace("/*windows*/", values)
-    sql = sql.replace("/*customer*/", ", r.customer_id" if by_customer else "")
+    """Rollups folded per window in SQL; None when an integer total overflows.
+
+    Whole compacted UTC days come from daily_rollups, the rest from 15-minute rollups;
+    run it in one snapshot (the compaction mark and the rows it describes).
+    """
+    spans = split_windows(windows, days_until(conn, queries))
+    if spans is None:
+        return None
+    fine, days = spans
+    sql = queries["window_totals"].replace("/*fine*/", values_sql(fine))
+    sql = sql.replace("/*days*/", values_sql(days))
+    sql = sql.replace("/*customer*/", ", customer_id" if by_customer else "")
     params: dict[str, Any] = {"event_type": event_type}
     sql = _with_customers(sql, customer_ids, params).replace("AND customer_id", "AND r.customer_id")
     try:

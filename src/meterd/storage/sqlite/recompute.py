@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from meterd.periods import BUCKET_MS
 from meterd.rollup import BucketKey, Partial, Point, fold
 from meterd.storage.sqlite import daily
+from meterd.storage.sqlite.group_rollups import recompute_group_buckets
 from meterd.storage.sqlite.rollups import partial_rows, upsert_partials
 
 
@@ -26,8 +27,10 @@ def recompute_rollups(
     Runs in the caller's (writer) transaction.
     """
     compacted = daily.days_until(conn, queries)
+    keys = sorted(set(keys))
+    recompute_group_buckets(conn, queries, keys, compacted)
     days: set[BucketKey] = set()
-    for customer_id, event_type, bucket in sorted(set(keys)):
+    for customer_id, event_type, bucket in keys:
         conn.execute(queries["delete_rollup"], (customer_id, bucket, event_type))
         start = bucket * BUCKET_MS
         rows = conn.execute(

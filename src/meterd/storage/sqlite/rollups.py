@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from meterd.meters.group_rollup import DISTINCT, merge_payloads
 from meterd.rollup import (
     BucketKey,
     ExactNumber,
@@ -42,8 +43,20 @@ def _exact_add(a: int | str, b: int | str) -> int | str:
     return stored_total(total if isinstance(total, int) else exact_decimal(total))
 
 
+def _concat_values(a: bytes | None, b: bytes | None) -> bytes | None:
+    """Two buckets' percentile payloads (packed doubles) as one; readers sort."""
+    return None if a is None or b is None else a + b
+
+
+def _union_texts(a: bytes | None, b: bytes | None) -> bytes | None:
+    """Two buckets' distinct-value payloads as one."""
+    return None if a is None or b is None else merge_payloads(DISTINCT, (a, b))
+
+
 def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("exact_add", 2, _exact_add, deterministic=True)
+    conn.create_function("concat_values", 2, _concat_values, deterministic=True)
+    conn.create_function("union_texts", 2, _union_texts, deterministic=True)
 
 
 def upsert_partials(

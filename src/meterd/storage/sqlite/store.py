@@ -58,6 +58,7 @@ from meterd.storage.sqlite import (
     console,
     corrections,
     daily,
+    group_rollups,
     meter_indexes,
     meters,
     rollups,
@@ -149,6 +150,19 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
 
         return await asyncio.to_thread(run)
 
+    async def _read_snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn` in one read transaction: every query it runs sees the same state."""
+
+        def read(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN")
+            try:
+                return fn(conn)
+            finally:
+                if conn.in_transaction:  # a read: ending the snapshot, nothing to keep
+                    conn.execute("ROLLBACK")
+
+        return await self._read(read)
+
     @contextmanager
     def _reader(self) -> Iterator[sqlite3.Connection]:
         conn = self._readers.get()
@@ -213,6 +227,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         late = daily.late_partials(points, compacted)
         if late:
             rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
+        group_rollups.keep_group_rollups(conn, q, rows, compacted)
         corrections.note_late_events(conn, q, points)
         touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
         return outcomes
@@ -328,6 +343,8 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         # The daily rows are folded again from the new rollups by the next compaction.
         for name in ("delete_rollups", "delete_daily_rollups", "reset_compaction"):
             conn.execute(self._queries[name])
+        # Group rollups are built again by `prepare_group_rollups`, in chunks.
+        group_rollups.restart_group_builds(conn, self._queries)
         folded = 0
         last_seq = 0
         while True:
@@ -561,6 +578,27 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             lambda conn: meter_indexes.sync_meter_indexes(conn, event_types)
         )
 
+    async def rollup_values(
+        self,
+        *,
+        event_type: str,
+        meter: EventTypeConfig,
+        from_ms: int,
+        to_ms: int,
+        customer_ids: Sequence[str] | None = None,
+    ) -> dict[str, MeterValue] | None:
+        return await self._read_snapshot(
+            lambda conn: meters.rollup_values(
+                conn,
+                self._queries,
+                event_type=event_type,
+                meter=meter,
+                from_ms=from_ms,
+                to_ms=to_ms,
+                customer_ids=customer_ids,
+            )
+        )
+
     async def meter_aggregate(
         self,
         *,
@@ -590,7 +628,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         by_customer: bool,
         customer_ids: Sequence[str] | None = None,
     ) -> list[WindowTotal] | None:
-        return await self._read(
+        return await self._read_snapshot(
             lambda conn: meters.window_totals(
                 conn,
                 self._queries,
@@ -611,8 +649,9 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
         customer_ids: Sequence[str] | None = None,
         filters: Mapping[str, GroupFilter] | None = None,
     ) -> list[GroupTotal] | None:
-        return await self._read(
-            lambda conn: meters.group_totals(
+        # One snapshot: the build state, the compaction mark and the rows they describe.
+        return await self._read_snapshot(
+            lambda conn: meters.folded_group_totals(
                 conn,
                 self._queries,
                 event_type=event_type,
@@ -623,6 +662,19 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
                 filters=filters,
             )
         )
+
+    async def prepare_group_rollups(self, meters: Mapping[str, EventTypeConfig]) -> int:
+        await self.writer.call(
+            lambda conn: group_rollups.register_group_meters(conn, self._queries, meters)
+        )
+        folded = 0
+        while step := await self.writer.call(
+            lambda conn: group_rollups.build_step(
+                conn, self._queries, daily.days_until(conn, self._queries)
+            )
+        ):
+            folded += step
+        return folded
 
     # --- corrections ---
 
@@ -704,7 +756,11 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
 
 def store_queries() -> dict[str, str]:
     """The named queries, with those built from others (daily upsert, customer span)."""
-    queries = read_queries(PACKAGE) | read_queries(PACKAGE, "corrections.sql")
+    queries = (
+        read_queries(PACKAGE)
+        | read_queries(PACKAGE, "corrections.sql")
+        | read_queries(PACKAGE, "group_rollups.sql")
+    )
     queries["upsert_daily_rollup"] = daily.upsert_sql(queries["upsert_rollup"])
     for name in ("customer_totals", "customer_firsts", "customer_lasts", "customer_rollups"):
         queries[name] = queries["customer_span"] + "\n" + queries[name]

@@ -270,17 +270,27 @@ FROM (SELECT ts, seq, value, lead(ts, 1, :to_ms) OVER (ORDER BY ts, seq) AS next
       FROM levels);
 
 -- name: window_totals
--- One event type's rollups folded per window (and customer, when /*customer*/ adds
+-- One event type's partials folded per window (and customer, when /*customer*/ adds
 -- it): count, exact integer total, decimal totals to add in Python, min, max.
--- /*windows*/ becomes the VALUES rows (place, first bucket, end bucket).
-WITH windows (place, lo, hi) AS (VALUES /*windows*/)
-SELECT windows.place /*customer*/, sum(r.count),
-       sum(iif(typeof(r.total) = 'integer', r.total, 0)),
-       group_concat(iif(typeof(r.total) = 'text', r.total, NULL), ' '),
-       min(r.minimum), max(r.maximum)
-FROM windows JOIN rollups AS r ON r.bucket >= windows.lo AND r.bucket < windows.hi
-WHERE r.event_type = :event_type /*customers*/
-GROUP BY windows.place /*customer*/;
+-- /*fine*/ and /*days*/ are VALUES rows (place, first bucket, end bucket) of the
+-- 15-minute edges (rollups) and the whole compacted UTC days (daily_rollups).
+WITH fine (place, lo, hi) AS (VALUES /*fine*/),
+     days (place, lo, hi) AS (VALUES /*days*/),
+     span AS (
+    SELECT fine.place, r.customer_id, r.count, r.total, r.minimum, r.maximum
+    FROM fine JOIN rollups AS r ON r.bucket >= fine.lo AND r.bucket < fine.hi
+    WHERE r.event_type = :event_type /*customers*/
+    UNION ALL
+    SELECT days.place, r.customer_id, r.count, r.total, r.minimum, r.maximum
+    FROM days JOIN daily_rollups AS r ON r.bucket >= days.lo AND r.bucket < days.hi
+    WHERE r.event_type = :event_type /*customers*/
+)
+SELECT place /*customer*/, sum(count),
+       sum(iif(typeof(total) = 'integer', total, 0)),
+       group_concat(iif(typeof(total) = 'text', total, NULL), ' '),
+       min(minimum), max(maximum)
+FROM span
+GROUP BY place /*customer*/;
 
 -- name: group_totals
 -- One meter's raw events folded per window, [customer] and group, in SQL:
