@@ -44,7 +44,7 @@ from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, add_exact, merge_all, parse_exact
 from meterd.storage.sqlite.day_spans import split_windows, values_sql
-from meterd.storage.sqlite.multirow import insert_rows
+from meterd.storage.sqlite.multirow import customers_sql, insert_rows
 from meterd.storage.sqlite.rollups import loaded_total, stored_total
 
 DAY_MS = 86_400_000
@@ -415,13 +415,7 @@ def group_totals(
         return None
     fine, days = spans
     params: dict[str, Any] = {"event_type": event_type}
-    customers = ""
-    if customer_ids is not None:
-        names = []
-        for index, customer_id in enumerate(customer_ids):
-            params[f"c{index}"] = customer_id
-            names.append(f":c{index}")
-        customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
+    customers = customers_sql(customer_ids, params, "g.customer_id")
     sql = (
         queries["group_window_totals"]
         .replace("/*fine*/", values_sql(fine))
@@ -476,13 +470,7 @@ def level_values(
         return None
     fine, days = spans
     params: dict[str, Any] = {"event_type": event_type, "bucket": from_ms // BUCKET_MS}
-    customers = ""
-    if customer_ids is not None:
-        names = []
-        for index, customer_id in enumerate(customer_ids):
-            params[f"c{index}"] = customer_id
-            names.append(f":c{index}")
-        customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
+    customers = customers_sql(customer_ids, params, "g.customer_id")
     sql = (
         queries["level_span"]
         .replace("/*fine*/", values_sql(fine))
@@ -543,13 +531,7 @@ def payload_values(
         return None
     fine, days = spans
     params: dict[str, Any] = {"event_type": event_type}
-    customers = ""
-    if customer_ids is not None:
-        names = []
-        for index, customer_id in enumerate(customer_ids):
-            params[f"c{index}"] = customer_id
-            names.append(f":c{index}")
-        customers = f"AND g.customer_id IN ({', '.join(names) or 'NULL'})"
+    customers = customers_sql(customer_ids, params, "g.customer_id")
     sql = (
         queries["payload_span"]
         .replace("/*fine*/", values_sql(fine))

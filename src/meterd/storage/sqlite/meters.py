@@ -23,6 +23,7 @@ from meterd.storage.sqlite import group_rollups
 from meterd.storage.sqlite.daily import days_until
 from meterd.storage.sqlite.day_spans import split_windows, values_sql
 from meterd.storage.sqlite.meter_indexes import index_name, literal
+from meterd.storage.sqlite.multirow import customers_sql
 from meterd.storage.sqlite.rollups import partial_rows
 
 
@@ -235,13 +236,7 @@ def with_type(sql: str, event_type: str) -> str:
 
 
 def _with_customers(sql: str, customer_ids: Sequence[str] | None, params: dict[str, Any]) -> str:
-    if customer_ids is None:
-        return sql.replace("/*customers*/", "")
-    names = []
-    for index, customer_id in enumerate(customer_ids):
-        params[f"c{index}"] = customer_id
-        names.append(f":c{index}")
-    return sql.replace("/*customers*/", f"AND customer_id IN ({', '.join(names) or 'NULL'})")
+    return sql.replace("/*customers*/", customers_sql(customer_ids, params))
 
 
 def meter_aggregate(

@@ -45,3 +45,19 @@ def _expanded(sql: str, rows: int) -> str:
         raise ValueError(f"not a one-row INSERT ... VALUES (?, ...): {sql!r}")
     values = ", ".join([match[1]] * rows)
     return f"{sql[: match.start(1)]}{values}{sql[match.end(1) :]}"
+
+
+def customers_sql(
+    customer_ids: Sequence[str] | None, params: dict[str, Any], column: str = "customer_id"
+) -> str:
+    """`AND column IN (:c0, ...)` for the given customers (binding them into `params`).
+
+    Empty when `customer_ids` is None (every customer); an empty list matches nobody.
+    """
+    if customer_ids is None:
+        return ""
+    names = []
+    for index, customer_id in enumerate(customer_ids):
+        params[f"c{index}"] = customer_id
+        names.append(f":c{index}")
+    return f"AND {column} IN ({', '.join(names) or 'NULL'})"
