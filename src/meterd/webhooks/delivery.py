@@ -323,25 +323,16 @@ class DeliveryWorker:
         level = logging.WARNING if outcome.status == "failed" else logging.INFO
         if not log.isEnabledFor(level):
             return
-        status = "-" if attempt.status_code is None else attempt.status_code
-        error = f", {attempt.error}" if attempt.error else ""
-        message = (
-            f"webhook delivery {delivery.id} to {self._shown_url(delivery.url)}:"
-            f" {_SAID.get(kind, kind)} (HTTP {status}, {attempt.latency_ms} ms{error})"
-        )
-        # The line made whole here and handed to the handlers as a record: no search of
-        # the stack for the caller and no %-formatting, as Logger.log would do for every
-        # attempt. Handlers, filters and formatters see the same record as ever.
-        record = log.makeRecord(
-            log.name,
+        log.log(
             level,
-            __file__,
-            0,
-            message,
-            (),
-            None,
-            "_log_outcome",
-            {
+            "webhook delivery %d to %s: %s (HTTP %s, %d ms%s)",
+            delivery.id,
+            self._shown_url(delivery.url),
+            _SAID.get(kind, kind),
+            attempt.status_code if attempt.status_code is not None else "-",
+            attempt.latency_ms,
+            f", {attempt.error}" if attempt.error else "",
+            extra={
                 "delivery_id": delivery.id,
                 "outcome": kind,
                 "status_code": attempt.status_code,
@@ -349,7 +340,6 @@ class DeliveryWorker:
                 "error": attempt.error,
             },
         )
-        log.handle(record)
 
     def _dry_run(self, delivery: DeliveryRecord, hook: WebhookConfig) -> AttemptOutcome:
         attempted = self.clock()
