@@ -243,7 +243,10 @@ async def worker_run(
         worker.start()
         deadline = started + opts.budget_s
         try:
-            while await store.list_deliveries(status="pending", limit=1, before_id=None):
+            # count_deliveries: an index count (0.2 ms at 5,000 pending). The newest
+            # pending delivery (list_deliveries, ORDER BY id DESC) sorts every pending row:
+            # 4.4 ms of this process's CPU every poll, charged to the worker's figure.
+            while await store.count_deliveries("pending"):
                 if time.perf_counter() > deadline:
                     break
                 await asyncio.sleep(POLL_S)

@@ -63,6 +63,7 @@ class Metrics:
             ["outcome"],
             registry=r,
         )
+        self._delivery_counters: dict[str, Counter] = {}
         self.delivery_latency = Histogram(
             "meterd_webhook_attempt_seconds",
             "Webhook delivery attempt latency.",
@@ -87,7 +88,11 @@ class Metrics:
         self.records_closed.inc(records)
 
     def delivery(self, outcome: str, latency_s: float) -> None:
-        self.deliveries.labels(outcome).inc()
+        # One labelled child per outcome, looked up once: this runs for every attempt.
+        counter = self._delivery_counters.get(outcome)
+        if counter is None:
+            counter = self._delivery_counters[outcome] = self.deliveries.labels(outcome)
+        counter.inc()
         self.delivery_latency.observe(latency_s)
 
     async def render(self, store: Store, now_ms: int) -> bytes:

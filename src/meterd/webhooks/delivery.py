@@ -60,11 +60,15 @@ class DeliveryWorker:
     ) -> None:
         self.store = store
         self.webhooks = {hook.url: hook for hook in config.webhooks}
+        # Each URL as logs may show it, worked out once rather than for every attempt.
+        self._shown_urls = {url: redact_url(url) for url in self.webhooks}
         self.dry_run = dry_run
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
         self.attempt_timeout_s = attempt_timeout_s
         self.lease_ms = int(attempt_timeout_s * 1000 * LEASE_FACTOR)
+        # A claimed delivery not started this long after its claim is left to expire.
+        self._start_within_s = self.lease_ms / 1000 - 2 * attempt_timeout_s
         self.clock = clock
         self.rng = rng or random.Random()
         self.metrics = metrics
@@ -73,10 +77,11 @@ class DeliveryWorker:
         self._stopping = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._inflight: set[asyncio.Task[None]] = set()
         # Claimed deliveries not started yet, with the loop time of their claim.
         self._ready: deque[tuple[DeliveryRecord, float]] = deque()
-        self._session: aiohttp.ClientSession | None = None
+        # Set when _ready has work for the senders (or when they are to finish).
+        self._work = asyncio.Event()
+        self._closing = False
         # Attempts under way, from sending to recorded (at most `concurrency`).
         self._sending = 0
 
@@ -116,36 +121,55 @@ class DeliveryWorker:
             await self.store.release_claims()
         connector = aiohttp.TCPConnector(limit=self.concurrency)
         # trust_env=False: no proxy variables or ~/.netrc, which aiohttp would consult on
-        # every request. Deliveries connect to the receiver directly.
-        async with aiohttp.ClientSession(connector=connector, trust_env=False) as session:
+        # every request. Deliveries connect to the receiver directly. No aiohttp timeout:
+        # each attempt runs under its own deadline (asyncio.timeout_at in _send), which
+        # covers connecting, sending and reading, so aiohttp's timers would only cost.
+        session = aiohttp.ClientSession(
+            connector=connector, trust_env=False, timeout=aiohttp.ClientTimeout()
+        )
+        async with session:
+            # A fixed pool of senders, one per slot, each taking the next claimed
+            # delivery when its attempt is recorded: no task per delivery.
+            self._closing = False
+            senders = [
+                asyncio.create_task(self._send_claimed(session), name=f"meterd-delivery-{n}")
+                for n in range(self.concurrency)
+            ]
             try:
                 while not self._stopping:
-                    await self._claim_and_send(session)
+                    await self._claim()
             finally:
                 # Claims not started are left to expire (released at the next start).
                 self._ready.clear()
-                self._session = None
-                if self._inflight:
-                    await asyncio.wait(self._inflight)
+                self._closing = True
+                self._work.set()
+                await asyncio.wait(senders)
 
-    async def _claim_and_send(self, session: aiohttp.ClientSession) -> None:
+    def _room(self) -> int:
+        """How many more deliveries to claim: two per slot, counting those claimed ahead."""
+        return 2 * self.concurrency - self._sending - len(self._ready)
+
+    def _wants_claim(self, room: int) -> bool:
         # Claim ahead, a batch at a time: one claim transaction serves many attempts, and
-        # an attempt that ends is followed at once by the next (see _start_ready).
-        room = 2 * self.concurrency - self._sending - len(self._ready)
+        # an attempt that ends is followed at once by the next.
+        return room >= max(1, self.concurrency // 2) or (room > 0 and not self._ready)
+
+    async def _claim(self) -> None:
+        room = self._room()
         claimed: list[DeliveryRecord] = []
-        if room >= max(1, self.concurrency // 2) or (room > 0 and not self._ready):
+        if self._wants_claim(room):
             try:
                 claimed = await self.store.claim_deliveries(
                     now_ms=self.clock(), limit=room, lease_ms=self.lease_ms
                 )
             except Exception:
                 log.exception("claiming webhook deliveries failed")
-            claimed_at = asyncio.get_running_loop().time()
-            self._ready.extend((delivery, claimed_at) for delivery in claimed)
-        self._session = session
-        self._start_ready()
-        if len(claimed) < room or self._sending >= self.concurrency:
-            # Nothing more is due, or every slot is busy: wait for an attempt to end, a
+            if claimed:
+                claimed_at = asyncio.get_running_loop().time()
+                self._ready.extend([(delivery, claimed_at) for delivery in claimed])
+                self._work.set()
+        if len(claimed) < room or not claimed:
+            # Nothing more is due, or there is no room: wait until a sender makes room, a
             # wake-up or the next poll. Not asyncio.wait_for: on Python 3.11 it can swallow
             # the cancel that stop() sends when the event is set in the same step
             # (CPython gh-86296).
@@ -156,51 +180,50 @@ class DeliveryWorker:
             except TimeoutError:
                 pass
 
-    def _start_ready(self) -> None:
-        """Start claimed deliveries while slots are free; each gets its whole deadline."""
-        session = self._session
-        if session is None:
-            return
+    async def _send_claimed(self, session: aiohttp.ClientSession) -> None:
+        """One sender: claimed deliveries one after another, each attempt recorded before
+        the next starts, so at most `concurrency` messages are ever sent but unrecorded
+        (a crash repeats at most that many)."""
         loop = asyncio.get_running_loop()
-        while self._ready and self._sending < self.concurrency:
-            delivery, claimed_at = self._ready.popleft()
+        ready = self._ready
+        while True:
+            if not ready:
+                if self._closing:
+                    return
+                if self._wants_claim(self._room()):
+                    self._wake.set()
+                self._work.clear()
+                await self._work.wait()
+                continue
+            delivery, claimed_at = ready.popleft()
             now = loop.time()
-            if now - claimed_at > self.lease_ms / 1000 - 2 * self.attempt_timeout_s:
+            if now - claimed_at > self._start_within_s:
                 # Its claim could end before the attempt: leave it to expire, never send
                 # what another worker may claim and send meanwhile.
                 continue
-            deadline = now + self.attempt_timeout_s
-            task = loop.create_task(self._deliver(session, delivery, deadline))
             self._sending += 1
-            self._inflight.add(task)
-            task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._inflight.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("a webhook delivery task failed", exc_info=task.exception())
-        self._wake.set()
+            try:
+                # Each attempt gets its whole deadline from its start.
+                await self._deliver(session, delivery, now + self.attempt_timeout_s)
+            except Exception:
+                log.exception("a webhook delivery task failed")
+            finally:
+                self._sending -= 1
+            if self._wants_claim(self._room()):
+                self._wake.set()
 
     async def _deliver(
         self, session: aiohttp.ClientSession, delivery: DeliveryRecord, deadline: float
     ) -> None:
-        """One attempt at one delivery, recorded whatever happens.
-
-        Its slot stays taken until the attempt is recorded: at most `concurrency`
-        messages are ever sent but not yet recorded, so a crash repeats at most that many.
-        """
+        """One attempt at one delivery, recorded whatever happens."""
+        outcome = await self._attempt(session, delivery, deadline)
         try:
-            outcome = await self._attempt(session, delivery, deadline)
-            try:
-                await self._recorder.record(outcome)
-            except Exception:
-                # The claim expires and the attempt is repeated: receivers dedupe by
-                # webhook-id.
-                log.exception("recording delivery %d failed", delivery.id)
-                return
-        finally:
-            self._sending -= 1
-            self._start_ready()
+            await self._recorder.record(outcome)
+        except Exception:
+            # The claim expires and the attempt is repeated: receivers dedupe by
+            # webhook-id.
+            log.exception("recording delivery %d failed", delivery.id)
+            return
         self._log_outcome(delivery, outcome)
 
     async def _attempt(
@@ -255,7 +278,7 @@ class DeliveryWorker:
             # No complete answer (cut at the deadline, connection lost): not delivered,
             # whatever status line came first. Receivers dedupe by webhook-id.
             status_code = retry_after = None
-            error = error.replace(delivery.url, redact_url(delivery.url))
+            error = error.replace(delivery.url, self._shown_url(delivery.url))
         elif status_code is not None and not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
         return self._outcome(
@@ -288,6 +311,10 @@ class DeliveryWorker:
             next_attempt_ms=step.next_attempt_ms,
         )
 
+    def _shown_url(self, url: str) -> str:
+        shown = self._shown_urls.get(url)
+        return redact_url(url) if shown is None else shown
+
     def _log_outcome(self, delivery: DeliveryRecord, outcome: AttemptOutcome) -> None:
         attempt = outcome.attempt
         kind = "dry_run" if outcome.dry_run else outcome.status
@@ -300,8 +327,8 @@ class DeliveryWorker:
             level,
             "webhook delivery %d to %s: %s (HTTP %s, %d ms%s)",
             delivery.id,
-            redact_url(delivery.url),
-            {"pending": "will retry", "dry_run": "dry run"}.get(kind, kind),
+            self._shown_url(delivery.url),
+            _SAID.get(kind, kind),
             attempt.status_code if attempt.status_code is not None else "-",
             attempt.latency_ms,
             f", {attempt.error}" if attempt.error else "",
@@ -321,7 +348,7 @@ class DeliveryWorker:
         )
         header_lines = "".join(f"\n{name}: {value}" for name, value in headers.items())
         # Credentials in the URL stay out of logs, which travel further than the config.
-        url = redact_url(delivery.url)
+        url = self._shown_url(delivery.url)
         log.info(
             "DRY RUN: would send POST %s%s\n\n%s",
             url,
@@ -344,10 +371,15 @@ class DeliveryWorker:
         )
 
 
+# How the log line says each outcome.
+_SAID = {"pending": "will retry", "dry_run": "dry run"}
+
+
 async def _first_bytes(response: aiohttp.ClientResponse) -> str:
     """The start of the answer; the rest is left unread (the connection is then closed)."""
-    kept = b""
-    while len(kept) < RESPONSE_KEPT_BYTES:
+    kept = await response.content.read(RESPONSE_KEPT_BYTES)
+    # Most answers are short and already whole: no second read to learn that.
+    while kept and len(kept) < RESPONSE_KEPT_BYTES and not response.content.at_eof():
         chunk = await response.content.read(RESPONSE_KEPT_BYTES - len(kept))
         if not chunk:
             break
