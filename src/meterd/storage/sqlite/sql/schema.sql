@@ -122,6 +122,8 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
 CREATE INDEX deliveries_by_aggregation ON deliveries (aggregation_id);
+-- The deliveries listing (newest first, by status) walks this index instead of sorting.
+CREATE INDEX deliveries_by_status ON deliveries (status, id);
 
 -- Every attempt: when, the answer (status code, first 1 KB) or the error, how long.
 CREATE TABLE delivery_attempts (
