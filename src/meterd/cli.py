@@ -200,10 +200,12 @@ def serve(
         return
 
     from meterd.http.app import create_app
+    from meterd.http.gc_tuning import tune_for_serving
     from meterd.http.protocol import guarded_protocol
 
     store = open_store(settings.database_url, max_pending_events=settings.max_pending_events)
     app = create_app(settings, config, store)
+    tune_for_serving()
     protocol = guarded_protocol(
         request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections
     )

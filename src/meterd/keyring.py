@@ -25,10 +25,21 @@ class KeyRing:
         self._loaded_at = float("-inf")
 
     async def accepts(self, key: str) -> bool:
+        accepted = self.accepts_cached(key)
+        if accepted is None:
+            await self._reload()
+            accepted = hash_key(key) in self._hashes
+        return accepted
+
+    def accepts_cached(self, key: str) -> bool | None:
+        """`accepts` without waiting: None when the hashes must be re-read first.
+
+        The hot path of every API request: no coroutine while the cache is fresh.
+        """
         digest = hash_key(key)
         age = time.monotonic() - self._loaded_at
         if age > self._refresh_seconds or (digest not in self._hashes and age > 1.0):
-            await self._reload()
+            return None
         return digest in self._hashes
 
     async def accepts_hash(self, digest: str) -> bool:

@@ -87,6 +87,7 @@ SAME_SKIN = {"meterd.terminal": "meterd.cli"}
 ENTRY_POINTS = (
     "meterd.http.app",
     "meterd.http.factory",
+    "meterd.http.gc_tuning",
     "meterd.http.protocol",
     "meterd.html.app",
 )

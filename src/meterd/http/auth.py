@@ -30,7 +30,9 @@ class ApiKeyMiddleware:
         if path is not None and not self._is_public(path):
             key = presented_key(scope)
             try:
-                accepted = key is not None and await self.keyring.accepts(key)
+                accepted = key is not None and (
+                    self.keyring.accepts_cached(key) or await self.keyring.accepts(key)
+                )
             except StorageUnavailable as error:
                 # The key hashes could not be re-read: a retryable 503, never a 500.
                 await meterd_error_response(error)(scope, receive, send)

@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from meterd.config.loader import load_config, sample_config
 from meterd.http.app import create_app
+from meterd.http.gc_tuning import tune_for_serving
 from meterd.http.protocol import limit_worker_protocol
 from meterd.settings import ServerSettings
 from meterd.storage import open_store
@@ -38,4 +39,6 @@ def app_for_worker() -> Starlette:
         request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections
     )
     store = open_store(settings.database_url, max_pending_events=settings.max_pending_events)
-    return create_app(settings, config, store)
+    app = create_app(settings, config, store)
+    tune_for_serving()
+    return app

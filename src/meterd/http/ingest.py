@@ -89,10 +89,10 @@ class IngestRoutes:
         await send({"type": "http.response.body", "body": body})
 
     async def _capture_usage(self, scope: Scope, receive: Receive, event_type: str) -> bytes:
-        headers = _headers(scope)
-        key = _idempotency_key(headers.get(b"idempotency-key"))
+        length, idempotency = _ingest_headers(scope)
+        key = _idempotency_key(idempotency)
         event = parse_usage(
-            await read_body(receive, headers.get(b"content-length"), self._max_body_bytes),
+            await read_body(receive, length, self._max_body_bytes),
             event_type=event_type,
             idempotency_key=key,
             known_types=self._known_types,
@@ -113,9 +113,9 @@ class IngestRoutes:
         )
 
     async def _capture_batch(self, scope: Scope, receive: Receive) -> bytes:
-        headers = _headers(scope)
+        length, _ = _ingest_headers(scope)
         events = parse_batch(
-            await read_body(receive, headers.get(b"content-length"), self._max_body_bytes),
+            await read_body(receive, length, self._max_body_bytes),
             known_types=self._known_types,
             max_batch_size=self._max_batch_size,
             received_ms=now_ms(),
@@ -129,12 +129,19 @@ class IngestRoutes:
         return _encode(BatchCaptured("Events captured", len(events), stored, len(events) - stored))
 
 
-def _headers(scope: Scope) -> dict[bytes, bytes]:
-    # ASGI servers send lower-case names; the first of a repeated header wins.
-    headers: dict[bytes, bytes] = {}
+def _ingest_headers(scope: Scope) -> tuple[bytes | None, bytes | None]:
+    """Content-Length and Idempotency-Key, the two headers ingest reads, in one pass.
+
+    ASGI servers send lower-case names; the first of a repeated header wins.
+    """
+    length = idempotency = None
     for name, value in scope["headers"]:
-        headers.setdefault(name, value)
-    return headers
+        if name == b"content-length":
+            if length is None:
+                length = value
+        elif name == b"idempotency-key" and idempotency is None:
+            idempotency = value
+    return length, idempotency
 
 
 def _idempotency_key(value: bytes | None) -> str | None:

@@ -66,7 +66,7 @@ from meterd.storage.sqlite import (
 from meterd.storage.sqlite.alerts import SQLiteAlerts, touch_watched
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
-from meterd.storage.sqlite.multirow import insert_rows
+from meterd.storage.sqlite.multirow import STATEMENT_CACHE, insert_rows
 from meterd.storage.sqlite.writer import Writer
 from meterd.timeutil import now_ms
 
@@ -126,7 +126,11 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
         conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=10.0
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=10.0,
+            cached_statements=STATEMENT_CACHE,
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
