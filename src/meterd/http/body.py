@@ -73,7 +73,8 @@ def _invalid(message: str, kind: type, field_rules: Mapping[str, str]) -> Invali
         problem = unknown_field(unknown[1], known)
         return InvalidRequest(str(problem), field=problem.field)
     found = _AT_FIELD.search(message)
-    if found is not None and found[1] in field_rules:
+    if found is not None:
         field = found[1]
-        return InvalidRequest(f"{field}: {field_rules[field]}", field=field)
+        rule = field_rules.get(field, "has the wrong type")
+        return InvalidRequest(f"{field}: {rule}", field=field)
     return InvalidRequest("the body must be a JSON object")
