@@ -8,6 +8,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator
 
+import psycopg
 import pytest
 
 from meterd import corrections
@@ -162,3 +163,43 @@ async def test_racing_settles_carry_levels_once(processes: list[PostgresStore]) 
         assert sent[row.id] == ["aggregation.completed"] + ["aggregation.adjusted"] * (
             row.revision - 1
         )
+
+
+async def test_a_settle_that_waited_for_a_record_sees_the_revision_written_meanwhile(
+    processes: list[PostgresStore], postgres_url: str
+) -> None:
+    # Deterministic form of the race above: another process holds the record's lock and
+    # writes revision 2 while this settle waits for it. After the wait the settle must see
+    # revision 2 and write 3; a read whose snapshot predates the wait wrote 2 again.
+    config = make_config(periods=(PeriodConfig("daily"),))
+    first = processes[0]
+    await first.ingest([NewEvent("e-1", "api.calls", "cus_1", 5, None, DAY, DAY)])
+    closer = PeriodCloser(first, config)
+    await closer.close_completed(NOW)
+    [record] = await first.list_aggregations(AggregationQuery(limit=10))
+    body = json.dumps({"reason": "typo", "value": 7}).encode()
+    await corrections.amend_event(
+        first, event_id="e-1", body=body, key=KEY, idempotency_key=None, now_ms=NOW
+    )
+    other = await psycopg.AsyncConnection.connect(postgres_url)
+    try:
+        await other.execute(b"SELECT 1 FROM aggregations WHERE id = %s FOR UPDATE", (record.id,))
+        await other.execute(
+            b"INSERT INTO aggregation_revisions (aggregation_id, revision, totals, created_at)"
+            b" VALUES (%s, 2, %s, %s)",
+            (
+                record.id,
+                '{"events":{"api.calls":6},"event_counts":{"api.calls":1},"event_count":1}',
+                NOW,
+            ),
+        )
+        settle = asyncio.create_task(PeriodCloser(processes[1], config).revise_touched(NOW))
+        await asyncio.sleep(0.5)
+        assert not settle.done()  # it waits for the record's lock
+        await other.commit()
+        await asyncio.wait_for(settle, 30)
+    finally:
+        await other.close()
+    revisions = await first.list_revisions(record.id)
+    assert [r.revision for r in revisions] == [1, 2, 3]
+    assert revisions[-1].totals.events["api.calls"] == 7

@@ -69,7 +69,12 @@ InsertEvents = Callable[[Connection, Sequence[NewEvent]], Awaitable[list[bool]]]
 CustomerPartials = Callable[[Connection, str, PeriodBounds], Awaitable[dict[str, Partial]]]
 NumberOf = Callable[[Any], float]
 
-_LOCK_RECORD = select_aggregations("totals::text") + " WHERE id = %s FOR UPDATE OF aggregations"
+# The lock and the read are two statements: under READ COMMITTED a statement that waited
+# for a row lock re-reads only the locked row, while its subqueries (the latest revision)
+# keep the snapshot taken before the wait. Read in one statement, a process that waited
+# for another's revision n+1 would see revision n and write n+1 again.
+_LOCK_RECORD = "SELECT 1 FROM aggregations WHERE id = %s FOR UPDATE"
+_READ_RECORD = select_aggregations("totals::text") + " WHERE id = %s"
 
 
 async def note_late_events(
@@ -304,7 +309,8 @@ async def _revise(
     # The record's row lock serialises processes revising it; a record that does not
     # exist yet is created with ON CONFLICT, and a process that loses looks again.
     for _ in range(2):
-        cursor = await conn.execute(_LOCK_RECORD.encode(), (touched.aggregation_id,))
+        await conn.execute(_LOCK_RECORD.encode(), (touched.aggregation_id,))
+        cursor = await conn.execute(_READ_RECORD.encode(), (touched.aggregation_id,))
         row = await cursor.fetchone()
         partials = await customer_partials(conn, touched.customer_id, touched.bounds)
         totals = totals_of(partials, ops)
