@@ -46,8 +46,7 @@ from meterd.storage.base import (
     StoredEvent,
 )
 from meterd.storage.postgres.invoicing import write_adjustments, write_invoices
-from meterd.storage.postgres.meter_indexes import literal
-from meterd.storage.postgres.meters import period_meter_values
+from meterd.storage.postgres.meters import period_meter_values, with_type
 from meterd.storage.postgres.recompute import Connection, recompute_rollups
 from meterd.storage.rows import (
     aggregation_from_row,
@@ -255,21 +254,16 @@ async def _level_carries(
     alter: the customer's later events are read through the meter's index, a page at a time."""
     carries = []
     for event_type, meter in meters.items():
-        in_bucket = _with_type(queries["bucket_level_metadata"], event_type)
+        in_bucket = with_type(queries["bucket_level_metadata"], event_type).encode()
         rows = await conn.execute(in_bucket, LevelEnd.bucket_params(customer_id, bucket))
         search = LevelEnd(meter, customer_id, bucket, [raw for (raw,) in await rows.fetchall()])
-        later = _with_type(queries["later_levels"], event_type)
+        later = with_type(queries["later_levels"], event_type).encode()
         while (params := search.next_page()) is not None:
             search.see(await (await conn.execute(later, params)).fetchall())
         carry = search.carry(names)
         if carry is not None:
             carries.append(carry)
     return carries
-
-
-def _with_type(sql: str, event_type: str) -> bytes:
-    # A literal, not a parameter: so the planner can use the meter's partial index.
-    return sql.replace("%(event_type)s", literal(event_type).replace("%", "%%")).encode()
 
 
 async def _by_period(conn: Connection, sql: str) -> dict[str, int]:

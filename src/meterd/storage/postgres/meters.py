@@ -37,7 +37,7 @@ async def meter_events(
     customer_ids: Sequence[str] | None = None,
 ) -> list[MeterEvent]:
     params: dict[str, Any] = {"from_ms": from_ms, "to_ms": to_ms}
-    sql = _with_type(queries["meter_events"], event_type)
+    sql = with_type(queries["meter_events"], event_type)
     sql = with_customers(sql, customer_ids, params)
     cursor = await conn.execute(sql.encode(), params)
     return [_event(row) for row in await cursor.fetchall()]
@@ -57,7 +57,7 @@ async def levels_before(
     for index, key in enumerate(group_by):
         params[f"g{index}"] = key
         parts.append(f", metadata -> %(g{index})s::text")
-    sql = _with_type(queries["levels_before"], event_type)
+    sql = with_type(queries["levels_before"], event_type)
     sql = sql.replace("/*groups*/", "".join(parts))
     sql = with_customers(sql, customer_ids, params)
     cursor = await conn.execute(sql.encode(), params)
@@ -142,7 +142,7 @@ def _number(value: Decimal) -> float:
     return float(value)
 
 
-def _with_type(sql: str, event_type: str) -> str:
+def with_type(sql: str, event_type: str) -> str:
     # A literal, not a parameter: so the planner can use the meter's partial index.
     return sql.replace("%(event_type)s", literal(event_type).replace("%", "%%"))
 
@@ -173,7 +173,7 @@ async def meter_aggregate(
     params: dict[str, Any] = {"customer": customer_id, "from_ms": from_ms, "to_ms": to_ms}
 
     async def one(name: str, **extra: Any) -> tuple[Any, ...]:
-        sql = _with_type(queries[name], event_type)
+        sql = with_type(queries[name], event_type)
         cursor = await conn.execute(sql.encode(), {**params, **extra})
         row = await cursor.fetchone()
         assert row is not None
@@ -345,7 +345,7 @@ async def group_totals(
             if kept.negated
             else f"AND {text} = ANY({listed})"
         )
-    sql = _with_type(queries["group_totals"], event_type)
+    sql = with_type(queries["group_totals"], event_type)
     sql = sql.replace("/*customer*/", ", customer_id" if by_customer else "")
     sql = sql.replace("/*groups*/", "".join(", " + g for g in groups))
     sql = sql.replace("/*filters*/", " ".join(conditions))
