@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from meterd.errors import Conflict, InvalidRequest, NotFound
-from meterd.invoices import INVOICE_STATUSES, InvoiceRecord, InvoiceStatus
+from meterd.invoices import INVOICE_ID, INVOICE_STATUSES, InvoiceRecord, InvoiceStatus
 from meterd.storage.base import InvoiceQuery, Store
 
 
@@ -20,8 +20,15 @@ async def list_invoices(store: Store, query: InvoiceQuery) -> list[InvoiceRecord
     return await store.list_invoices(query)
 
 
+def _checked_id(invoice_id: str) -> str:
+    """An id that cannot be an invoice's (it came from a URL) is simply not found."""
+    if not INVOICE_ID.fullmatch(invoice_id):
+        raise NotFound(f"no invoice {invoice_id!r}")
+    return invoice_id
+
+
 async def get_invoice(store: Store, invoice_id: str) -> InvoiceRecord:
-    invoice = await store.get_invoice(invoice_id)
+    invoice = await store.get_invoice(_checked_id(invoice_id))
     if invoice is None:
         raise NotFound(f"no invoice {invoice_id!r}")
     return invoice
@@ -35,6 +42,7 @@ async def resend_invoice(
     A sent invoice is never sent twice (Conflict); without a provider configured there
     is nothing to send it to (Conflict).
     """
+    _checked_id(invoice_id)
     if provider is None:
         raise Conflict("no payment provider is configured (invoicing.stripe in the config)")
     invoice = await store.resend_invoice(invoice_id, provider=provider, now_ms=now_ms)
