@@ -45,7 +45,7 @@ from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, add_exact, merge_all, parse_exact
 from meterd.storage.sqlite.day_spans import split_windows, values_sql
 from meterd.storage.sqlite.multirow import customers_sql, insert_rows
-from meterd.storage.sqlite.rollups import loaded_total, stored_total
+from meterd.storage.sqlite.rollups import loaded_total, partial_columns, stored_total
 
 DAY_MS = 86_400_000
 BUCKETS_PER_DAY = DAY_MS // BUCKET_MS
@@ -174,16 +174,7 @@ def _upsert(
         [
             (
                 *key,
-                p.count,
-                stored_total(p.sum),
-                p.min,
-                p.max,
-                p.first.ts_ms,
-                p.first.seq,
-                p.first.value,
-                p.last.ts_ms,
-                p.last.seq,
-                p.last.value,
+                *partial_columns(p),
                 _stored_area(areas, key),
                 None if payloads is None else payloads.get(key),
             )

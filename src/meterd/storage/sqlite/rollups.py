@@ -59,6 +59,22 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("union_texts", 2, _union_texts, deterministic=True)
 
 
+def partial_columns(p: Partial) -> tuple[Any, ...]:
+    """A partial as its stored columns: count, total, minimum, maximum, first_*, last_*."""
+    return (
+        p.count,
+        stored_total(p.sum),
+        p.min,
+        p.max,
+        p.first.ts_ms,
+        p.first.seq,
+        p.first.value,
+        p.last.ts_ms,
+        p.last.seq,
+        p.last.value,
+    )
+
+
 def upsert_partials(
     conn: sqlite3.Connection, sql: str, partials: Mapping[BucketKey, Partial]
 ) -> None:
@@ -66,21 +82,7 @@ def upsert_partials(
         conn,
         sql,
         [
-            (
-                customer_id,
-                bucket,
-                event_type,
-                p.count,
-                stored_total(p.sum),
-                p.min,
-                p.max,
-                p.first.ts_ms,
-                p.first.seq,
-                p.first.value,
-                p.last.ts_ms,
-                p.last.seq,
-                p.last.value,
-            )
+            (customer_id, bucket, event_type, *partial_columns(p))
             for (customer_id, event_type, bucket), p in sorted(partials.items(), key=_in_key_order)
         ],
     )
