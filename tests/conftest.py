@@ -105,12 +105,23 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a store runs on both backends; a test marked `ingest_process`
+    also on SQLite with ingest transactions in a process of their own, as `meterd serve`
+    runs them."""
+    if "store" in metafunc.fixturenames:
+        backends = ["sqlite", "postgresql"]
+        if metafunc.definition.get_closest_marker("ingest_process"):
+            backends.append("sqlite-ingest-process")
+        metafunc.parametrize("store", backends, indirect=True)
+
+
+@pytest.fixture
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Store:
-    """Every test that uses a store runs on both backends."""
-    if request.param == "sqlite":
-        return SQLiteStore(str(tmp_path / "meterd.db"))
-    return PostgresStore(request.getfixturevalue("postgres_url"))
+    if request.param == "postgresql":
+        return PostgresStore(request.getfixturevalue("postgres_url"))
+    path = str(tmp_path / "meterd.db")
+    return SQLiteStore(path, ingest_process=request.param == "sqlite-ingest-process")
 
 
 @pytest.fixture

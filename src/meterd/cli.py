@@ -97,6 +97,14 @@ config_option = click.option(
     type=click.IntRange(min=1),
     help="Server processes (PostgreSQL only; SQLite has one writer). [env METERD_WORKERS]",
 )
+@click.option(
+    "--ingest-process/--no-ingest-process",
+    envvar="METERD_INGEST_PROCESS",
+    default=True,
+    show_default=True,
+    help="SQLite: write events from a process of their own, beside the HTTP process's"
+    " GIL. [env METERD_INGEST_PROCESS]",
+)
 @click.option("--access-log/--no-access-log", default=False, help="Log every request.")
 @click.option(
     "--log-format",
@@ -137,6 +145,7 @@ def serve(
     close_interval: str,
     dry_run: bool,
     workers: int,
+    ingest_process: bool,
     access_log: bool,
     log_format: LogFormat,
     metrics_public: bool,
@@ -157,6 +166,7 @@ def serve(
         api_keys=_env_api_keys(),
         max_body_bytes=max_body_bytes,
         max_pending_events=max_pending_events,
+        ingest_process=ingest_process,
         close_interval_s=_duration_or_exit("--close-interval", close_interval) / 1000,
         dry_run=dry_run,
         stripe_api_key=os.environ.get("METERD_STRIPE_API_KEY") or None,
@@ -203,7 +213,11 @@ def serve(
     from meterd.http.gc_tuning import tune_for_serving
     from meterd.http.protocol import guarded_protocol
 
-    store = open_store(settings.database_url, max_pending_events=settings.max_pending_events)
+    store = open_store(
+        settings.database_url,
+        max_pending_events=settings.max_pending_events,
+        ingest_process=settings.ingest_process,
+    )
     app = create_app(settings, config, store)
     tune_for_serving()
     protocol = guarded_protocol(

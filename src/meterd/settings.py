@@ -22,6 +22,9 @@ class ServerSettings:
     max_body_bytes: int = 5_000_000
     # Events accepted but not yet committed; past it ingest answers 503 + Retry-After.
     max_pending_events: int = 100_000
+    # SQLite: ingest transactions run in a process of their own, outside the HTTP
+    # process's GIL (storage/sqlite/ingest_process.py).
+    ingest_process: bool = True
     # How often the scheduler looks for completed periods to close; None: never
     # (periods then close only through POST /aggregations/trigger).
     close_interval_s: float | None = 60.0

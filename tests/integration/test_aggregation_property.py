@@ -45,6 +45,8 @@ from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import format_ms
 from tests.conftest import make_config, postgres_schema, require_postgres
 
+pytestmark = pytest.mark.ingest_process
+
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR

@@ -59,6 +59,8 @@ from tests.integration.test_aggregation_property import (
     utc,
 )
 
+pytestmark = pytest.mark.ingest_process
+
 START = utc(2025, 3, 27, 6)
 ROUNDS = 12
 ROUND_MS = 12 * HOUR

@@ -41,9 +41,13 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         run("umount", "-l", str(mount))
 
 
-@pytest.fixture
-async def client_on(small_disk: Path, config: SystemConfig) -> AsyncIterator[httpx.AsyncClient]:
-    store = SQLiteStore(str(small_disk / "meterd.db"))
+@pytest.fixture(params=[False, True], ids=["writer-thread", "ingest-process"])
+async def client_on(
+    request: pytest.FixtureRequest, small_disk: Path, config: SystemConfig
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The app on the small disk; its events written by the writer thread or the ingest
+    process (the full disk must read the same from both)."""
+    store = SQLiteStore(str(small_disk / "meterd.db"), ingest_process=request.param)
     settings = ServerSettings(api_keys=(API_KEY,), close_interval_s=None, delivery_poll_s=None)
     app = create_app(settings, config, store)
     async with app.router.lifespan_context(app):

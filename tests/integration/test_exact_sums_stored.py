@@ -6,9 +6,13 @@ import sys
 from decimal import Decimal
 from fractions import Fraction
 
+import pytest
+
 from meterd.ingest import NewEvent
 from meterd.periods import PeriodBounds
 from meterd.storage.base import AggregationQuery, Store
+
+pytestmark = pytest.mark.ingest_process
 
 DAY = 86_400_000
 MONDAY = 1_740_960_000_000  # 2025-03-03T00:00:00Z

@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 
+import pytest
+
 from meterd.config.model import EventTypeConfig
 from meterd.ingest import NewEvent
 from meterd.meters.groups import GroupFilter, GroupTotal
 from meterd.storage.base import KeyIdentity, Store
+
+pytestmark = pytest.mark.ingest_process
 
 DAY = 86_400_000
 START = 1_741_564_800_000  # 2025-03-10 00:00 UTC

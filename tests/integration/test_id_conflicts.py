@@ -15,6 +15,8 @@ from meterd.storage.postgres.store import PostgresStore
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
 
+pytestmark = pytest.mark.ingest_process
+
 T0 = "2025-01-15T10:00:00.000Z"
 T0_MS = 1_736_935_200_000
 

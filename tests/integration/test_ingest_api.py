@@ -11,6 +11,8 @@ import pytest
 
 from meterd.storage.base import EventQuery, Store
 
+pytestmark = pytest.mark.ingest_process
+
 T0 = "2025-01-15T10:00:00.000Z"
 
 

@@ -13,6 +13,8 @@ from meterd.storage.base import EventQuery, Store
 from meterd.timeutil import now_ms, parse_iso_ms
 from tests.conftest import API_KEY, make_config
 
+pytestmark = pytest.mark.ingest_process
+
 SINGLE = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 T0 = "2025-01-15T10:00:00Z"

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from meterd.aggregation import AggregationRow, Status
 from meterd.config.model import EventTypeConfig, Op, WebhookConfig
 from meterd.errors import IdConflict, StorageUnavailable
-from meterd.idempotency import Outcome, StoredContent, resolve
+from meterd.idempotency import Outcome
 from meterd.ingest import NewEvent
 from meterd.invoices import PeriodInvoicing
 from meterd.meters.groups import GroupFilter, GroupTotal, MeterEvent, WindowTotal
@@ -63,37 +63,39 @@ from meterd.storage.sqlite import (
     meters,
     rollups,
 )
-from meterd.storage.sqlite.alerts import SQLiteAlerts, touch_watched
+from meterd.storage.sqlite.alerts import SQLiteAlerts
+from meterd.storage.sqlite.connect import connect
+from meterd.storage.sqlite.event_insert import insert_events
+from meterd.storage.sqlite.ingest_process import IngestProcess
 from meterd.storage.sqlite.invoicing import SQLiteInvoicing
 from meterd.storage.sqlite.migrate import PACKAGE, migrate
-from meterd.storage.sqlite.multirow import STATEMENT_CACHE, insert_rows
 from meterd.storage.sqlite.writer import Writer
 from meterd.timeutil import now_ms
 
 T = TypeVar("T")
 
 READERS = 4
-# WAL pages before the committing connection copies them back into the database file.
-# SQLite's default, 1,000, checkpoints after almost every 1,000-event commit (each one
-# dirties a page per customer in the index by customer); 20,000 pages (80 MB of WAL)
-# took raw inserts with meterd's indexes from 43k to 82k rows/s here, where 5,000 gave
-# 70k and 100,000 (a larger WAL to search) 75k: `python -m bench.wal_checkpoint`.
-WAL_AUTOCHECKPOINT_PAGES = 20_000
 # Events folded per statement batch by `rebuild_rollups`.
 REBUILD_CHUNK = 50_000
-# SQLite's default limit on bound parameters is 32766; stay well below it.
-_IN_CHUNK = 900
 
 
 class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
     """A SQLite file in WAL mode: one writer thread, a small pool of read-only readers."""
 
     def __init__(
-        self, path: str, *, synchronous: str = "FULL", max_pending_events: int = 100_000
+        self,
+        path: str,
+        *,
+        synchronous: str = "FULL",
+        max_pending_events: int = 100_000,
+        ingest_process: bool = False,
     ) -> None:
+        """`ingest_process`: run ingest transactions in a process of their own
+        (`storage/sqlite/ingest_process.py`), which `meterd serve` does."""
         self.path = path
         self._synchronous = synchronous
         self._max_pending = max_pending_events
+        self._ingest_process = ingest_process
         self._queries = store_queries()
         self._console = console.console_queries(PACKAGE)
         self._writer: Writer | None = None
@@ -118,10 +120,19 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             ) from error
         for _ in range(READERS):
             self._readers.put(self._connect(readonly=True))
-        self._writer = Writer(
-            self._connect, self._insert_events, max_pending_events=self._max_pending
+        process = (
+            IngestProcess(self.path, synchronous=self._synchronous, queries=self._queries)
+            if self._ingest_process
+            else None
         )
-        self._writer.start()
+        writer = Writer(
+            self._connect,
+            self._insert_events,
+            max_pending_events=self._max_pending,
+            process=process,
+        )
+        writer.start()  # with a process: blocks until it has opened the file
+        self._writer = writer
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
@@ -131,23 +142,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             self._readers.get_nowait().close()
 
     def _connect(self, *, readonly: bool = False) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self.path,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=10.0,
-            cached_statements=STATEMENT_CACHE,
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        rollups.register_functions(conn)
-        if readonly:
-            conn.execute("PRAGMA query_only=1")
-        else:
-            conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-        return conn
+        return connect(self.path, synchronous=self._synchronous, readonly=readonly)
 
     @property
     def writer(self) -> Writer:
@@ -200,49 +195,7 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
     def _insert_events(
         self, conn: sqlite3.Connection, jobs: Sequence[Sequence[NewEvent]]
     ) -> list[Outcome]:
-        """Runs in the writer's transaction: skip known ids, refuse reused ones, insert the rest.
-
-        The writer is the only one writing, so what is read here cannot change before
-        the insert: deciding in Python is race-free.
-        """
-        q = self._queries
-        stored = _stored_by_id(conn, {event.id for events in jobs for event in events})
-        outcomes = resolve(jobs, stored)
-        seq = conn.execute(q["max_seq"]).fetchone()[0]
-        compacted = daily.days_until(conn, q)
-        rows = []
-        points = []
-        for events, outcome in zip(jobs, outcomes, strict=True):
-            if isinstance(outcome, IdConflict):
-                continue
-            for event, fresh in zip(events, outcome, strict=True):
-                if not fresh:
-                    continue
-                seq += 1
-                points.append(
-                    (event.customer_id, event.event_type, Point(event.ts_ms, seq, event.value))
-                )
-                rows.append(
-                    (
-                        seq,
-                        event.id,
-                        event.event_type,
-                        event.customer_id,
-                        event.value,
-                        None if event.metadata is None else event.metadata.decode(),
-                        event.ts_ms,
-                        event.received_ms,
-                    )
-                )
-        insert_rows(conn, q["insert_event"], rows)
-        rollups.upsert_partials(conn, q["upsert_rollup"], fold(points))
-        late = daily.late_partials(points, compacted)
-        if late:
-            rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
-        group_rollups.keep_group_rollups(conn, q, rows, compacted)
-        corrections.note_late_events(conn, q, points)
-        touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
-        return outcomes
+        return insert_events(conn, self._queries, jobs)
 
     def _insert_request(self, conn: sqlite3.Connection, events: Sequence[NewEvent]) -> list[bool]:
         """One request's events in the caller's transaction (an amend's replacement)."""
@@ -777,21 +730,6 @@ def store_queries() -> dict[str, str]:
     for name in ("customer_totals", "customer_firsts", "customer_lasts", "customer_rollups"):
         queries[name] = queries["customer_span"] + "\n" + queries[name]
     return queries
-
-
-def _stored_by_id(conn: sqlite3.Connection, ids: set[str]) -> dict[str, StoredContent]:
-    found: dict[str, StoredContent] = {}
-    pending = list(ids)
-    for start in range(0, len(pending), _IN_CHUNK):
-        chunk = pending[start : start + _IN_CHUNK]
-        marks = ",".join("?" * len(chunk))
-        sql = (
-            "SELECT id, event_type, customer_id, value, metadata, ts FROM events"
-            f" WHERE id IN ({marks})"
-        )
-        for id_, *content in conn.execute(sql, chunk):
-            found[id_] = StoredContent(*content)
-    return found
 
 
 def _events_sql(query: EventQuery) -> tuple[str, list[Any]]:

@@ -14,9 +14,11 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from meterd.errors import IdConflict, Overloaded, StorageUnavailable
+from meterd.errors import IdConflict, Overloaded
 from meterd.ingest import NewEvent
 from meterd.storage.commitsizes import CommitSizes
+from meterd.storage.sqlite.ingest_process import IngestProcess
+from meterd.storage.sqlite.transactions import in_transaction, rollback, storage_error
 
 T = TypeVar("T")
 # Each job's events in; per job, stored/duplicate flags or the IdConflict that refused it.
@@ -81,9 +83,12 @@ class Writer:
         ingest: IngestFn,
         *,
         max_pending_events: int = 100_000,
+        process: IngestProcess | None = None,
     ) -> None:
         self._connect = connect
         self._ingest = ingest
+        # When set, ingest transactions run there, outside this process's GIL.
+        self._process = process
         self._max_pending = max_pending_events
         # Events queued but not yet committed; only the event loop thread changes it.
         self.pending_events = 0
@@ -94,6 +99,8 @@ class Writer:
         self.commit_sizes = CommitSizes()
 
     def start(self) -> None:
+        if self._process is not None:
+            self._process.start()
         self._thread.start()
 
     def stop(self) -> None:
@@ -137,6 +144,8 @@ class Writer:
                     return
         finally:
             conn.close()
+            if self._process is not None:
+                self._process.stop()
 
     def _take_jobs(self) -> tuple[list[_Job], bool]:
         """Block for one job, then take whatever else is already queued."""
@@ -158,8 +167,12 @@ class Writer:
                 return jobs, False
 
     def _run_ingest(self, conn: sqlite3.Connection, jobs: list[_IngestJob]) -> None:
+        events = [job.events for job in jobs]
         try:
-            results = _in_transaction(conn, lambda c: self._ingest(c, [j.events for j in jobs]))
+            if self._process is not None:
+                results = self._process.run(events)
+            else:
+                results = in_transaction(conn, lambda c: self._ingest(c, events))
         except BaseException as error:  # noqa: B036 - every waiter must hear of the failure
             _settle_jobs([(job, None, error) for job in jobs])
             return
@@ -183,8 +196,8 @@ class Writer:
             outcomes = [_in_savepoint(conn, job) for job in jobs]
             conn.execute("COMMIT")
         except BaseException as error:  # noqa: B036 - every waiter must hear of the failure
-            _rollback(conn)
-            failure = _storage_error(error)
+            rollback(conn)
+            failure = storage_error(error)
             outcomes = [(job, None, failure) for job in jobs]
         _settle_jobs(outcomes)
 
@@ -201,7 +214,7 @@ def _in_savepoint(conn: sqlite3.Connection, job: _CallJob) -> _Outcome:
             raise  # SQLite rolled the whole transaction back (a full disk does that)
         conn.execute("ROLLBACK TO call")
         conn.execute("RELEASE call")
-        return job, None, _storage_error(error)
+        return job, None, storage_error(error)
     conn.execute("RELEASE call")
     return job, result, None
 
@@ -213,31 +226,3 @@ def _settle_jobs(outcomes: list[_Outcome]) -> None:
         by_loop.setdefault(job.loop, []).append((job.future, result, error))
     for loop, settlements in by_loop.items():
         loop.call_soon_threadsafe(_settle_all, settlements)
-
-
-def _storage_error(error: BaseException) -> BaseException:
-    if isinstance(error, sqlite3.OperationalError):
-        failure = StorageUnavailable(f"the database could not be written: {error}")
-        failure.__cause__ = error
-        return failure
-    return error
-
-
-def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        result = fn(conn)
-        conn.execute("COMMIT")
-    except BaseException as error:
-        _rollback(conn)
-        raise _storage_error(error)  # noqa: B904 - the cause is kept on the error
-    return result
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # SQLite may already have rolled back (a full disk does that); never mask the cause.
-    try:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass
