@@ -211,6 +211,7 @@ def serve(
 
     from meterd.http.app import create_app
     from meterd.http.gc_tuning import tune_for_serving
+    from meterd.http.gil_tuning import hand_over_sooner
     from meterd.http.protocol import guarded_protocol
 
     store = open_store(
@@ -220,6 +221,8 @@ def serve(
     )
     app = create_app(settings, config, store)
     tune_for_serving()
+    if settings.ingest_process and settings.database_url.startswith("sqlite:///"):
+        hand_over_sooner()
     protocol = guarded_protocol(
         request_timeout_s=settings.request_timeout_s, max_connections=settings.max_connections
     )
