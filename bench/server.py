@@ -55,19 +55,50 @@ def server_pid(server: MeterdProcess) -> int:
     return server.process.pid
 
 
+def process_tree(pid: int) -> list[int]:
+    """The process and its descendants (meterd serve's ingest process), from /proc."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        try:
+            tasks = list(Path(f"/proc/{tree[index]}/task").iterdir())
+        except OSError:
+            tasks = []
+        for task in tasks:
+            try:
+                tree.extend(int(child) for child in (task / "children").read_text().split())
+            except OSError:
+                pass
+        index += 1
+    return tree
+
+
 def peak_rss_mb(pid: int) -> float | None:
-    """The process's peak resident set size so far (VmHWM), in MiB; None off Linux."""
+    """Peak resident set size so far (VmHWM) of the process and its descendants, summed,
+    in MiB; None off Linux. The sum is an upper bound: each peak may come at another time."""
+    peaks = [_peak_rss_kb(member) for member in process_tree(pid)]
+    known = [peak for peak in peaks if peak is not None]
+    return sum(known) / 1024 if known else None
+
+
+def _peak_rss_kb(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
+                return int(line.split()[1])
     except OSError:
         pass
     return None
 
 
 def process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds the process (all its threads) has used so far."""
+    """User + system CPU seconds used so far by the process (all its threads) and its
+    descendants (meterd serve's ingest process)."""
+    used = [_cpu_s(member) for member in process_tree(pid)]
+    known = [seconds for seconds in used if seconds is not None]
+    return sum(known) if known else None
+
+
+def _cpu_s(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
