@@ -77,7 +77,7 @@ READERS = 4
 # SQLite's default, 1,000, checkpoints after almost every 1,000-event commit (each one
 # dirties a page per customer in the index by customer); 20,000 pages (80 MB of WAL)
 # took raw inserts with meterd's indexes from 43k to 82k rows/s here, where 5,000 gave
-# 70k and 100,000 (a larger WAL to search) 75k: `python -m bench.wal_checkpoint`.
+# 70k and 100,000 (a larger WAL to search) 75k: `python -m bench.write_limits`.
 WAL_AUTOCHECKPOINT_PAGES = 20_000
 # Events folded per statement batch by `rebuild_rollups`.
 REBUILD_CHUNK = 50_000
