@@ -5,8 +5,9 @@
    them; as JSON bodies of 1,000 events and as the `events` rows they become.
 2. Per round, each on a fresh database and alternating:
    - raw: the rows into a database with meterd's own schema (its migrations on a new
-     file), from one connection set up like meterd's writer (WAL, synchronous=FULL),
-     one `executemany` and one commit per 1,000 rows; no HTTP, no dedup, no rollups;
+     file), from one connection set up like meterd's writer (WAL, synchronous=FULL,
+     its wal_autocheckpoint), one `executemany` and one commit per 1,000 rows; no HTTP,
+     no dedup, no rollups;
    - meterd: a fresh `meterd serve`, loaded by P client processes, one keep-alive
      connection each, posting the pre-encoded bodies to /usagebatch. A 201 means
      committed. Events/s run from the first send to the last 201. The server's peak
@@ -38,6 +39,7 @@ from bench.server import (
     server_pid,
     stored_events,
 )
+from meterd.storage.sqlite.connect import WAL_AUTOCHECKPOINT_PAGES
 from meterd.storage.sqlite.migrate import migrate
 from meterd.timeutil import now_ms
 
@@ -100,6 +102,7 @@ def raw_insert(db: Path, data: Data) -> float:
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA cache_size=-65536")
         conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         migrate(conn)
         inserted = 0
         started = time.perf_counter()

@@ -9,9 +9,10 @@ from meterd.storage.sqlite.multirow import STATEMENT_CACHE
 
 # WAL pages before the committing connection copies them back into the database file.
 # SQLite's default, 1,000, checkpoints after almost every 1,000-event commit (each one
-# dirties a page per customer in the index by customer); 20,000 pages (80 MB of WAL)
-# took raw inserts with meterd's indexes from 43k to 82k rows/s here, where 5,000 gave
-# 70k and 100,000 (a larger WAL to search) 75k: `python -m bench.write_limits`.
+# dirties a page per customer in the index by customer). Raw inserts into meterd's
+# schema at 1,000-row commits, 2026-11-30, two runs: 20,000 pages (80 MB of WAL) gave
+# 63k and 81k rows/s where the default gave 39k and 48k; 5,000 gave 50k and 70k, 100,000
+# (a larger WAL to search) 49k and 75k, none at all 41k and 66k: `python -m bench.write_limits`.
 WAL_AUTOCHECKPOINT_PAGES = 20_000
 
 
