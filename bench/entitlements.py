@@ -53,7 +53,7 @@ from meterd.storage.base import Store
 from meterd.storage.postgres import store as postgres_store
 from meterd.storage.postgres.alerts import touch_watched as postgres_touch
 from meterd.storage.postgres.store import PostgresStore
-from meterd.storage.sqlite import store as sqlite_store
+from meterd.storage.sqlite import event_insert as sqlite_ingest
 from meterd.storage.sqlite.alerts import touch_watched as sqlite_touch
 from meterd.storage.sqlite.store import SQLiteStore
 from meterd.timeutil import now_ms
@@ -193,7 +193,7 @@ async def in_process_latency(db: Path, wanted: Sequence[str]) -> dict[str, float
 def tracking_off(backend: str) -> Any:
     """Ingest as before this feature: no watched-customer lookup, no touches."""
     if backend == "sqlite":
-        return mock.patch.object(sqlite_store, "touch_watched", lambda conn, pairs: None)
+        return mock.patch.object(sqlite_ingest, "touch_watched", lambda conn, pairs: None)
 
     async def nothing(conn: object, pairs: object) -> None:
         return None
@@ -248,7 +248,7 @@ def timed_tracking(backend: str, spent: list[float]) -> Any:
             finally:
                 spent.append(time.perf_counter() - start)
 
-        return mock.patch.object(sqlite_store, "touch_watched", timed)
+        return mock.patch.object(sqlite_ingest, "touch_watched", timed)
     original_async = postgres_touch
 
     async def timed_async(conn: Any, pairs: Any) -> None:

@@ -88,6 +88,7 @@ ENTRY_POINTS = (
     "meterd.http.app",
     "meterd.http.factory",
     "meterd.http.gc_tuning",
+    "meterd.http.gil_tuning",
     "meterd.http.protocol",
     "meterd.html.app",
 )
