@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +38,7 @@ from bench.server import (
     server_pid,
     stored_events,
 )
-from meterd.storage.sqlite.connect import WAL_AUTOCHECKPOINT_PAGES
+from meterd.storage.sqlite.connect import connect
 from meterd.storage.sqlite.migrate import migrate
 from meterd.timeutil import now_ms
 
@@ -95,14 +94,8 @@ def make_data(events: int, now: int) -> Data:
 
 def raw_insert(db: Path, data: Data) -> float:
     """Rows per second into a new file with meterd's schema, a commit per batch."""
-    conn = sqlite3.connect(db, isolation_level=None)
+    conn = connect(str(db), synchronous="FULL")  # as meterd's writer opens it
     try:
-        # The pragmas of meterd's SQLiteStore connections.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA temp_store=MEMORY")
-        conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
         migrate(conn)
         inserted = 0
         started = time.perf_counter()

@@ -43,7 +43,7 @@ from bench.batch_ingest import CUSTOMERS, INSERT_SQL, Row, make_data
 from bench.figures import machine_line, median, start_info
 from bench.machine import load_average
 from bench.server import filesystem_of, remove_db
-from meterd.storage.sqlite.connect import WAL_AUTOCHECKPOINT_PAGES
+from meterd.storage.sqlite.connect import WAL_AUTOCHECKPOINT_PAGES, connect
 from meterd.storage.sqlite.migrate import migrate
 from meterd.timeutil import now_ms
 
@@ -104,13 +104,9 @@ def event_rows(events: int, *, random_ids: bool) -> list[Row]:
 
 def load(db: Path, rows: list[Row], variant: Variant, budget_s: float) -> Run:
     """One load into a new file: rows/s over the commits, then the close timed apart."""
-    conn = sqlite3.connect(db, isolation_level=None)
+    # A connection opened as meterd's writer opens it, with this variant's checkpoint.
+    conn = connect(str(db), synchronous="FULL")
     try:
-        # The pragmas of meterd's SQLiteStore writer, with this variant's checkpoint.
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA cache_size=-65536")
-        conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute(f"PRAGMA wal_autocheckpoint={variant.checkpoint_pages}")
         migrate(conn)
         for index in INDEXES:
