@@ -141,13 +141,12 @@ def serve(channel: Connection, path: str, synchronous: str, queries: dict[str, s
     try:
         channel.send_bytes(_reply_encoder.encode(_Reply(outcomes=[])))
         while True:
-            try:
-                message = channel.recv_bytes()
-            except EOFError:
-                return
+            message = channel.recv_bytes()
             if message == _STOP:
                 return
             channel.send_bytes(_reply_encoder.encode(_transaction(conn, queries, message)))
+    except (EOFError, OSError):
+        return  # the parent is gone (killed, say): what committed stays, nobody to answer
     finally:
         conn.close()
 
