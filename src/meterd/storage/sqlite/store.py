@@ -131,13 +131,20 @@ class SQLiteStore(SQLiteInvoicing, SQLiteAlerts, Store):
             max_pending_events=self._max_pending,
             process=process,
         )
-        writer.start()  # with a process: blocks until it has opened the file
+        try:
+            writer.start()  # with a process: blocks until it has opened the file
+        except BaseException:
+            self._close_readers()
+            raise
         self._writer = writer
 
     async def close(self) -> None:
         writer, self._writer = self._writer, None
         if writer is not None:
             await asyncio.to_thread(writer.stop)
+        self._close_readers()
+
+    def _close_readers(self) -> None:
         while not self._readers.empty():
             self._readers.get_nowait().close()
 

@@ -1,8 +1,11 @@
-"""The one SQLite writer: a thread that runs every write, with group commit.
+"""The one SQLite writer: a thread that orders every write, with group commit.
 
 Concurrent ingest requests queue up while a transaction commits; the next
 transaction takes all of them at once, so the cost of the commit (an fsync)
 is shared. Each request is answered only after its transaction committed.
+With an ingest process (`ingest_process.py`, what `meterd serve` uses), that
+process runs the ingest transactions while this thread waits for each; every
+other write runs here. Either way one write runs at a time.
 """
 
 from __future__ import annotations
