@@ -41,6 +41,7 @@ from meterd.meters.groups import GroupFilter, GroupKey, GroupTotal
 from meterd.meters.values import MeterValue
 from meterd.periods import BUCKET_MS
 from meterd.rollup import ExactNumber, Partial, Point, exact, exact_decimal
+from meterd.storage.postgres.customer_filter import customers_sql
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
 # Events folded per transaction by the background build.
@@ -315,10 +316,7 @@ async def group_totals(
         "los": [lo // BUCKET_MS for lo, _ in windows],
         "his": [hi // BUCKET_MS for _, hi in windows],
     }
-    customers = ""
-    if customer_ids is not None:
-        params["customer_ids"] = list(customer_ids)
-        customers = "AND g.customer_id = ANY(%(customer_ids)s::text[])"
+    customers = customers_sql(customer_ids, params, "g.customer_id")
     sql = (
         queries["group_window_totals"]
         .replace("/*customers*/", customers)
@@ -366,10 +364,7 @@ async def level_values(
         "lo": from_ms // BUCKET_MS,
         "hi": to_ms // BUCKET_MS,
     }
-    customers = ""
-    if customer_ids is not None:
-        params["customer_ids"] = list(customer_ids)
-        customers = "AND g.customer_id = ANY(%(customer_ids)s::text[])"
+    customers = customers_sql(customer_ids, params, "g.customer_id")
     cursor = await conn.execute(
         queries["level_span"].replace("/*customers*/", customers).encode(), params
     )
@@ -432,10 +427,7 @@ async def payload_values(
         "lo": from_ms // BUCKET_MS,
         "hi": to_ms // BUCKET_MS,
     }
-    customers = ""
-    if customer_ids is not None:
-        params["customer_ids"] = list(customer_ids)
-        customers = "AND g.customer_id = ANY(%(customer_ids)s::text[])"
+    customers = customers_sql(customer_ids, params, "g.customer_id")
     cursor = await conn.execute(
         queries["payload_span"].replace("/*customers*/", customers).encode(), params
     )

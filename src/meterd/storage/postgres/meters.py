@@ -22,6 +22,7 @@ from meterd.meters.values import (
 )
 from meterd.periods import BUCKET_MS, PeriodBounds
 from meterd.storage.postgres import group_rollups
+from meterd.storage.postgres.customer_filter import customers_sql
 from meterd.storage.postgres.meter_indexes import literal
 
 Connection = psycopg.AsyncConnection[tuple[Any, ...]]
@@ -147,11 +148,13 @@ def with_type(sql: str, event_type: str) -> str:
     return sql.replace("%(event_type)s", literal(event_type).replace("%", "%%"))
 
 
-def with_customers(sql: str, customer_ids: Sequence[str] | None, params: dict[str, Any]) -> str:
-    if customer_ids is None:
-        return sql.replace("/*customers*/", "")
-    params["customer_ids"] = list(customer_ids)
-    return sql.replace("/*customers*/", "AND customer_id = ANY(%(customer_ids)s::text[])")
+def with_customers(
+    sql: str,
+    customer_ids: Sequence[str] | None,
+    params: dict[str, Any],
+    column: str = "customer_id",
+) -> str:
+    return sql.replace("/*customers*/", customers_sql(customer_ids, params, column))
 
 
 async def meter_aggregate(
@@ -216,7 +219,7 @@ async def window_totals(
         "his": [hi // BUCKET_MS for _, hi in windows],
     }
     sql = queries["window_totals"].replace("/*customer*/", ", r.customer_id" if by_customer else "")
-    sql = with_customers(sql, customer_ids, params).replace("AND customer_id", "AND r.customer_id")
+    sql = with_customers(sql, customer_ids, params, "r.customer_id")
     cursor = await conn.execute(sql.encode(), params)
     result = []
     for row in await cursor.fetchall():

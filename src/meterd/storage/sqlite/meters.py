@@ -235,8 +235,13 @@ def with_type(sql: str, event_type: str) -> str:
     return sql.replace(":event_type", literal(event_type))
 
 
-def _with_customers(sql: str, customer_ids: Sequence[str] | None, params: dict[str, Any]) -> str:
-    return sql.replace("/*customers*/", customers_sql(customer_ids, params))
+def _with_customers(
+    sql: str,
+    customer_ids: Sequence[str] | None,
+    params: dict[str, Any],
+    column: str = "customer_id",
+) -> str:
+    return sql.replace("/*customers*/", customers_sql(customer_ids, params, column))
 
 
 def meter_aggregate(
@@ -314,7 +319,7 @@ def window_totals(
     sql = sql.replace("/*days*/", values_sql(days))
     sql = sql.replace("/*customer*/", ", customer_id" if by_customer else "")
     params: dict[str, Any] = {"event_type": event_type}
-    sql = _with_customers(sql, customer_ids, params).replace("AND customer_id", "AND r.customer_id")
+    sql = _with_customers(sql, customer_ids, params, "r.customer_id")
     try:
         rows = conn.execute(sql, params).fetchall()
     except sqlite3.OperationalError as error:
