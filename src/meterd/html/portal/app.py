@@ -57,9 +57,8 @@ def portal_app(deps: PortalDeps) -> ASGIApp:
             now_ms=now_ms(),
         )
 
-    async def page(request: Request) -> Response:
-        grant = await grant_of(request)
-        data, usage = await portal_usage(
+    async def grant_usage(grant: PortalGrant) -> tuple[PortalUsage, UsageOut]:
+        return await portal_usage(
             deps.store,
             grant=grant,
             config=deps.config,
@@ -67,6 +66,10 @@ def portal_app(deps: PortalDeps) -> ASGIApp:
             ops=deps.ops,
             now_ms=now_ms(),
         )
+
+    async def page(request: Request) -> Response:
+        grant = await grant_of(request)
+        data, usage = await grant_usage(grant)
         charts = [
             bar_chart(meter, [(h.period_key, h.values.get(meter, 0)) for h in data.history])
             for meter in grant.meters
@@ -89,26 +92,12 @@ def portal_app(deps: PortalDeps) -> ASGIApp:
 
     async def usage_json(request: Request) -> Response:
         grant = await grant_of(request)
-        data, _ = await portal_usage(
-            deps.store,
-            grant=grant,
-            config=deps.config,
-            calendars=deps.calendars,
-            ops=deps.ops,
-            now_ms=now_ms(),
-        )
+        data, _ = await grant_usage(grant)
         return Response(msgspec.json.encode(data), media_type="application/json")
 
     async def usage_csv(request: Request) -> Response:
         grant = await grant_of(request)
-        data, _ = await portal_usage(
-            deps.store,
-            grant=grant,
-            config=deps.config,
-            calendars=deps.calendars,
-            ops=deps.ops,
-            now_ms=now_ms(),
-        )
+        data, _ = await grant_usage(grant)
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(
