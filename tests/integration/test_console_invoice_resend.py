@@ -6,19 +6,22 @@ from __future__ import annotations
 import re
 
 import httpx
-import msgspec
 import pytest
 
 from meterd.closing import PeriodCloser
 from meterd.config.model import SystemConfig
-from meterd.config.plans import InvoicingConfig, StripeConfig
 from meterd.storage.base import Store
 from meterd.timeutil import now_ms
-from tests.conftest import make_config
 from tests.integration.console_support import csrf_of, sign_in
-from tests.integration.test_stripe_bridge import LATER, bill, bridge_for, only_invoice
-from tests.localstripe_server import API_KEY, LocalStripe, StripeAccount, shared_localstripe
-from tests.plans_support import PRO, close_until_done, plans_for
+from tests.integration.test_stripe_bridge import (
+    LATER,
+    bill,
+    bridge_for,
+    only_invoice,
+    pro_config_on,
+)
+from tests.localstripe_server import LocalStripe, StripeAccount, shared_localstripe
+from tests.plans_support import close_until_done
 
 
 @pytest.fixture
@@ -28,12 +31,7 @@ def localstripe() -> LocalStripe:
 
 @pytest.fixture
 def config(localstripe: LocalStripe) -> SystemConfig:
-    base = make_config()
-    return msgspec.structs.replace(
-        base,
-        plans=plans_for(base, {"pro": PRO}),
-        invoicing=InvoicingConfig(stripe=StripeConfig(api_key=API_KEY, api_base=localstripe.url)),
-    )
+    return pro_config_on(localstripe)
 
 
 async def test_a_failed_invoice_shows_its_error_and_is_resent_from_the_console(

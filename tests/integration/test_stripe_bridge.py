@@ -41,14 +41,19 @@ def stripe(localstripe: LocalStripe) -> StripeAccount:
     return StripeAccount(localstripe.url)
 
 
-@pytest.fixture
-def config(localstripe: LocalStripe) -> SystemConfig:
+def pro_config_on(localstripe: LocalStripe) -> SystemConfig:
+    """The test config with the pro plan, invoiced through `localstripe`."""
     base = make_config()
     return msgspec.structs.replace(
         base,
         plans=plans_for(base, {"pro": PRO}),
         invoicing=InvoicingConfig(stripe=StripeConfig(api_key=API_KEY, api_base=localstripe.url)),
     )
+
+
+@pytest.fixture
+def config(localstripe: LocalStripe) -> SystemConfig:
+    return pro_config_on(localstripe)
 
 
 def bridge_for(
