@@ -2,11 +2,13 @@
 
     .venv/bin/python -m bench.postgres_ingest [--events N] [--batch 1000] [--clients K]
                                               [--url URL] [--runs 3] [--workers 1,2]
+                                              [--timestamps month|hour]
 
 1. Data: N events (unique ids, ~10,000 customers, three event types, ISO-8601
-   timestamps spread over the current month up to now, small metadata on half of
-   them), pre-encoded as JSON bodies of `--batch` events, plus the same rows as
-   COPY tuples and as `NewEvent` lists.
+   timestamps spread over the current month up to now, or with `--timestamps hour`
+   over the last hour, where a live stream's events fall and keep updating the same
+   rollup rows; small metadata on half of them), pre-encoded as JSON bodies of
+   `--batch` events, plus the same rows as COPY tuples and as `NewEvent` lists.
 2. Figures, each on a fresh schema `bench_<random>` (dropped afterwards), interleaved
    and repeated `--runs` times so that a busy neighbour hurts all of them alike:
    - raw COPY: `COPY events FROM STDIN` of the same rows into meterd's own schema
@@ -89,6 +91,7 @@ COPY_SQL = (
     "COPY events (seq, id, event_type, customer_id, value, metadata, ts, received_at) FROM STDIN"
 )
 TARGET_EVENTS_PER_S = 40_000
+HOUR_MS = 3_600_000
 SERVER_START_TIMEOUT_S = 60.0
 # Leaves the server's scheduler idle while it is timed: this measures ingest, not closing.
 CLOSE_INTERVAL = "1h"
@@ -107,6 +110,7 @@ class Options:
     runs: int
     workers: tuple[int, ...]
     budget_s: float
+    timestamps: str = "month"
 
 
 @dataclass(frozen=True)
@@ -226,11 +230,13 @@ class CpuSample:
 # -- the data --------------------------------------------------------------------
 
 
-def make_data(events: int, batch: int, now: int) -> Data:
+def make_data(events: int, batch: int, now: int, timestamps: str = "month") -> Data:
     rng = random.Random(SEED)
     moment = ms_to_datetime(now)
-    month_start = int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp() * 1000)
-    last_ts = max(month_start, now - 1_000)
+    first_ts = int(datetime(moment.year, moment.month, 1, tzinfo=UTC).timestamp() * 1000)
+    if timestamps == "hour":
+        first_ts = max(first_ts, now - HOUR_MS)
+    last_ts = max(first_ts, now - 1_000)
     encoder = msgspec.json.Encoder()
     received = ms_to_datetime(now)
     bodies, copy_batches, event_batches = [], [], []
@@ -240,7 +246,7 @@ def make_data(events: int, batch: int, now: int) -> Data:
             event_type = rng.choices(EVENT_TYPES, weights=(0.7, 0.1, 0.2))[0]
             value = sample_value(rng, event_type)
             customer = f"cust_{rng.randrange(CUSTOMERS):05d}"
-            ts = rng.randint(month_start, last_ts)
+            ts = rng.randint(first_ts, last_ts)
             metadata = METADATA if index % 2 == 0 else None
             event_id = f"evt_{SEED}_{index:09d}"
             items.append(batch_item(event_id, event_type, customer, value, ts, metadata))
@@ -261,7 +267,7 @@ def make_data(events: int, batch: int, now: int) -> Data:
         bodies.append(encoder.encode(items))
         copy_batches.append(rows)
         event_batches.append(news)
-    return Data(bodies, copy_batches, event_batches, month_start, last_ts)
+    return Data(bodies, copy_batches, event_batches, first_ts, last_ts)
 
 
 # -- schemas -----------------------------------------------------------------------
@@ -676,6 +682,12 @@ def parse_options(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--runs", type=int, default=3, help="repetitions of each figure")
     parser.add_argument("--workers", default="1,2", help="meterd serve --workers to measure")
     parser.add_argument("--budget", type=float, default=300.0, help="seconds per run at most")
+    parser.add_argument(
+        "--timestamps",
+        choices=("month", "hour"),
+        default="month",
+        help="spread events over the current month (default) or the last hour",
+    )
     args = parser.parse_args(argv)
     try:
         workers = tuple(int(w) for w in args.workers.split(","))
@@ -695,6 +707,7 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         runs=args.runs,
         workers=workers,
         budget_s=args.budget,
+        timestamps=args.timestamps,
     )
 
 
@@ -713,7 +726,7 @@ def run_all(opts: Options, workdir: Path) -> int:
     config = {**CONFIG, "maxBatchSize": max(1_000, opts.batch)}
     (workdir / "systemconfig.json").write_text(json.dumps(config))
     started = time.monotonic()
-    data = make_data(opts.events, opts.batch, now_ms())
+    data = make_data(opts.events, opts.batch, now_ms(), opts.timestamps)
     print(
         f"data: {opts.events:,} events generated in {time.monotonic() - started:.1f} s", flush=True
     )
