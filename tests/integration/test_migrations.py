@@ -60,7 +60,14 @@ async def postgres_schema(conn: psycopg.AsyncConnection) -> list[tuple[str, ...]
         "SELECT tablename, indexname, indexdef FROM pg_indexes"
         " WHERE schemaname = current_schema() ORDER BY indexname"
     )
-    return [tuple(map(str, row)) for row in [*await columns.fetchall(), *await indexes.fetchall()]]
+    # Storage parameters (the rollups' fill factor) too.
+    options = await conn.execute(
+        "SELECT relname, coalesce(array_to_string(reloptions, ','), '') FROM pg_class"
+        " WHERE relnamespace = current_schema()::regnamespace AND relkind = 'r'"
+        " ORDER BY relname"
+    )
+    rows = [*await columns.fetchall(), *await indexes.fetchall(), *await options.fetchall()]
+    return [tuple(map(str, row)) for row in rows]
 
 
 async def test_postgres_fresh_and_upgraded_are_identical(postgres_url: str) -> None:
