@@ -10,10 +10,10 @@ Not meterd's behaviour today, and no reads are served: a measurement of the next
 (bench.ingest_phases' data) in --group-event transactions, one after another:
 
 - `today`: `event_insert.insert_events` as the ingest process runs it.
-- `rollups folded`: the same function, but the steps that derive data from the events
-  (rollups, daily partials of late events, group rollups, notes of late events, alert
-  marks) only collect their input; every --fold-every transactions one more
-  transaction runs those very steps on everything collected.
+- `rollups folded`: the same function, but its `write_derived` (rollups, daily partials
+  of late events, group rollups, notes of late events, alert marks) only collects its
+  input; every --fold-every transactions one more transaction runs `write_derived` on
+  everything collected.
 - `index and rollups folded`: as above, and the index by customer is not on `events`:
   the fold writes (customer_id, ts, seq) into a table of its own keyed that way, sorted.
 
@@ -28,8 +28,8 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -38,9 +38,7 @@ from bench.figures import machine_line, start_info
 from bench.ingest_phases import repeated_events
 from bench.machine import load_average
 from meterd.ingest import NewEvent
-from meterd.rollup import fold
-from meterd.storage.sqlite import corrections, daily, event_insert, group_rollups, rollups
-from meterd.storage.sqlite.alerts import touch_watched
+from meterd.storage.sqlite import event_insert
 from meterd.storage.sqlite.connect import connect
 from meterd.storage.sqlite.event_insert import insert_events
 from meterd.storage.sqlite.migrate import migrate
@@ -56,61 +54,36 @@ CREATE TABLE customer_events (
 
 
 class Collected:
-    """What insert_events handed to the deriving steps since the last fold."""
+    """What insert_events handed to `write_derived` since the last fold."""
 
     def __init__(self) -> None:
-        self.points: list[Any] = []
         self.rows: list[Any] = []
+        self.points: list[Any] = []
         self.compacted: int | None = None
 
+    def keep(
+        self, conn: Any, queries: Any, rows: list[Any], points: list[Any], compacted: int | None
+    ) -> None:
+        """Stands in for `write_derived` in the acknowledging transaction."""
+        self.rows.extend(rows)
+        self.points.extend(points)
+        self.compacted = compacted
+
     def clear(self) -> None:
-        self.points, self.rows = [], []
+        self.rows, self.points = [], []
 
 
-@contextmanager
-def collecting(collected: Collected) -> Iterator[None]:
-    """insert_events with its deriving steps replaced by collecting their input."""
-
-    def keep_points(points: list[Any]) -> list[Any]:
-        collected.points.extend(points)
-        return []
-
-    def keep_rows(conn: Any, queries: Any, rows: list[Any], compacted: int | None) -> None:
-        collected.rows.extend(rows)
-        collected.compacted = compacted
-
-    with ExitStack() as patches:
-        for owner, name, stand_in in [
-            (event_insert, "fold", keep_points),
-            (rollups, "upsert_partials", lambda *args: None),
-            (daily, "late_partials", lambda *args: {}),
-            (group_rollups, "keep_group_rollups", keep_rows),
-            (corrections, "note_late_events", lambda *args: None),
-            (event_insert, "touch_watched", lambda *args: None),
-        ]:
-            patches.enter_context(mock.patch.object(owner, name, stand_in))
-        yield
-
-
-# The real steps, looked up before any patch.
-_UPSERT, _LATE = rollups.upsert_partials, daily.late_partials
-_GROUPS, _NOTE = group_rollups.keep_group_rollups, corrections.note_late_events
+# The real step, looked up before any patch.
+_WRITE_DERIVED = event_insert.write_derived
 
 
 def fold_collected(
     conn: sqlite3.Connection, queries: dict[str, str], collected: Collected, index: bool
 ) -> None:
-    """The deriving steps of insert_events, once, on everything collected."""
-    points, rows, compacted = collected.points, collected.rows, collected.compacted
-    _UPSERT(conn, queries["upsert_rollup"], fold(points))
-    late = _LATE(points, compacted)
-    if late:
-        _UPSERT(conn, queries["upsert_daily_rollup"], late)
-    _GROUPS(conn, queries, rows, compacted)
-    _NOTE(conn, queries, points)
-    touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
+    """What insert_events derives, once, from everything collected."""
+    _WRITE_DERIVED(conn, queries, collected.rows, collected.points, collected.compacted)
     if index:
-        keys = sorted((row[3], row[6], row[0]) for row in rows)
+        keys = sorted((row[3], row[6], row[0]) for row in collected.rows)
         conn.executemany("INSERT INTO customer_events VALUES (?, ?, ?)", keys)
 
 
@@ -137,7 +110,7 @@ def run_layout(
     started = time.perf_counter()
     with ExitStack() as patches:
         if folded:
-            patches.enter_context(collecting(collected))
+            patches.enter_context(mock.patch.object(event_insert, "write_derived", collected.keep))
         for events in slices:
             slice_started = time.perf_counter()
             for start in range(0, len(events), group):

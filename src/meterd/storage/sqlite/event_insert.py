@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from meterd.errors import IdConflict
 from meterd.idempotency import Outcome, StoredContent, resolve
 from meterd.ingest import NewEvent
+from meterd.meters.group_rollup import StoredRow
 from meterd.rollup import Point, fold
 from meterd.storage.sqlite import corrections, daily, group_rollups, rollups
 from meterd.storage.sqlite.alerts import touch_watched
@@ -59,14 +60,26 @@ def insert_events(
                 )
             )
     insert_rows(conn, q["insert_event"], rows)
-    rollups.upsert_partials(conn, q["upsert_rollup"], fold(points))
+    write_derived(conn, q, rows, points, compacted)
+    return outcomes
+
+
+def write_derived(
+    conn: sqlite3.Connection,
+    queries: Mapping[str, str],
+    rows: Sequence[StoredRow],
+    points: Sequence[tuple[str, str, Point]],
+    compacted: int | None,
+) -> None:
+    """Everything the new events feed, in the caller's transaction: rollups, daily
+    partials of late events, group rollups, notes of late events and alert marks."""
+    rollups.upsert_partials(conn, queries["upsert_rollup"], fold(points))
     late = daily.late_partials(points, compacted)
     if late:
-        rollups.upsert_partials(conn, q["upsert_daily_rollup"], late)
-    group_rollups.keep_group_rollups(conn, q, rows, compacted)
-    corrections.note_late_events(conn, q, points)
+        rollups.upsert_partials(conn, queries["upsert_daily_rollup"], late)
+    group_rollups.keep_group_rollups(conn, queries, rows, compacted)
+    corrections.note_late_events(conn, queries, points)
     touch_watched(conn, ((customer, meter) for customer, meter, _ in points))
-    return outcomes
 
 
 def _stored_by_id(conn: sqlite3.Connection, ids: set[str]) -> dict[str, StoredContent]:
